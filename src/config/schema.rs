@@ -1,0 +1,241 @@
+//! The configuration schema: what `config/sluis.toml` may contain.
+//!
+//! Every struct denies unknown keys, so a misspelt key is an error that names the file and line
+//! instead of a setting silently ignored. Formats (networks, addresses, durations) are parsed by
+//! serde while the TOML is read, so their errors carry the position of the offending value.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
+    pub timeouts: TimeoutsConfig,
+    pub upstream: UpstreamConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Name in the greeting, the EHLO reply and the `Received:` header.
+    pub hostname: String,
+    /// Addresses the SMTP listener binds.
+    pub listen: Vec<SocketAddr>,
+    /// Client networks that may relay through Sluis without authenticating.
+    pub allow_networks: Vec<IpNet>,
+    /// Where message bodies too large for memory and (later) quarantined mail are kept.
+    pub spool_dir: PathBuf,
+    /// Address of the admin HTTP listener (/healthz, /metrics); none when absent.
+    pub admin_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// PEM certificate chain offered with STARTTLS. When absent, a self-signed certificate is
+    /// generated at start (with a warning): encryption without authentication.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key for `cert_file`.
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Offer AUTH PLAIN/LOGIN after STARTTLS. An authenticated client may relay from any address.
+    pub enabled: bool,
+    /// Lines of `user:$argon2id$...` (PHC strings, as `sluis passwd` prints them).
+    pub credentials_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Longest command line accepted, CRLF included (RFC 5321 minimum: 512).
+    pub command_line_length: usize,
+    /// Longest message text line accepted, CRLF included (RFC 5321 §4.5.3.1.6: 1000).
+    pub text_line_length: usize,
+    /// Largest message accepted, in bytes; announced with SIZE and enforced while streaming.
+    pub message_size: usize,
+    /// Bytes of a message held in memory before the rest is spooled to a file.
+    pub memory_buffer: usize,
+    /// Recipients per transaction.
+    pub recipients: usize,
+    /// Concurrent SMTP sessions in total.
+    pub sessions: usize,
+    /// Concurrent SMTP sessions from one client address.
+    pub sessions_per_client: usize,
+    /// Errors in one session before Sluis says 421 and hangs up.
+    pub errors_per_session: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Waiting for the next command (RFC 5321 §4.5.3.2.7: at least 5 minutes).
+    #[serde(with = "humantime_serde")]
+    pub command: Duration,
+    /// Waiting for the next block of message data (RFC 5321 §4.5.3.2.5: 3 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_block: Duration,
+    /// After SIGTERM, how long sessions in progress may take to finish.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    /// The lane all mail takes until the policy chooses otherwise.
+    pub default_lane: String,
+    /// Named upstream MTAs; the policy picks one per required TLS level (DESIGN §1).
+    pub lanes: BTreeMap<String, LaneConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StartTls {
+    /// Use STARTTLS when the upstream offers it; no certificate check.
+    Opportunistic,
+    /// Refuse to relay (4xx) unless STARTTLS succeeds.
+    Required,
+    /// Never use STARTTLS to this upstream.
+    Off,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LaneConfig {
+    /// `host:port` of the upstream SMTP service.
+    pub address: String,
+    pub starttls: StartTls,
+    /// Verify the upstream's certificate against this PEM CA bundle (and `server_name`).
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify the upstream certificate against; defaults to the host of `address`.
+    pub server_name: Option<String>,
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// Per-command reply timeouts of RFC 5321 §4.5.3.2 (greeting, MAIL, RCPT: 5 min).
+    #[serde(with = "humantime_serde")]
+    pub command_timeout: Duration,
+    /// Reply to DATA (RFC 5321 §4.5.3.2.3: 2 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_init_timeout: Duration,
+    /// Writing one block of data (RFC 5321 §4.5.3.2.5: 3 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_block_timeout: Duration,
+    /// Reply after the final dot (RFC 5321 §4.5.3.2.6: 10 minutes).
+    #[serde(with = "humantime_serde")]
+    pub data_done_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// A tracing filter: `info`, `sluis=debug`, ...; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            hostname: default_hostname(),
+            listen: vec![SocketAddr::from(([127, 0, 0, 1], 2525))],
+            allow_networks: vec![
+                "127.0.0.0/8".parse().expect("literal network"),
+                "::1/128".parse().expect("literal network"),
+            ],
+            spool_dir: PathBuf::from("/var/spool/sluis"),
+            admin_listen: None,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            command_line_length: 2048,
+            text_line_length: 1000,
+            message_size: 50 * 1024 * 1024,
+            memory_buffer: 1024 * 1024,
+            recipients: 100,
+            sessions: 500,
+            sessions_per_client: 100,
+            errors_per_session: 20,
+        }
+    }
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            command: Duration::from_secs(300),
+            data_block: Duration::from_secs(180),
+            shutdown_grace: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        let mut lanes = BTreeMap::new();
+        lanes.insert("default".to_string(), LaneConfig::default());
+        UpstreamConfig {
+            default_lane: "default".to_string(),
+            lanes,
+        }
+    }
+}
+
+impl Default for LaneConfig {
+    fn default() -> Self {
+        LaneConfig {
+            address: "127.0.0.1:10025".to_string(),
+            starttls: StartTls::Opportunistic,
+            ca_file: None,
+            server_name: None,
+            connect_timeout: Duration::from_secs(30),
+            command_timeout: Duration::from_secs(300),
+            data_init_timeout: Duration::from_secs(120),
+            data_block_timeout: Duration::from_secs(180),
+            data_done_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+/// The machine's host name, as the greeting's default.
+fn default_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}

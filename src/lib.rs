@@ -1,0 +1,13 @@
+//! Sluis: an outbound mail gateway that enforces NTA 7516 for Dutch healthcare.
+//!
+//! The modules follow the data flow of one message (DESIGN §2):
+//! `smtp` (inbound session) → `spool` (body storage) → `relay` (upstream lanes),
+//! with `config`, `metrics` and `admin` around them.
+
+pub mod admin;
+pub mod config;
+pub mod metrics;
+pub mod relay;
+pub mod smtp;
+pub mod spool;
+pub mod stream;

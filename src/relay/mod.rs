@@ -1,0 +1,437 @@
+//! Relay mode: hand an accepted transaction to an upstream lane and report its verdict.
+//!
+//! Sluis keeps no queue here. The client's end of DATA is answered only after the upstream has
+//! answered, so whatever goes wrong, the message is still in the client's queue unless the
+//! upstream took responsibility for it (DESIGN §1).
+//!
+//! Per-recipient outcomes are squeezed into the one end-of-DATA reply SMTP allows:
+//! - all recipients accepted: the upstream's reply to the data;
+//! - any recipient deferred (4xx): nothing is sent, the client gets that 4xx and retries all,
+//!   which cannot duplicate because nobody received anything yet;
+//! - some refused for good (5xx), others accepted: the accepted ones get the message, the
+//!   sender gets a delivery status notification for the refused ones (RFC 3464);
+//! - all refused: the refusal.
+
+pub mod client;
+mod dsn;
+pub mod received;
+pub mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rustls_pki_types::ServerName;
+use smtp_proto::{MailFrom, RcptTo, Response};
+use tokio_rustls::TlsConnector;
+
+use crate::config::{Config, LaneConfig, StartTls};
+use crate::smtp::reply::Reply;
+use crate::spool::SpooledBody;
+
+use client::{Client, UpstreamError};
+
+/// A transaction's envelope, as the client gave it.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub id: String,
+    pub mail_from: MailFrom<String>,
+    pub rcpts: Vec<RcptTo<String>>,
+}
+
+/// One upstream lane, ready to use.
+pub struct Lane {
+    pub name: String,
+    pub config: LaneConfig,
+    pub host: String,
+    pub port: u16,
+    /// `None` when the lane never uses STARTTLS.
+    pub connector: Option<TlsConnector>,
+    pub server_name: ServerName<'static>,
+}
+
+impl Lane {
+    pub fn from_config(name: &str, config: &LaneConfig) -> Result<Lane, String> {
+        let (host, port) = parse_host_port(&config.address)?;
+        let connector = match config.starttls {
+            StartTls::Off => None,
+            _ => {
+                let roots = match &config.ca_file {
+                    Some(ca) => Some(tls::load_roots(ca).map_err(|e| e.to_string())?),
+                    None => None,
+                };
+                Some(tls::connector(roots))
+            }
+        };
+        let name_for_tls = config.server_name.clone().unwrap_or_else(|| host.clone());
+        let server_name = ServerName::try_from(name_for_tls.clone())
+            .map_err(|_| format!("{name_for_tls:?} is not a valid TLS server name"))?;
+        Ok(Lane {
+            name: name.to_string(),
+            config: config.clone(),
+            host,
+            port,
+            connector,
+            server_name,
+        })
+    }
+
+    pub fn tls_required(&self) -> bool {
+        self.config.starttls == StartTls::Required
+    }
+}
+
+/// All lanes by name, plus which one is the default.
+pub struct Lanes {
+    pub default: String,
+    lanes: BTreeMap<String, Arc<Lane>>,
+}
+
+impl Lanes {
+    pub fn from_config(config: &Config) -> Result<Lanes, String> {
+        let mut lanes = BTreeMap::new();
+        for (name, lane) in &config.upstream.lanes {
+            let lane = Lane::from_config(name, lane).map_err(|e| format!("lane {name}: {e}"))?;
+            lanes.insert(name.clone(), Arc::new(lane));
+        }
+        Ok(Lanes {
+            default: config.upstream.default_lane.clone(),
+            lanes,
+        })
+    }
+
+    pub fn default_lane(&self) -> Arc<Lane> {
+        self.lanes
+            .get(&self.default)
+            .cloned()
+            .expect("validated: the default lane exists")
+    }
+}
+
+/// Splits `host:port` or `[v6]:port`.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("{s:?} is not host:port");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        (h, p)
+    } else {
+        s.rsplit_once(':').ok_or_else(bad)?
+    };
+    if host.is_empty() || host.contains(':') && !s.starts_with('[') {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
+
+/// RFC 3461 xtext, for ENVID and ORCPT passed upstream.
+fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (b'!'..=b'~').contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The upstream's reply, as a reply to our client: code, enhanced code and text kept.
+pub fn from_upstream(r: &Response<String>) -> Reply {
+    let status = if r.esc[0] != 0 {
+        format!("{}.{}.{}", r.esc[0], r.esc[1], r.esc[2])
+    } else {
+        format!("{}.0.0", r.code / 100)
+    };
+    Reply {
+        code: r.code,
+        status,
+        lines: r.message.lines().map(str::to_string).collect(),
+    }
+}
+
+fn unavailable(lane: &Lane, e: &UpstreamError) -> Reply {
+    Reply::new(
+        451,
+        "4.4.1",
+        format!(
+            "Upstream {} unavailable ({e}); message not accepted, try again later",
+            lane.name
+        ),
+    )
+}
+
+fn mail_command(from: &MailFrom<String>, client: &Client, size: usize) -> Result<String, Reply> {
+    use smtp_proto::*;
+    let caps = &client.caps;
+    let mut cmd = format!("MAIL FROM:<{}>", from.address);
+    if from.flags & MAIL_BODY_8BITMIME != 0 {
+        if !caps.has_capability(EXT_8BIT_MIME) {
+            return Err(Reply::new(
+                554,
+                "5.6.3",
+                "Upstream does not accept 8BITMIME and Sluis does not convert messages",
+            ));
+        }
+        cmd.push_str(" BODY=8BITMIME");
+    } else if from.flags & MAIL_BODY_7BIT != 0 && caps.has_capability(EXT_8BIT_MIME) {
+        cmd.push_str(" BODY=7BIT");
+    }
+    if from.flags & MAIL_SMTPUTF8 != 0 {
+        if !caps.has_capability(EXT_SMTP_UTF8) {
+            return Err(Reply::new(
+                553,
+                "5.6.7",
+                "Upstream does not accept SMTPUTF8 and the message requires it",
+            ));
+        }
+        cmd.push_str(" SMTPUTF8");
+    }
+    if caps.has_capability(EXT_SIZE) {
+        cmd.push_str(&format!(" SIZE={size}"));
+    }
+    if caps.has_capability(EXT_DSN) {
+        if from.flags & MAIL_RET_FULL != 0 {
+            cmd.push_str(" RET=FULL");
+        } else if from.flags & MAIL_RET_HDRS != 0 {
+            cmd.push_str(" RET=HDRS");
+        }
+        if let Some(id) = &from.env_id {
+            cmd.push_str(&format!(" ENVID={}", xtext(id)));
+        }
+    }
+    cmd.push_str("\r\n");
+    Ok(cmd)
+}
+
+fn rcpt_command(to: &RcptTo<String>, client: &Client) -> String {
+    use smtp_proto::*;
+    let mut cmd = format!("RCPT TO:<{}>", to.address);
+    if client.caps.has_capability(EXT_DSN) {
+        let mut notify = Vec::new();
+        if to.flags & RCPT_NOTIFY_NEVER != 0 {
+            notify.push("NEVER");
+        }
+        if to.flags & RCPT_NOTIFY_SUCCESS != 0 {
+            notify.push("SUCCESS");
+        }
+        if to.flags & RCPT_NOTIFY_FAILURE != 0 {
+            notify.push("FAILURE");
+        }
+        if to.flags & RCPT_NOTIFY_DELAY != 0 {
+            notify.push("DELAY");
+        }
+        if !notify.is_empty() {
+            cmd.push_str(&format!(" NOTIFY={}", notify.join(",")));
+        }
+        if let Some(orcpt) = &to.orcpt {
+            cmd.push_str(&format!(" ORCPT=rfc822;{}", xtext(orcpt)));
+        }
+    }
+    cmd.push_str("\r\n");
+    cmd
+}
+
+/// Adds the dot-stuffing of RFC 5321 §4.5.2 to content that has only CRLF line ends.
+#[derive(Default)]
+struct DotStuffer {
+    mid_line: bool,
+}
+
+impl DotStuffer {
+    fn stuff(&mut self, mut chunk: &[u8], out: &mut Vec<u8>) {
+        while !chunk.is_empty() {
+            if !self.mid_line && chunk[0] == b'.' {
+                out.push(b'.');
+            }
+            match memchr::memchr(b'\n', chunk) {
+                Some(i) => {
+                    out.extend_from_slice(&chunk[..=i]);
+                    chunk = &chunk[i + 1..];
+                    self.mid_line = false;
+                }
+                None => {
+                    out.extend_from_slice(chunk);
+                    self.mid_line = true;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Relays one transaction through `lane`; the reply is what the client's end of DATA gets.
+pub async fn relay(
+    lane: &Lane,
+    helo: &str,
+    env: &Envelope,
+    trace_header: &[u8],
+    body: &mut SpooledBody,
+) -> Reply {
+    let started = Instant::now();
+    let reply = match try_relay(lane, helo, env, trace_header, body).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::warn!(id = %env.id, lane = %lane.name, error = %e, "upstream failed");
+            unavailable(lane, &e)
+        }
+    };
+    crate::metrics::upstream_seconds(&lane.name, started.elapsed());
+    reply
+}
+
+async fn try_relay(
+    lane: &Lane,
+    helo: &str,
+    env: &Envelope,
+    trace_header: &[u8],
+    body: &mut SpooledBody,
+) -> Result<Reply, UpstreamError> {
+    let cfg = &lane.config;
+    let mut up = Client::connect(lane, helo).await?;
+    let size = trace_header.len() + body.len();
+    let mail = match mail_command(&env.mail_from, &up, size) {
+        Ok(m) => m,
+        Err(reply) => {
+            up.quit().await;
+            return Ok(reply);
+        }
+    };
+
+    // MAIL and the RCPTs go out together when the upstream pipelines (RFC 2920).
+    let pipelining = up.caps.has_capability(smtp_proto::EXT_PIPELINING);
+    let rcpt_lines: Vec<String> = env.rcpts.iter().map(|r| rcpt_command(r, &up)).collect();
+    let mail_reply;
+    let mut rcpt_replies = Vec::with_capacity(env.rcpts.len());
+    if pipelining {
+        let mut batch = mail.into_bytes();
+        for line in &rcpt_lines {
+            batch.extend_from_slice(line.as_bytes());
+        }
+        up.send(&batch).await?;
+        mail_reply = up.read_reply(cfg.command_timeout, "MAIL").await?;
+        for _ in &rcpt_lines {
+            rcpt_replies.push(up.read_reply(cfg.command_timeout, "RCPT").await?);
+        }
+    } else {
+        mail_reply = up
+            .command(mail.as_bytes(), cfg.command_timeout, "MAIL")
+            .await?;
+        if mail_reply.code / 100 == 2 {
+            for line in &rcpt_lines {
+                rcpt_replies.push(
+                    up.command(line.as_bytes(), cfg.command_timeout, "RCPT")
+                        .await?,
+                );
+            }
+        }
+    }
+    if mail_reply.code / 100 != 2 {
+        up.quit().await;
+        return Ok(from_upstream(&mail_reply));
+    }
+
+    let deferred = rcpt_replies.iter().position(|r| r.code / 100 == 4);
+    let refused: Vec<usize> = (0..rcpt_replies.len())
+        .filter(|&i| rcpt_replies[i].code / 100 == 5)
+        .collect();
+    if let Some(i) = deferred {
+        // Nobody gets the message now; the client retries the whole transaction.
+        let _ = up.command(b"RSET\r\n", cfg.command_timeout, "RSET").await;
+        up.quit().await;
+        let mut reply = from_upstream(&rcpt_replies[i]);
+        reply.lines[0] = format!("<{}>: {}", env.rcpts[i].address, reply.lines[0]);
+        return Ok(reply);
+    }
+    if refused.len() == env.rcpts.len() {
+        up.quit().await;
+        let mut reply = from_upstream(&rcpt_replies[0]);
+        reply.lines[0] = format!("<{}>: {}", env.rcpts[0].address, reply.lines[0]);
+        return Ok(reply);
+    }
+
+    let go = up
+        .command(b"DATA\r\n", cfg.data_init_timeout, "DATA")
+        .await?;
+    if go.code != 354 {
+        up.quit().await;
+        return Ok(from_upstream(&go));
+    }
+    let mut stuffer = DotStuffer::default();
+    let mut out = Vec::with_capacity(80 * 1024);
+    stuffer.stuff(trace_header, &mut out);
+    body.rewind().await?;
+    loop {
+        let chunk = body.next_chunk().await?;
+        let last = chunk.is_none();
+        if let Some(c) = chunk {
+            stuffer.stuff(&c, &mut out);
+        }
+        if last {
+            if stuffer.mid_line {
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b".\r\n");
+        }
+        if out.len() >= 64 * 1024 || last {
+            tokio::time::timeout(cfg.data_block_timeout, up.write(&out))
+                .await
+                .map_err(|_| UpstreamError::Timeout(cfg.data_block_timeout, "data block"))??;
+            out.clear();
+        }
+        if last {
+            break;
+        }
+    }
+    up.flush().await?;
+    let done = up.read_reply(cfg.data_done_timeout, "end of data").await?;
+    up.quit().await;
+
+    if done.code / 100 == 2 && !refused.is_empty() {
+        let failures: Vec<(&RcptTo<String>, &Response<String>)> = refused
+            .iter()
+            .map(|&i| (&env.rcpts[i], &rcpt_replies[i]))
+            .collect();
+        dsn::send_failure_notice(lane, helo, env, &failures, body).await;
+    }
+    Ok(from_upstream(&done))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:25"),
+            Ok(("127.0.0.1".into(), 25))
+        );
+        assert_eq!(parse_host_port("[::1]:10025"), Ok(("::1".into(), 10025)));
+        assert_eq!(parse_host_port("mx.test:587"), Ok(("mx.test".into(), 587)));
+        assert!(parse_host_port("mx.test").is_err());
+        assert!(parse_host_port("::1:25").is_err());
+        assert!(parse_host_port("host:0").is_err());
+        assert!(parse_host_port(":25").is_err());
+    }
+
+    #[test]
+    fn xtext_encodes_specials() {
+        assert_eq!(xtext("a+b=c d"), "a+2Bb+3Dc+20d");
+    }
+
+    #[test]
+    fn dot_stuffing_across_chunks() {
+        let mut s = DotStuffer::default();
+        let mut out = Vec::new();
+        s.stuff(b"a\r\n.b\r", &mut out);
+        s.stuff(b"\n.", &mut out);
+        s.stuff(b"\r\nx", &mut out);
+        assert_eq!(out, b"a\r\n..b\r\n..\r\nx");
+        assert!(s.mid_line);
+    }
+}

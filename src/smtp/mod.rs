@@ -1,0 +1,42 @@
+//! The inbound SMTP side: listener, sessions, content framing, TLS and AUTH.
+
+pub mod auth;
+pub mod body;
+pub mod connection;
+pub mod reply;
+pub mod server;
+pub mod session;
+pub mod tls;
+
+use std::sync::Arc;
+
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::Config;
+use crate::relay::Lanes;
+
+/// Everything a session needs, built from one configuration. A reload builds a new one; sessions
+/// in progress keep the one they started with.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub tls: TlsAcceptor,
+    pub credentials: Option<Arc<auth::Credentials>>,
+    pub lanes: Lanes,
+}
+
+impl Runtime {
+    pub fn build(config: Config) -> anyhow::Result<Runtime> {
+        let tls = tls::acceptor(&config.tls, &config.server.hostname)?;
+        let credentials = match (&config.auth.enabled, &config.auth.credentials_file) {
+            (true, Some(path)) => Some(Arc::new(auth::Credentials::load(path)?)),
+            _ => None,
+        };
+        let lanes = Lanes::from_config(&config).map_err(anyhow::Error::msg)?;
+        Ok(Runtime {
+            config: Arc::new(config),
+            tls,
+            credentials,
+            lanes,
+        })
+    }
+}
