@@ -293,6 +293,7 @@ async fn try_relay(
 ) -> Result<Reply, UpstreamError> {
     let cfg = &lane.config;
     let mut up = Client::connect(lane, helo).await?;
+    tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), "upstream session open");
     let size = trace_header.len() + body.len();
     let mail = match mail_command(&env.mail_from, &up, size) {
         Ok(m) => m,

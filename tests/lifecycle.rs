@@ -1,0 +1,261 @@
+//! Running Sluis the way an administrator does: config checks, reloads, shutdown; and the
+//! STARTTLS boundary, which must not let plaintext leak into the TLS session.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn config_check_accepts_the_example_and_names_file_line_key_on_error() {
+    let out = Command::new(SLUIS)
+        .args(["config", "check", "--config", "config/sluis.toml"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("[upstream.lanes.default]"));
+
+    let dir = scratch("cfg");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[server]\nhostname = \"gw.test\"\n\n[limits]\nrecipeints = 5\n",
+    )
+    .unwrap();
+    let out = Command::new(SLUIS)
+        .args(["config", "check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:5: limits.recipeints: unknown field",
+            bad.display()
+        )),
+        "{err}"
+    );
+
+    // Flags override the file, and `config check` shows the result.
+    let out = Command::new(SLUIS)
+        .args([
+            "config",
+            "check",
+            "--config",
+            "config/sluis.toml",
+            "--listen",
+            "127.0.0.9:2600",
+        ])
+        .args([
+            "--upstream",
+            "127.0.0.1:10099",
+            "--allow-net",
+            "10.1.0.0/16",
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("listen = [\"127.0.0.9:2600\"]"), "{text}");
+    assert!(text.contains("address = \"127.0.0.1:10099\""));
+    assert!(text.contains("allow_networks = [\"10.1.0.0/16\"]"));
+}
+
+/// Every key of the effective configuration is documented in config/sluis.toml.
+#[test]
+fn example_config_documents_every_key() {
+    let out = Command::new(SLUIS)
+        .args(["config", "check", "--admin", "127.0.0.1:9925"])
+        .output()
+        .unwrap();
+    let effective = String::from_utf8_lossy(&out.stdout).to_string();
+    let example = std::fs::read_to_string("config/sluis.toml").unwrap();
+    let mut missing = Vec::new();
+    for line in effective.lines() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        let key = key.trim();
+        let documented = example.lines().any(|l| {
+            let l = l.trim_start_matches(['#', ' ']);
+            l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+        });
+        if !documented {
+            missing.push(key.to_string());
+        }
+    }
+    // Keys that only exist when set.
+    for key in [
+        "cert_file",
+        "key_file",
+        "credentials_file",
+        "ca_file",
+        "server_name",
+    ] {
+        if !example.contains(&format!("# {key} =")) && !example.contains(&format!("{key} =")) {
+            missing.push(key.into());
+        }
+    }
+    assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+}
+
+#[test]
+fn sighup_reloads_and_a_bad_config_is_refused_keeping_the_old() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, "[limits]\nmessage_size = 30000\n");
+    let mut old = Smtp::connect(sluis.port);
+    assert!(old.hello().contains("SIZE 30000"));
+
+    let text = std::fs::read_to_string(&sluis.config).unwrap();
+    std::fs::write(&sluis.config, text.replace("30000", "40000")).unwrap();
+    sluis.signal("HUP");
+    let reloaded = wait_for(WAIT, || {
+        let mut c = Smtp::connect(sluis.port);
+        c.hello().contains("SIZE 40000").then_some(())
+    });
+    assert!(
+        reloaded.is_some(),
+        "reload not applied; log:\n{}",
+        sluis.log()
+    );
+    // The session that was open keeps working.
+    assert!(old.cmd("NOOP").starts_with("250"));
+
+    std::fs::write(&sluis.config, "[limits]\nmessage_size = \"lots\"\n").unwrap();
+    sluis.signal("HUP");
+    let refused = wait_for(WAIT, || {
+        sluis.log().contains("reload refused").then_some(())
+    });
+    assert!(refused.is_some(), "log:\n{}", sluis.log());
+    assert!(
+        sluis.log().contains("message_size"),
+        "the error names the key"
+    );
+    let mut c = Smtp::connect(sluis.port);
+    assert!(
+        c.hello().contains("SIZE 40000"),
+        "the running config was not kept"
+    );
+}
+
+#[test]
+fn sigterm_finishes_the_transaction_in_progress_then_exits() {
+    let sink = Sink::start(&[]);
+    let mut sluis = Sluis::start(sink.port, "");
+    let mut busy = Smtp::connect(sluis.port);
+    busy.hello();
+    busy.cmd("MAIL FROM:<a@org.test>");
+    busy.cmd("RCPT TO:<b@partner.test>");
+    assert!(busy.cmd("DATA").starts_with("354"));
+    busy.send(b"Subject: in flight\r\nMessage-ID: <sigterm-1@org.test>\r\n\r\nfirst half\r\n");
+    let mut idle = Smtp::connect(sluis.port);
+    idle.hello();
+
+    sluis.signal("TERM");
+    // The idle session is told to come back later.
+    let r = idle.reply();
+    assert!(r.starts_with("421 4.3.2"), "{r}");
+    // New connections are no longer accepted.
+    let refused = wait_for(WAIT, || {
+        std::net::TcpStream::connect(("127.0.0.1", sluis.port))
+            .is_err()
+            .then_some(())
+    });
+    assert!(refused.is_some(), "still accepting after SIGTERM");
+    // The transaction in progress completes and is relayed.
+    busy.send(b"second half\r\n.\r\n");
+    let r = busy.reply();
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert_eq!(sink.wait_token("sigterm-1@org.test", 1, WAIT).len(), 1);
+    busy.send(b"QUIT\r\n");
+    let status = sluis.wait_exit(WAIT);
+    assert!(status.is_some_and(|s| s.success()), "did not exit cleanly");
+}
+
+#[test]
+fn sigterm_cuts_off_a_stalled_session_after_the_grace_period() {
+    let sink = Sink::start(&[]);
+    let mut sluis = Sluis::start(sink.port, "[timeouts]\nshutdown_grace = \"1s\"\n");
+    let mut stalled = Smtp::connect(sluis.port);
+    stalled.hello();
+    stalled.cmd("MAIL FROM:<a@org.test>");
+    stalled.cmd("RCPT TO:<b@partner.test>");
+    stalled.cmd("DATA");
+    stalled.send(b"Subject: never finished\r\n\r\n");
+    sluis.signal("TERM");
+    assert!(
+        sluis.wait_exit(WAIT).is_some(),
+        "hung past the grace period"
+    );
+    assert!(sink.messages().is_empty());
+}
+
+/// RFC 3207 / CVE-2011-0411: commands pipelined after STARTTLS arrive in plaintext and must be
+/// thrown away, not executed inside the TLS session.
+#[tokio::test]
+async fn starttls_discards_commands_pipelined_in_plaintext() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, "");
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", sluis.port))
+        .await
+        .unwrap();
+    let mut plain = BufReader::new(tcp);
+    let mut line = String::new();
+    plain.read_line(&mut line).await.unwrap();
+    plain
+        .get_mut()
+        .write_all(b"EHLO attacker.test\r\n")
+        .await
+        .unwrap();
+    loop {
+        line.clear();
+        plain.read_line(&mut line).await.unwrap();
+        if line.starts_with("250 ") {
+            break;
+        }
+    }
+    plain
+        .get_mut()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<injected@attacker.test>\r\n")
+        .await
+        .unwrap();
+    line.clear();
+    plain.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("220 2.0.0"), "{line}");
+
+    let tcp = plain.into_inner();
+    let connector = sluis::relay::tls::connector(None);
+    let name = rustls_pki_types::ServerName::try_from("sluis.test").unwrap();
+    let tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    let mut tls = BufReader::new(tls);
+    // Had the injected MAIL been executed inside TLS, its reply would come first.
+    tls.get_mut().write_all(b"NOOP\r\n").await.unwrap();
+    line.clear();
+    tls.read_line(&mut line).await.unwrap();
+    assert!(
+        line.starts_with("250 2.0.0 Ok"),
+        "first reply in TLS: {line}"
+    );
+    // And the session state was reset: MAIL needs a new EHLO.
+    tls.get_mut()
+        .write_all(b"MAIL FROM:<a@org.test>\r\n")
+        .await
+        .unwrap();
+    line.clear();
+    tls.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("503 5.5.1"), "{line}");
+    assert!(
+        sluis
+            .log()
+            .contains("discarded commands pipelined after STARTTLS")
+    );
+}
