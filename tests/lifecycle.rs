@@ -259,3 +259,52 @@ async fn starttls_discards_commands_pipelined_in_plaintext() {
             .contains("discarded commands pipelined after STARTTLS")
     );
 }
+
+/// A plain HTTP GET on the admin listener; (status line, body).
+fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+#[test]
+fn admin_listener_serves_health_and_metrics_that_count_messages() {
+    let sink = Sink::start(&[]);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let (status, body) = http_get(admin, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("\"status\":\"ok\""));
+
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    c.cmd("MAIL FROM:<a@org.test>");
+    c.cmd("RCPT TO:<b@partner.test>");
+    c.cmd("DATA");
+    c.send(b"Subject: counted\r\n\r\nx\r\n.\r\n");
+    assert!(c.reply().starts_with("250"));
+    let (status, metrics) = http_get(admin, "/metrics");
+    assert!(status.contains("200"));
+    assert!(
+        metrics.contains("sluis_messages_total{rule=\"relay\",verdict=\"deliver\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("sluis_smtp_sessions_active 1"));
+    assert!(metrics.contains("sluis_upstream_seconds_count{lane=\"default\"} 1"));
+    assert!(
+        !metrics.contains("partner.test"),
+        "an address leaked into metrics"
+    );
+}

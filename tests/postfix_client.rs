@@ -40,6 +40,28 @@ fn postfix_relays_through_sluis_to_postfix() {
 }
 
 #[test]
+fn postfix_with_the_shipped_relayhost_snippet_delivers_through_sluis() {
+    let receiver = postfix_receiver();
+    let (listen, _) = client_slot();
+    let _sluis = Sluis::start_at(listen, receiver.port, "", &[]);
+    let front = postfix_with_relayhost(listen);
+    let dir = scratch("relayhost");
+    let token = "relayhost-snippet-1";
+    let msg = message_file(dir.path(), token, 3);
+    front.submit("sender@org.test", "colleague@partner.test", &msg);
+    let got = receiver.wait_delivered(token, 1, WAIT);
+    assert_eq!(got.len(), 1, "front log:\n{}", front.maillog());
+    assert!(
+        got[0].contains("by sluis.test (Sluis) with ESMTPS"),
+        "TLS was not used: {}",
+        got[0]
+    );
+    let _ = std::process::Command::new("postfix")
+        .args(["-c", &front.dir.display().to_string(), "stop"])
+        .output();
+}
+
+#[test]
 fn upstream_down_keeps_mail_in_client_queue_until_it_returns() {
     let client = postfix_client();
     let upstream_port = free_port();

@@ -417,6 +417,19 @@ pub fn postfix_client() -> &'static PostfixClient {
     })
 }
 
+/// A Postfix configured with deploy/postfix/relayhost-main.cf, its relayhost pointed at
+/// `sluis`: the integration the README documents, tested as shipped.
+pub fn postfix_with_relayhost(sluis: SocketAddr) -> PostfixClient {
+    let snippet = std::fs::read_to_string("deploy/postfix/relayhost-main.cf")
+        .expect("deploy/postfix/relayhost-main.cf");
+    assert!(snippet.contains("relayhost = [127.0.0.1]:2525"));
+    let snippet = snippet.replace(
+        "relayhost = [127.0.0.1]:2525",
+        &format!("relayhost = [{}]:{}", sluis.ip(), sluis.port()),
+    );
+    PostfixClient::start(&format!("relayhost-{}", sluis.port()), &snippet)
+}
+
 /// A shared Postfix that accepts mail for every domain (SMTPUTF8 included) into one Maildir.
 pub fn postfix_receiver() -> &'static PostfixReceiver {
     RECEIVER.get_or_init(|| {

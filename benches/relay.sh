@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Relay benchmark: prints figures, asserts nothing (performance is measured, not tested).
+#
+#   1. throughput: smtp-source -> smtp-sink directly, and smtp-source -> Sluis -> smtp-sink,
+#      in the same run (10 KiB messages, 20 sessions): messages/s of both and the ratio;
+#   2. memory: Sluis's RSS with 1,000 idle sessions, and its peak RSS while relaying one
+#      40 MiB message (bounded by limits.memory_buffer: the rest is spooled to disk).
+#
+# Usage: bash benches/relay.sh        (root; installs postfix for smtp-source/smtp-sink)
+# Knobs: N=5000 SESSIONS=20 SIZE=10240 IDLE=1000
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${N:-5000}; SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; IDLE=${IDLE:-1000}
+
+if ! command -v smtp-source >/dev/null && [ ! -x /usr/sbin/smtp-source ]; then
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix
+fi
+export PATH="$PATH:/usr/sbin"
+cargo build --release --locked -q
+SLUIS=$PWD/target/release/sluis
+
+work=$(mktemp -d /tmp/sluis-bench-XXXXXX); chmod 755 "$work"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+wait_banner() {
+    for _ in $(seq 100); do
+        python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$1)); sys.exit(0 if s.recv(3)==b'220' else 1)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listening on $1" >&2; exit 1
+}
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }
+hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }
+
+sink_port=$(free_port); sluis_port=$(free_port)
+smtp-sink -u postfix 127.0.0.1:"$sink_port" 1000 >/dev/null 2>&1 & pids+=($!)
+wait_banner "$sink_port"
+
+start_sluis() {
+    cat > "$work/sluis.toml" <<CONF
+[server]
+hostname = "bench.test"
+listen = ["127.0.0.1:$sluis_port"]
+spool_dir = "$work/spool"
+[limits]
+sessions = 5000
+sessions_per_client = 5000
+[log]
+level = "warn"
+[upstream.lanes.default]
+address = "127.0.0.1:$sink_port"
+CONF
+    "$SLUIS" serve --config "$work/sluis.toml" 2>"$work/sluis.log" & sluis_pid=$!; pids+=($sluis_pid)
+    wait_banner "$sluis_port"
+}
+
+run_source() { # port -> messages/s
+    local t0 t1
+    t0=$(now)
+    smtp-source -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@org.test -t sink@partner.test 127.0.0.1:"$1"
+    t1=$(now)
+    python3 -c "print(f'{$N/($t1-$t0):.0f}')"
+}
+
+echo "== throughput: $N messages of $SIZE bytes, $SESSIONS sessions"
+direct=$(run_source "$sink_port")
+echo "smtp-source -> smtp-sink          : $direct msg/s"
+start_sluis
+via=$(run_source "$sluis_port")
+echo "smtp-source -> sluis -> smtp-sink : $via msg/s"
+python3 -c "print(f'ratio sluis/direct                 : {$via/$direct:.2f}')"
+if grep -q "451\|ERROR" "$work/sluis.log"; then echo "warning: Sluis logged errors:"; tail -5 "$work/sluis.log"; fi
+
+echo "== memory: $IDLE idle sessions"
+ulimit -n 8192
+base=$(rss_kb "$sluis_pid")
+python3 - "$sluis_port" "$IDLE" > "$work/idle.out" <<'PY' & idle_pid=$!; pids+=($idle_pid)
+import socket, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    assert s.recv(100).startswith(b"220")
+    socks.append(s)
+print("ready", flush=True)
+time.sleep(60)
+PY
+for _ in $(seq 300); do grep -q ready "$work/idle.out" 2>/dev/null && break; sleep 0.1; done
+grep -q ready "$work/idle.out" || { echo "idle sessions did not open"; exit 1; }
+sleep 0.5
+idle=$(rss_kb "$sluis_pid")
+echo "RSS before: $((base / 1024)) MiB; with $IDLE idle sessions: $((idle / 1024)) MiB ($(( (idle - base) / IDLE )) KiB per session)"
+kill "$idle_pid" 2>/dev/null || true
+
+echo "== memory: one 40 MiB message (memory_buffer 1 MiB)"
+kill "$sluis_pid"; wait "$sluis_pid" 2>/dev/null || true
+start_sluis
+before=$(hwm_kb "$sluis_pid")
+smtp-source -s 1 -l $((40 * 1024 * 1024)) -m 1 -f bench@org.test -t sink@partner.test 127.0.0.1:"$sluis_port"
+after=$(hwm_kb "$sluis_pid")
+echo "peak RSS before: $((before / 1024)) MiB; after relaying 40 MiB: $((after / 1024)) MiB"

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Sets up and runs the whole test suite: installs the Debian packages the end-to-end tests use
+# (Postfix, smtp-sink, swaks), then runs formatting and lint checks and every test.
+# Needs root (apt-get, and Postfix starts as root). Usage: bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/run.sh: run as root: it installs Debian packages and starts Postfix instances" >&2
+    exit 2
+fi
+
+packages=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl python3 util-linux procps)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "== installing: ${missing[*]}"
+    # Keep the packaged daemons from starting (and taking port 25) during the install.
+    made_policy=0
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+    [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo test"
+cargo test --all-targets --locked
