@@ -153,9 +153,7 @@ fn sigterm_finishes_the_transaction_in_progress_then_exits() {
     let mut sluis = Sluis::start(sink.port, "");
     let mut busy = Smtp::connect(sluis.port);
     busy.hello();
-    busy.cmd("MAIL FROM:<a@org.test>");
-    busy.cmd("RCPT TO:<b@partner.test>");
-    assert!(busy.cmd("DATA").starts_with("354"));
+    busy.start_data("a@org.test", &["b@partner.test"]);
     busy.send(b"Subject: in flight\r\nMessage-ID: <sigterm-1@org.test>\r\n\r\nfirst half\r\n");
     let mut idle = Smtp::connect(sluis.port);
     idle.hello();
@@ -187,9 +185,7 @@ fn sigterm_cuts_off_a_stalled_session_after_the_grace_period() {
     let mut sluis = Sluis::start(sink.port, "[timeouts]\nshutdown_grace = \"1s\"\n");
     let mut stalled = Smtp::connect(sluis.port);
     stalled.hello();
-    stalled.cmd("MAIL FROM:<a@org.test>");
-    stalled.cmd("RCPT TO:<b@partner.test>");
-    stalled.cmd("DATA");
+    stalled.start_data("a@org.test", &["b@partner.test"]);
     stalled.send(b"Subject: never finished\r\n\r\n");
     sluis.signal("TERM");
     assert!(
@@ -290,11 +286,12 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
 
     let mut c = Smtp::connect(sluis.port);
     c.hello();
-    c.cmd("MAIL FROM:<a@org.test>");
-    c.cmd("RCPT TO:<b@partner.test>");
-    c.cmd("DATA");
-    c.send(b"Subject: counted\r\n\r\nx\r\n.\r\n");
-    assert!(c.reply().starts_with("250"));
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: counted\r\n\r\nx\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
     let (status, metrics) = http_get(admin, "/metrics");
     assert!(status.contains("200"));
     assert!(

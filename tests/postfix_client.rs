@@ -184,12 +184,11 @@ fn mixed_upstream_refusal_delivers_the_rest_and_notifies_the_sender() {
     // client retries everyone later, nobody gets it twice.
     let mut c = Smtp::connect(sluis.port);
     c.hello();
-    c.cmd("MAIL FROM:<dsn-sender@org.test>");
-    c.cmd("RCPT TO:<ok-later@partner.test>");
-    c.cmd("RCPT TO:<later@partner.test>");
-    c.cmd("DATA");
-    c.send(b"Subject: mixed\r\nMessage-ID: <mixed-temp-1@org.test>\r\n\r\nx\r\n.\r\n");
-    let r = c.reply();
+    let r = c.send_message(
+        "dsn-sender@org.test",
+        &["ok-later@partner.test", "later@partner.test"],
+        b"Subject: mixed\r\nMessage-ID: <mixed-temp-1@org.test>\r\n\r\nx\r\n",
+    );
     assert!(r.starts_with("450 4.2.1 <later@partner.test>:"), "{r}");
     std::thread::sleep(Duration::from_secs(1));
     assert!(receiver.delivered_with("mixed-temp-1@org.test").is_empty());

@@ -331,9 +331,7 @@ fn bare_lf_and_bare_cr_never_end_data_nor_reach_upstream() {
     for (i, attack) in attacks.iter().enumerate() {
         let mut c = Smtp::connect(sluis.port);
         c.hello();
-        assert!(c.cmd("MAIL FROM:<a@org.test>").starts_with("250"));
-        assert!(c.cmd("RCPT TO:<b@partner.test>").starts_with("250"));
-        assert!(c.cmd("DATA").starts_with("354"));
+        c.start_data("a@org.test", &["b@partner.test"]);
         c.send(attack);
         // Only the real CRLF.CRLF at the end closes the data: one reply, a refusal.
         let r = c.reply();
@@ -423,11 +421,11 @@ fn upstream_refusals_are_passed_on_with_their_codes() {
     let sluis = Sluis::start(sink.port, "");
     let mut c = Smtp::connect(sluis.port);
     c.hello();
-    c.cmd("MAIL FROM:<a@org.test>");
-    c.cmd("RCPT TO:<b@partner.test>");
-    c.cmd("DATA");
-    c.send(b"Subject: refused\r\n\r\nx\r\n.\r\n");
-    let r = c.reply();
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: refused\r\n\r\nx\r\n",
+    );
     assert!(r.starts_with("500 5.3.0 <b@partner.test>:"), "{r}");
 
     // A temporary refusal stays temporary.
@@ -435,11 +433,11 @@ fn upstream_refusals_are_passed_on_with_their_codes() {
     let sluis2 = Sluis::start(soft.port, "");
     let mut c = Smtp::connect(sluis2.port);
     c.hello();
-    c.cmd("MAIL FROM:<a@org.test>");
-    c.cmd("RCPT TO:<b@partner.test>");
-    c.cmd("DATA");
-    c.send(b"Subject: soft\r\n\r\nx\r\n.\r\n");
-    let r = c.reply();
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: soft\r\n\r\nx\r\n",
+    );
     assert!(r.starts_with("450 4.3.0"), "{r}");
 }
 
@@ -449,11 +447,11 @@ fn unreachable_upstream_gives_451_never_250() {
     let sluis = Sluis::start(port, "");
     let mut c = Smtp::connect(sluis.port);
     c.hello();
-    c.cmd("MAIL FROM:<a@org.test>");
-    c.cmd("RCPT TO:<b@partner.test>");
-    c.cmd("DATA");
-    c.send(b"Subject: nowhere\r\n\r\nx\r\n.\r\n");
-    let r = c.reply();
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: nowhere\r\n\r\nx\r\n",
+    );
     assert!(
         r.starts_with("451 4.4.1 Upstream default unavailable"),
         "{r}"

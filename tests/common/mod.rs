@@ -338,6 +338,26 @@ impl Smtp {
         self.cmd("EHLO client.test")
     }
 
+    /// MAIL, RCPT for each recipient and DATA, each expected to succeed; the data is next.
+    pub fn start_data(&mut self, from: &str, rcpts: &[&str]) {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>"));
+        assert!(r.starts_with("250"), "MAIL: {r}");
+        for rcpt in rcpts {
+            let r = self.cmd(&format!("RCPT TO:<{rcpt}>"));
+            assert!(r.starts_with("250"), "RCPT: {r}");
+        }
+        let r = self.cmd("DATA");
+        assert!(r.starts_with("354"), "DATA: {r}");
+    }
+
+    /// A whole transaction after EHLO; the reply to the end of data.
+    pub fn send_message(&mut self, from: &str, rcpts: &[&str], content: &[u8]) -> String {
+        self.start_data(from, rcpts);
+        self.send(content);
+        self.send(b".\r\n");
+        self.reply()
+    }
+
     /// Whether the server has closed the connection.
     pub fn is_closed(&mut self) -> bool {
         let mut b = [0u8; 1];
