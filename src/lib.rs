@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod inspect;
 pub mod metrics;
 pub mod relay;
 pub mod smtp;

@@ -33,6 +33,23 @@ enum Command {
     },
     /// Print a credentials-file line for USER; the password is read from standard input.
     Passwd { user: String },
+    /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
+    /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
+    Scan {
+        /// Configuration file: its [inspect] section applies.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum ScanFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -121,6 +138,11 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Passwd { user } => passwd(&user),
+        Command::Scan {
+            config,
+            format,
+            files,
+        } => return scan(config, format, &files),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,4 +167,95 @@ fn passwd(user: &str) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
     println!("{user}:{hash}");
     Ok(())
+}
+
+fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCode {
+    let inspector = match config::load(config.as_deref(), &Overrides::default())
+        .map_err(anyhow::Error::from)
+        .and_then(|c| Ok(sluis::inspect::Inspector::new(&c.inspect)?))
+    {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("sluis: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut any_sensitive = false;
+    let mut any_error = false;
+    for file in files {
+        let raw = if file == "-" {
+            let mut b = Vec::new();
+            std::io::stdin().read_to_end(&mut b).map(|_| b)
+        } else {
+            std::fs::read(file)
+        };
+        let raw = match raw {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("sluis: {file}: {e}");
+                any_error = true;
+                continue;
+            }
+        };
+        let result = inspector.inspect(&raw);
+        any_sensitive |= result.sensitive;
+        match format {
+            ScanFormat::Json => {
+                let line = ScanLine {
+                    file,
+                    sensitive: result.sensitive,
+                    score: result.score,
+                    findings: &result.findings,
+                };
+                match serde_json::to_string(&line) {
+                    Ok(json) => println!("{json}"),
+                    Err(e) => {
+                        eprintln!("sluis: {file}: {e}");
+                        any_error = true;
+                    }
+                }
+            }
+            ScanFormat::Text => print_scan_text(file, &result),
+        }
+    }
+    if any_error {
+        ExitCode::from(2)
+    } else if any_sensitive {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// One line of `sluis scan --format json`, keys in this order.
+#[derive(serde::Serialize)]
+struct ScanLine<'a> {
+    file: &'a str,
+    sensitive: bool,
+    score: u32,
+    findings: &'a [sluis::inspect::Finding],
+}
+
+fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
+    let verdict = if r.sensitive {
+        "SENSITIVE"
+    } else {
+        "not sensitive"
+    };
+    println!("{file}: {verdict} (score {})", r.score);
+    for f in &r.findings {
+        let confidence = format!("{:?}", f.confidence).to_lowercase();
+        let hash = f
+            .hash
+            .as_deref()
+            .map(|h| format!("  #{h}"))
+            .unwrap_or_default();
+        println!(
+            "  {:<14} {:<6} {:<16} {}{hash}",
+            f.detector.name(),
+            confidence,
+            f.masked,
+            f.location
+        );
+    }
 }

@@ -26,11 +26,25 @@ pub fn span_of(doc: &ImDocument<&str>, path: &str) -> Option<Range<usize>> {
     let mut table = doc.as_table();
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
-        let (key, item) = table.get_key_value(part)?;
+        // `identifiers[2]`: the third table of an array of tables.
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let (key, item) = table.get_key_value(name)?;
+        let item_table = match index {
+            Some(i) => item.as_array_of_tables()?.get(i)?,
+            None => {
+                if parts.peek().is_none() {
+                    return key.span().or_else(|| item.span());
+                }
+                item.as_table()?
+            }
+        };
         if parts.peek().is_none() {
-            return key.span().or_else(|| item.span());
+            return item_table.span();
         }
-        table = item.as_table()?;
+        table = item_table;
     }
     None
 }
@@ -94,5 +108,9 @@ mod tests {
         assert_eq!(line_of(src, at), 5);
         let span = span_of(&doc, "server.hostname").unwrap();
         assert_eq!(line_of(src, span.start), 2);
+        let src = "[[inspect.identifiers]]\nname = \"a\"\n\n[[inspect.identifiers]]\nname = \"b\"\npattern = \"(\"\n";
+        let doc = ImDocument::parse(src).unwrap();
+        let span = span_of(&doc, "inspect.identifiers[1].pattern").unwrap();
+        assert_eq!(line_of(src, span.start), 6);
     }
 }

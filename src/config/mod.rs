@@ -285,6 +285,46 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
             );
         }
     }
+    for (i, id) in c.inspect.identifiers.iter().enumerate() {
+        if let Err(e) = regex::bytes::Regex::new(&id.pattern) {
+            return err(
+                &format!("inspect.identifiers[{i}].pattern"),
+                format!("identifier {:?}: {e}", id.name),
+            );
+        }
+        if id.name.is_empty()
+            || !id
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return err(
+                &format!("inspect.identifiers[{i}].name"),
+                format!(
+                    "{:?}: use letters, digits, '-' and '_' (it becomes a metric label)",
+                    id.name
+                ),
+            );
+        }
+    }
+    if let Some(f) = &c.inspect.hash_key_file {
+        match std::fs::read(f) {
+            Ok(k) if k.len() >= 16 => {}
+            Ok(_) => {
+                return err(
+                    "inspect.hash_key_file",
+                    format!("{}: shorter than 16 bytes", f.display()),
+                );
+            }
+            Err(e) => return err("inspect.hash_key_file", format!("{}: {e}", f.display())),
+        }
+    }
+    if c.inspect.max_depth == 0 || c.inspect.max_parts == 0 || c.inspect.max_time.is_zero() {
+        return err(
+            "inspect",
+            "max_depth, max_parts and max_time must be above zero".into(),
+        );
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return err("log.level", format!("not a log filter: {e}"));
     }
@@ -333,6 +373,16 @@ mod tests {
             .unwrap_err();
         let s = e.to_string();
         assert!(s.contains(":5: limits.sessions_per_client:"), "{s}");
+        let e = load_text(
+            "[[inspect.identifiers]]\nname = \"patnr\"\npattern = \"PAT\\\\d+\"\n\n\
+             [[inspect.identifiers]]\nname = \"case\"\npattern = \"(unclosed\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":7: inspect.identifiers[1].pattern: identifier \"case\""),
+            "{e}"
+        );
         let e = load_text("[upstream]\ndefault_lane = \"strict\"\n").unwrap_err();
         assert!(
             e.to_string()

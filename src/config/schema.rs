@@ -22,6 +22,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub timeouts: TimeoutsConfig,
     pub upstream: UpstreamConfig,
+    pub inspect: InspectConfig,
     pub log: LogConfig,
 }
 
@@ -138,6 +139,85 @@ pub struct LaneConfig {
     /// Reply after the final dot (RFC 5321 §4.5.3.2.6: 10 minutes).
     #[serde(with = "humantime_serde")]
     pub data_done_timeout: Duration,
+}
+
+/// Content inspection: what makes a message carry patient data (DESIGN §6).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InspectConfig {
+    /// Score at which a message counts as sensitive. A high-confidence finding weighs 10, a
+    /// medium one 4, a low one 0.
+    pub threshold: u32,
+    /// Bytes around a number searched for context words.
+    pub context_window: usize,
+    /// Bytes all decompression (attachments, ZIP, PDF streams) of one message may produce.
+    pub max_decompressed_bytes: u64,
+    /// Nesting of attached messages and archives.
+    pub max_depth: usize,
+    /// MIME parts plus archive members inspected per message.
+    pub max_parts: usize,
+    /// Time inspection of one message may take.
+    #[serde(with = "humantime_serde")]
+    pub max_time: Duration,
+    /// Secret for the keyed hash of findings (at least 16 bytes). Without it a random key per
+    /// process: hashes then correlate only within one run.
+    pub hash_key_file: Option<PathBuf>,
+    /// Use the built-in keyword lists (the lists below extend them).
+    pub default_keywords: bool,
+    /// Extra words that name an identifier (like "bsn").
+    pub identifier_keywords: Vec<String>,
+    /// Extra words that make a care context (like "patiënt").
+    pub care_keywords: Vec<String>,
+    /// Extra words that make a number look like something else (like "factuur").
+    pub anti_keywords: Vec<String>,
+    /// Organisation-specific identifiers: patient numbers, case numbers.
+    pub identifiers: Vec<IdentifierConfig>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Checksum {
+    None,
+    Elfproef,
+    Luhn,
+    Mod97,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IdentifierConfig {
+    /// Shown as the detector in findings, logs and metrics.
+    pub name: String,
+    /// A regular expression (Rust regex syntax) matching the identifier.
+    pub pattern: String,
+    #[serde(default = "no_checksum")]
+    pub checksum: Checksum,
+    /// Words that must be near a match for high confidence; none: every match is high.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+}
+
+fn no_checksum() -> Checksum {
+    Checksum::None
+}
+
+impl Default for InspectConfig {
+    fn default() -> Self {
+        InspectConfig {
+            threshold: 10,
+            context_window: 200,
+            max_decompressed_bytes: 100 * 1024 * 1024,
+            max_depth: 5,
+            max_parts: 1000,
+            max_time: Duration::from_secs(10),
+            hash_key_file: None,
+            default_keywords: true,
+            identifier_keywords: Vec::new(),
+            care_keywords: Vec::new(),
+            anti_keywords: Vec::new(),
+            identifiers: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

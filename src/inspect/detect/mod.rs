@@ -1,0 +1,349 @@
+//! The detectors: one pass over a text finds every candidate, checksums and context decide.
+//!
+//! Speed matters (every outbound message passes here), so candidates come from a single
+//! `regex_automata::meta::Regex` built from ASCII-mode patterns (Unicode `\b`/`\d` fall back to
+//! slow engines on non-ASCII text), and context words from one Aho-Corasick automaton. The 11-
+//! proof, mod-97, dates and proximity are plain code afterwards.
+
+pub mod checksum;
+pub mod keywords;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex_automata::meta::Regex;
+
+use crate::config::{Checksum, IdentifierConfig, InspectConfig};
+
+use super::finding::{Confidence, Detector, Finding};
+use super::mask::{self, HashKey};
+use keywords::Kind;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("identifier {name:?}: pattern: {error}")]
+    Pattern { name: String, error: String },
+    #[error("keywords: {0}")]
+    Keywords(String),
+}
+
+/// Candidate patterns, by id in the meta regex.
+const PATTERNS: &[&str] = &[
+    // 0: BSN, 9 or 8 digits, plain; never inside a longer run of digits or letters.
+    r"(?-u)\b[0-9]{8,9}\b",
+    // 1: BSN with separators: 1234.56.782, 123.456.782, 123 456 782, 123-456-782.
+    r"(?-u)\b(?:[0-9]{4}\.[0-9]{2}\.[0-9]{3}|[0-9]{2,3}[ .\-][0-9]{3}[ .\-][0-9]{3})\b",
+    // 2: IBAN, compact or in groups of four.
+    r"(?-u)\b[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+    // 3: dates d-m-yyyy, d/m/yyyy, d.m.yyyy
+    r"(?-u)\b(?:0?[1-9]|[12][0-9]|3[01])[\-/.](?:0?[1-9]|1[0-2])[\-/.](?:19|20)[0-9]{2}\b",
+    // 4: ISO dates
+    r"(?-u)\b(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])\b",
+    // 5: dates with Dutch or English month names
+    r"(?i-u)\b(?:0?[1-9]|[12][0-9]|3[01])\.? (?:januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|january|february|march|may|june|july|august|october|jan|feb|mrt|mar|apr|jun|jul|aug|sep|sept|okt|oct|nov|dec)\.? (?:19|20)[0-9]{2}\b",
+];
+
+struct Custom {
+    name: String,
+    regex: regex::bytes::Regex,
+    checksum: Checksum,
+    keywords: Option<AhoCorasick>,
+}
+
+pub struct Scanner {
+    candidates: Regex,
+    keywords: AhoCorasick,
+    kinds: Vec<(Kind, String)>,
+    custom: Vec<Custom>,
+    window: usize,
+    key: HashKey,
+}
+
+/// A context word found in the text.
+#[derive(Clone, Copy)]
+struct Hit {
+    start: usize,
+    kind: Kind,
+}
+
+impl Scanner {
+    pub fn new(cfg: &InspectConfig, key: HashKey) -> Result<Scanner, BuildError> {
+        let candidates = Regex::new_many(PATTERNS).map_err(|e| BuildError::Pattern {
+            name: "built-in".into(),
+            error: e.to_string(),
+        })?;
+        let mut kinds: Vec<(Kind, String)> = Vec::new();
+        let lists: [(Kind, &[&str], &[String]); 4] = [
+            (
+                Kind::Identifier,
+                keywords::IDENTIFIER,
+                &cfg.identifier_keywords,
+            ),
+            (Kind::Care, keywords::CARE, &cfg.care_keywords),
+            (Kind::Birth, keywords::BIRTH, &[]),
+            (Kind::Anti, keywords::ANTI, &cfg.anti_keywords),
+        ];
+        for (kind, builtin, extra) in lists {
+            if cfg.default_keywords {
+                kinds.extend(builtin.iter().map(|w| (kind, w.to_string())));
+            }
+            kinds.extend(extra.iter().map(|w| (kind, w.to_lowercase())));
+        }
+        let keywords = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(kinds.iter().map(|(_, w)| w.as_bytes()))
+            .map_err(|e| BuildError::Keywords(e.to_string()))?;
+        let custom = cfg
+            .identifiers
+            .iter()
+            .map(Custom::new)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Scanner {
+            candidates,
+            keywords,
+            kinds,
+            custom,
+            window: cfg.context_window,
+            key,
+        })
+    }
+
+    fn context(&self, text: &[u8]) -> Vec<Hit> {
+        // Overlapping matches: "geboren" is both a care word and a birth word.
+        let mut hits: Vec<Hit> = self
+            .keywords
+            .find_overlapping_iter(text)
+            .filter_map(|m| {
+                let (kind, word) = &self.kinds[m.pattern().as_usize()];
+                keywords::stands_alone(text, m.start(), m.end(), word).then_some(Hit {
+                    start: m.start(),
+                    kind: *kind,
+                })
+            })
+            .collect();
+        hits.sort_by_key(|h| h.start);
+        hits
+    }
+
+    /// Finds everything in one text unit; `location` says where the text came from.
+    pub fn scan(&self, text: &str, location: &str, out: &mut Vec<Finding>) {
+        let bytes = text.as_bytes();
+        let hits = self.context(bytes);
+        let near = |pos: usize, before: usize, after: usize, kinds: &[Kind]| {
+            let lo = pos.saturating_sub(before);
+            let hi = pos.saturating_add(after);
+            let first = hits.partition_point(|h| h.start < lo);
+            hits[first..]
+                .iter()
+                .take_while(|h| h.start <= hi)
+                .any(|h| kinds.contains(&h.kind))
+        };
+        let tables = Tables::new(bytes, &hits);
+        let w = self.window;
+        for m in self.candidates.find_iter(bytes) {
+            let raw = &text[m.start()..m.end()];
+            match m.pattern().as_usize() {
+                0 | 1 => {
+                    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+                    if !checksum::elfproef(&digits) {
+                        continue;
+                    }
+                    let normal = format!("{digits:0>9}");
+                    let identified = near(m.start(), w, w, &[Kind::Identifier, Kind::Care])
+                        || tables.column_is_identifier(bytes, m.start());
+                    let anti = near(m.start(), w, w, &[Kind::Anti]);
+                    let confidence = match (identified, anti) {
+                        (true, false) => Confidence::High,
+                        (true, true) => Confidence::Medium,
+                        (false, _) => Confidence::Low,
+                    };
+                    out.push(Finding {
+                        detector: Detector::Bsn,
+                        location: location.to_string(),
+                        masked: mask::bsn(&normal),
+                        hash: Some(self.key.hash("bsn", &normal)),
+                        confidence,
+                    });
+                }
+                2 => {
+                    let normal: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+                    if !checksum::iban(&normal) {
+                        continue;
+                    }
+                    let care = near(m.start(), w, w, &[Kind::Care, Kind::Identifier])
+                        && !near(m.start(), w, w, &[Kind::Anti]);
+                    out.push(Finding {
+                        detector: Detector::Iban,
+                        location: location.to_string(),
+                        masked: mask::iban(&normal),
+                        hash: Some(self.key.hash("iban", &normal)),
+                        confidence: if care {
+                            Confidence::Medium
+                        } else {
+                            Confidence::Low
+                        },
+                    });
+                }
+                _ => {
+                    // Dates are everywhere: only one introduced as a birth date counts.
+                    if !near(m.start(), 40, 0, &[Kind::Birth]) || !plausible_birth_date(raw) {
+                        continue;
+                    }
+                    out.push(Finding {
+                        detector: Detector::DateOfBirth,
+                        location: location.to_string(),
+                        masked: mask::date(),
+                        hash: Some(self.key.hash("dob", raw)),
+                        confidence: Confidence::Medium,
+                    });
+                }
+            }
+        }
+        for c in &self.custom {
+            c.scan(bytes, location, w, &self.key, out);
+        }
+    }
+}
+
+impl Custom {
+    fn new(cfg: &IdentifierConfig) -> Result<Custom, BuildError> {
+        let regex = regex::bytes::Regex::new(&cfg.pattern).map_err(|e| BuildError::Pattern {
+            name: cfg.name.clone(),
+            error: e.to_string(),
+        })?;
+        let keywords = if cfg.keywords.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .build(cfg.keywords.iter().map(|k| k.to_lowercase()))
+                    .map_err(|e| BuildError::Keywords(e.to_string()))?,
+            )
+        };
+        Ok(Custom {
+            name: cfg.name.clone(),
+            regex,
+            checksum: cfg.checksum,
+            keywords,
+        })
+    }
+
+    fn scan(
+        &self,
+        text: &[u8],
+        location: &str,
+        window: usize,
+        key: &HashKey,
+        out: &mut Vec<Finding>,
+    ) {
+        for m in self.regex.find_iter(text) {
+            let Ok(value) = std::str::from_utf8(m.as_bytes()) else {
+                continue;
+            };
+            let ok = match self.checksum {
+                Checksum::None => true,
+                Checksum::Elfproef => checksum::elfproef(&value.replace(['.', ' ', '-'], "")),
+                Checksum::Luhn => checksum::luhn(value),
+                Checksum::Mod97 => checksum::iban(&value.replace(' ', "")),
+            };
+            if !ok {
+                continue;
+            }
+            let confidence = match &self.keywords {
+                None => Confidence::High,
+                Some(ac) => {
+                    let lo = m.start().saturating_sub(window);
+                    let hi = (m.end() + window).min(text.len());
+                    if ac.find(&text[lo..hi]).is_some() {
+                        Confidence::High
+                    } else {
+                        Confidence::Low
+                    }
+                }
+            };
+            out.push(Finding {
+                detector: Detector::Custom(self.name.clone()),
+                location: location.to_string(),
+                masked: mask::generic(value),
+                hash: Some(key.hash(&self.name, value)),
+                confidence,
+            });
+        }
+    }
+}
+
+/// A plausible date of birth: a real calendar date, not in the future, under 130 years ago.
+fn plausible_birth_date(raw: &str) -> bool {
+    let nums: Vec<u32> = raw
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let month_name = raw.chars().any(|c| c.is_ascii_alphabetic());
+    let (d, m, y) = match (nums.as_slice(), month_name) {
+        ([y, m, d], false) if *y > 1000 => (*d, *m, *y),
+        ([d, m, y], false) => (*d, *m, *y),
+        ([d, y], true) => (*d, 1, *y),
+        _ => return false,
+    };
+    let days = match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if y % 4 == 0 && (y % 100 != 0 || y % 400 == 0) => 29,
+        2 => 28,
+        _ => return false,
+    };
+    let this_year = 1970
+        + (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|t| t.as_secs())
+            .unwrap_or(0)
+            / 31_556_952) as u32;
+    (1..=days).contains(&d) && y <= this_year && y + 130 >= this_year
+}
+
+/// Tabular text (CSV, spreadsheets, HTML tables as text): a column headed "BSN" makes every
+/// number below it an identifier, however far from the header.
+struct Tables {
+    /// (line start, delimiter, column index) of header cells naming an identifier.
+    headers: Vec<(usize, u8, usize)>,
+}
+
+fn delimiter_of(line: &[u8]) -> Option<u8> {
+    [b'\t', b';', b','].into_iter().find(|d| line.contains(d))
+}
+
+fn line_bounds(text: &[u8], pos: usize) -> (usize, usize) {
+    let start = memchr::memrchr(b'\n', &text[..pos]).map_or(0, |i| i + 1);
+    let end = memchr::memchr(b'\n', &text[pos..]).map_or(text.len(), |i| pos + i);
+    (start, end)
+}
+
+impl Tables {
+    fn new(text: &[u8], hits: &[Hit]) -> Tables {
+        let mut headers = Vec::new();
+        for h in hits.iter().filter(|h| h.kind == Kind::Identifier) {
+            let (start, end) = line_bounds(text, h.start);
+            let line = &text[start..end];
+            if let Some(d) = delimiter_of(line) {
+                let column = line[..h.start - start].iter().filter(|&&b| b == d).count();
+                headers.push((start, d, column));
+            }
+        }
+        Tables { headers }
+    }
+
+    fn column_is_identifier(&self, text: &[u8], pos: usize) -> bool {
+        if self.headers.is_empty() {
+            return false;
+        }
+        let (start, end) = line_bounds(text, pos);
+        let line = &text[start..end];
+        let Some(d) = delimiter_of(line) else {
+            return false;
+        };
+        let column = line[..pos - start].iter().filter(|&&b| b == d).count();
+        self.headers
+            .iter()
+            .any(|&(h_start, h_d, h_col)| h_start < start && h_d == d && h_col == column)
+    }
+}

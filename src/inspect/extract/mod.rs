@@ -1,0 +1,143 @@
+//! Turning message parts and attachments into text, within bounds.
+//!
+//! Every extractor draws from one `Budget` per message: decompressed bytes, nesting depth,
+//! number of parts and a deadline. Whatever cannot be read (encrypted, corrupt, over a bound,
+//! a format we cannot open) becomes an `uninspectable` note, never a crash and never "clean".
+
+pub mod html;
+pub mod office;
+pub mod pdf;
+pub mod sniff;
+
+use std::io::Read;
+use std::time::Instant;
+
+use crate::config::InspectConfig;
+
+/// Text to scan and where it came from.
+pub struct TextUnit {
+    pub location: String,
+    pub text: String,
+}
+
+/// Why something could not be inspected (no content in it: safe to show and log).
+pub struct Uninspectable {
+    pub location: String,
+    pub reason: String,
+}
+
+/// What extraction produced for one message.
+#[derive(Default)]
+pub struct Extracted {
+    pub texts: Vec<TextUnit>,
+    pub uninspectable: Vec<Uninspectable>,
+}
+
+impl Extracted {
+    pub fn text(&mut self, location: impl Into<String>, text: String) {
+        if !text.trim().is_empty() {
+            self.texts.push(TextUnit {
+                location: location.into(),
+                text,
+            });
+        }
+    }
+
+    pub fn cannot(&mut self, location: impl Into<String>, reason: impl Into<String>) {
+        self.uninspectable.push(Uninspectable {
+            location: location.into(),
+            reason: reason.into(),
+        });
+    }
+}
+
+/// The bounds of one message's inspection.
+pub struct Budget {
+    bytes_left: u64,
+    parts_left: usize,
+    pub max_depth: usize,
+    deadline: Instant,
+}
+
+impl Budget {
+    pub fn new(cfg: &InspectConfig) -> Budget {
+        Budget {
+            bytes_left: cfg.max_decompressed_bytes,
+            parts_left: cfg.max_parts,
+            max_depth: cfg.max_depth,
+            deadline: Instant::now() + cfg.max_time,
+        }
+    }
+
+    pub fn expired(&self) -> bool {
+        Instant::now() > self.deadline
+    }
+
+    /// Counts one more part or archive member; false when the limit is reached.
+    pub fn take_part(&mut self) -> bool {
+        if self.parts_left == 0 {
+            return false;
+        }
+        self.parts_left -= 1;
+        true
+    }
+
+    /// Reads all of `r`, charging the bytes; `None` when that would exceed the budget.
+    pub fn read_all(&mut self, r: impl Read) -> std::io::Result<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        r.take(self.bytes_left.saturating_add(1))
+            .read_to_end(&mut out)?;
+        if out.len() as u64 > self.bytes_left {
+            self.bytes_left = 0;
+            return Ok(None);
+        }
+        self.bytes_left -= out.len() as u64;
+        Ok(Some(out))
+    }
+}
+
+/// Extracts text from the bytes of one attachment (or archive member), dispatching on what the
+/// bytes are, not on what the sender declared them to be.
+pub fn attachment(
+    bytes: &[u8],
+    location: &str,
+    depth: usize,
+    budget: &mut Budget,
+    out: &mut Extracted,
+) {
+    if budget.expired() {
+        out.cannot(location, "inspection time limit reached");
+        return;
+    }
+    match sniff::kind(bytes) {
+        sniff::Kind::Pdf => pdf::extract(bytes, location, budget, out),
+        sniff::Kind::Zip => office::extract(bytes, location, depth, budget, out),
+        sniff::Kind::Gzip => {
+            if depth >= budget.max_depth {
+                out.cannot(location, "nested too deeply");
+                return;
+            }
+            match budget.read_all(flate2::read::GzDecoder::new(bytes)) {
+                Ok(Some(inner)) => attachment(
+                    &inner,
+                    &format!("{location}/(gunzip)"),
+                    depth + 1,
+                    budget,
+                    out,
+                ),
+                Ok(None) => out.cannot(location, "decompressed size over the bound"),
+                Err(_) => out.cannot(location, "corrupt gzip data"),
+            }
+        }
+        sniff::Kind::Text => out.text(location, sniff::decode_text(bytes)),
+        sniff::Kind::LegacyOffice => out.cannot(
+            location,
+            "legacy Office format (.doc/.xls) cannot be inspected",
+        ),
+        sniff::Kind::Archive(name) => {
+            out.cannot(location, format!("{name} archive cannot be inspected"))
+        }
+        // Images, audio, video: not text, never scanned as text.
+        sniff::Kind::Media | sniff::Kind::Binary => {}
+    }
+}

@@ -1,0 +1,99 @@
+//! Inspection: does a message carry patient-identifying data, and where (DESIGN §6)?
+//!
+//! `Inspector::inspect` parses a message once, walks every part (`walk`), turns parts and
+//! attachments into text within a per-message budget (`extract`), and runs the detectors over
+//! each text (`detect`). The result, an `Inspection`, is what the policy consumes and what
+//! `sluis scan` prints. Findings carry a masked value and a keyed hash, never the identifier.
+
+pub mod detect;
+pub mod extract;
+pub mod finding;
+pub mod mask;
+mod walk;
+
+use std::collections::BTreeMap;
+
+pub use finding::{Confidence, Detector, Finding, Inspection};
+
+use crate::config::InspectConfig;
+use extract::{Budget, Extracted};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectorError {
+    #[error(transparent)]
+    Build(#[from] detect::BuildError),
+    #[error("inspect.hash_key_file {path}: {source}")]
+    Key {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+pub struct Inspector {
+    scanner: detect::Scanner,
+    config: InspectConfig,
+}
+
+impl Inspector {
+    pub fn new(config: &InspectConfig) -> Result<Inspector, InspectorError> {
+        let key = match &config.hash_key_file {
+            Some(path) => {
+                mask::HashKey::new(&std::fs::read(path).map_err(|source| InspectorError::Key {
+                    path: path.display().to_string(),
+                    source,
+                })?)
+            }
+            None => mask::HashKey::random(),
+        };
+        Ok(Inspector {
+            scanner: detect::Scanner::new(config, key)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Inspects one message (RFC 5322 bytes). Never fails: what cannot be read is a finding.
+    pub fn inspect(&self, raw: &[u8]) -> Inspection {
+        let mut budget = Budget::new(&self.config);
+        let mut extracted = Extracted::default();
+        walk::walk(raw, &mut budget, &mut extracted);
+        let mut findings = Vec::new();
+        let texts = std::mem::take(&mut extracted.texts);
+        for unit in &texts {
+            if budget.expired() {
+                extracted.cannot(&unit.location, "inspection time limit reached");
+                break;
+            }
+            self.scanner.scan(&unit.text, &unit.location, &mut findings);
+        }
+        for u in extracted.uninspectable {
+            findings.push(Finding {
+                detector: Detector::Uninspectable,
+                location: u.location,
+                masked: u.reason,
+                hash: None,
+                confidence: Confidence::High,
+            });
+        }
+        let score = score(&findings);
+        Inspection {
+            sensitive: score >= self.config.threshold,
+            score,
+            findings,
+        }
+    }
+}
+
+/// Each distinct identifier counts once, at its highest confidence: the same BSN in the plain
+/// and the HTML version of a message is one BSN. Uninspectable content adds nothing here; the
+/// policy weighs it separately.
+fn score(findings: &[Finding]) -> u32 {
+    let mut best: BTreeMap<(&Detector, Option<&str>), u32> = BTreeMap::new();
+    for f in findings
+        .iter()
+        .filter(|f| f.detector != Detector::Uninspectable)
+    {
+        let w = best.entry((&f.detector, f.hash.as_deref())).or_insert(0);
+        *w = (*w).max(f.confidence.weight());
+    }
+    best.values().sum()
+}

@@ -1,0 +1,141 @@
+//! The MIME walk: every part of a message, attached messages recursively, with the headers
+//! people write. mail-parser parses and decodes (transfer encodings, charsets, RFC 2047 encoded
+//! words, RFC 2231 file names); this module only decides what to read and where it was.
+
+use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+
+use super::extract::{self, Budget, Extracted, html};
+use super::mask;
+
+/// Headers whose text a person wrote.
+const FREE_TEXT: &[&str] = &[
+    "Subject",
+    "Comments",
+    "Keywords",
+    "Content-Description",
+    "Thread-Topic",
+];
+const ADDRESSES: &[&str] = &[
+    "From",
+    "To",
+    "Cc",
+    "Reply-To",
+    "Sender",
+    "Resent-To",
+    "Resent-From",
+];
+
+pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => message(&msg, "", 0, budget, out),
+        None => out.cannot("message", "not a parseable message"),
+    }
+}
+
+fn message(msg: &Message, prefix: &str, depth: usize, budget: &mut Budget, out: &mut Extracted) {
+    for h in msg.headers() {
+        let name = h.name();
+        let here = || format!("{prefix}header {name}");
+        if FREE_TEXT.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            if let Some(t) = h.value().as_text() {
+                out.text(here(), t.to_string());
+            }
+        } else if ADDRESSES.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            let names = display_names(h.value());
+            if !names.is_empty() {
+                out.text(format!("{} (display name)", here()), names.join("\n"));
+            }
+        }
+    }
+    if !msg.parts.is_empty() {
+        part(msg, 0, String::new(), prefix, depth, budget, out);
+    }
+}
+
+fn display_names(v: &HeaderValue) -> Vec<String> {
+    let mut names = Vec::new();
+    match v.as_address() {
+        Some(Address::List(list)) => {
+            names.extend(
+                list.iter()
+                    .filter_map(|a| a.name.as_ref().map(|n| n.to_string())),
+            );
+        }
+        Some(Address::Group(groups)) => {
+            for g in groups {
+                names.extend(g.name.iter().map(|n| n.to_string()));
+                names.extend(
+                    g.addresses
+                        .iter()
+                        .filter_map(|a| a.name.as_ref().map(|n| n.to_string())),
+                );
+            }
+        }
+        None => {}
+    }
+    names
+}
+
+fn part(
+    msg: &Message,
+    id: usize,
+    path: String,
+    prefix: &str,
+    depth: usize,
+    budget: &mut Budget,
+    out: &mut Extracted,
+) {
+    let Some(p) = msg.parts.get(id) else { return };
+    let shown_path = if path.is_empty() {
+        "1".to_string()
+    } else {
+        path.clone()
+    };
+    let ctype = p
+        .content_type()
+        .map(|c| format!("{}/{}", c.ctype(), c.subtype().unwrap_or("")))
+        .unwrap_or_else(|| "text/plain".into())
+        .to_ascii_lowercase();
+    let location = match p.attachment_name() {
+        Some(name) => format!("{prefix}attachment {}", mask::name(name)),
+        None => format!("{prefix}part {shown_path} {ctype}"),
+    };
+    if !budget.take_part() {
+        out.cannot(location, "too many parts to inspect");
+        return;
+    }
+    if budget.expired() {
+        out.cannot(location, "inspection time limit reached");
+        return;
+    }
+    if let Some(name) = p.attachment_name() {
+        out.text(format!("{location} (name)"), name.to_string());
+    }
+    if p.is_encoding_problem {
+        out.cannot(&location, "content transfer encoding could not be decoded");
+    }
+    match &p.body {
+        PartType::Text(t) => out.text(location, t.to_string()),
+        PartType::Html(h) => out.text(location, html::to_text(h)),
+        PartType::Binary(b) | PartType::InlineBinary(b) => {
+            extract::attachment(b, &location, depth, budget, out);
+        }
+        PartType::Message(inner) => {
+            if depth + 1 > budget.max_depth {
+                out.cannot(location, "attached messages nested too deeply");
+            } else {
+                message(inner, &format!("{location}/"), depth + 1, budget, out);
+            }
+        }
+        PartType::Multipart(children) => {
+            for (i, child) in children.iter().enumerate() {
+                let child_path = if path.is_empty() {
+                    format!("{}", i + 1)
+                } else {
+                    format!("{path}.{}", i + 1)
+                };
+                part(msg, *child as usize, child_path, prefix, depth, budget, out);
+            }
+        }
+    }
+}
