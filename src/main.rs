@@ -180,16 +180,11 @@ fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCo
             return ExitCode::from(2);
         }
     };
+    let results = inspect_files(&inspector, files);
     let mut any_sensitive = false;
     let mut any_error = false;
-    for file in files {
-        let raw = if file == "-" {
-            let mut b = Vec::new();
-            std::io::stdin().read_to_end(&mut b).map(|_| b)
-        } else {
-            std::fs::read(file)
-        };
-        let raw = match raw {
+    for (file, result) in files.iter().zip(results) {
+        let result = match result {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("sluis: {file}: {e}");
@@ -197,7 +192,6 @@ fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCo
                 continue;
             }
         };
-        let result = inspector.inspect(&raw);
         any_sensitive |= result.sensitive;
         match format {
             ScanFormat::Json => {
@@ -225,6 +219,43 @@ fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCo
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Inspects the files on all cores; results in the order of `files`.
+fn inspect_files(
+    inspector: &sluis::inspect::Inspector,
+    files: &[String],
+) -> Vec<std::io::Result<sluis::inspect::Inspection>> {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<std::io::Result<sluis::inspect::Inspection>>>> =
+        Mutex::new(files.iter().map(|_| None).collect());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(files.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(file) = files.get(i) else { break };
+                    let raw = if file == "-" {
+                        let mut b = Vec::new();
+                        std::io::stdin().read_to_end(&mut b).map(|_| b)
+                    } else {
+                        std::fs::read(file)
+                    };
+                    let result = raw.map(|r| inspector.inspect(&r));
+                    results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not inspected"))))
+        .collect()
 }
 
 /// One line of `sluis scan --format json`, keys in this order.

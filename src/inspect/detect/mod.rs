@@ -51,7 +51,8 @@ struct Custom {
 pub struct Scanner {
     candidates: Regex,
     keywords: AhoCorasick,
-    kinds: Vec<(Kind, String)>,
+    /// Per keyword pattern: the word and every kind it has ("geboren" is care and birth).
+    kinds: Vec<(String, Vec<Kind>)>,
     custom: Vec<Custom>,
     window: usize,
     key: HashKey,
@@ -70,7 +71,7 @@ impl Scanner {
             name: "built-in".into(),
             error: e.to_string(),
         })?;
-        let mut kinds: Vec<(Kind, String)> = Vec::new();
+        let mut kinds: Vec<(String, Vec<Kind>)> = Vec::new();
         let lists: [(Kind, &[&str], &[String]); 4] = [
             (
                 Kind::Identifier,
@@ -82,15 +83,23 @@ impl Scanner {
             (Kind::Anti, keywords::ANTI, &cfg.anti_keywords),
         ];
         for (kind, builtin, extra) in lists {
-            if cfg.default_keywords {
-                kinds.extend(builtin.iter().map(|w| (kind, w.to_string())));
+            let builtin = builtin
+                .iter()
+                .filter(|_| cfg.default_keywords)
+                .map(|w| w.to_string());
+            for word in builtin.chain(extra.iter().map(|w| w.to_lowercase())) {
+                match kinds.iter_mut().find(|(w, _)| *w == word) {
+                    Some((_, ks)) => ks.push(kind),
+                    None => kinds.push((word, vec![kind])),
+                }
             }
-            kinds.extend(extra.iter().map(|w| (kind, w.to_lowercase())));
         }
+        // One word per pattern and leftmost-longest matching: a single pass with prefilters,
+        // where overlapping search would be several times slower.
         let keywords = AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
-            .build(kinds.iter().map(|(_, w)| w.as_bytes()))
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(kinds.iter().map(|(w, _)| w.as_bytes()))
             .map_err(|e| BuildError::Keywords(e.to_string()))?;
         let custom = cfg
             .identifiers
@@ -107,27 +116,56 @@ impl Scanner {
         })
     }
 
-    fn context(&self, text: &[u8]) -> Vec<Hit> {
-        // Overlapping matches: "geboren" is both a care word and a birth word.
-        let mut hits: Vec<Hit> = self
-            .keywords
-            .find_overlapping_iter(text)
-            .filter_map(|m| {
-                let (kind, word) = &self.kinds[m.pattern().as_usize()];
-                keywords::stands_alone(text, m.start(), m.end(), word).then_some(Hit {
-                    start: m.start(),
-                    kind: *kind,
-                })
-            })
-            .collect();
-        hits.sort_by_key(|h| h.start);
+    /// Context words in `text[from..to]`, in order of position (absolute offsets).
+    fn context(&self, text: &[u8], from: usize, to: usize) -> Vec<Hit> {
+        let mut hits = Vec::new();
+        for m in self.keywords.find_iter(&text[from..to]) {
+            let (word, kinds) = &self.kinds[m.pattern().as_usize()];
+            let (start, end) = (from + m.start(), from + m.end());
+            if keywords::stands_alone(text, start, end, word) {
+                hits.extend(kinds.iter().map(|&kind| Hit { start, kind }));
+            }
+        }
         hits
+    }
+
+    /// Whether a birth word stands in the 40 bytes before `pos`.
+    fn birth_word_before(&self, text: &[u8], pos: usize) -> bool {
+        let from = floor_char(text, pos.saturating_sub(40));
+        self.context(text, from, pos)
+            .iter()
+            .any(|h| h.kind == Kind::Birth)
     }
 
     /// Finds everything in one text unit; `location` says where the text came from.
     pub fn scan(&self, text: &str, location: &str, out: &mut Vec<Finding>) {
         let bytes = text.as_bytes();
-        let hits = self.context(bytes);
+        // Candidates that pass their own checks first: most text has none, and then the
+        // context words need not be searched at all.
+        let valid: Vec<Candidate> = self
+            .candidates
+            .find_iter(bytes)
+            .filter_map(|m| {
+                Candidate::check(&text[m.start()..m.end()], m.start(), m.pattern().as_usize())
+            })
+            .collect();
+        if !valid.is_empty() {
+            self.classify(bytes, &valid, location, out);
+        }
+        for c in &self.custom {
+            c.scan(bytes, location, self.window, &self.key, out);
+        }
+    }
+
+    fn classify(&self, bytes: &[u8], valid: &[Candidate], location: &str, out: &mut Vec<Finding>) {
+        // Identifiers need context from anywhere (a table header far above); dates only their
+        // own lead-in, which spares CSV exports full of dates a scan of the whole text.
+        let needs_context = valid.iter().any(|c| !matches!(c.what, What::Date(_)));
+        let hits = if needs_context {
+            self.context(bytes, 0, bytes.len())
+        } else {
+            Vec::new()
+        };
         let near = |pos: usize, before: usize, after: usize, kinds: &[Kind]| {
             let lo = pos.saturating_sub(before);
             let hi = pos.saturating_add(after);
@@ -139,68 +177,104 @@ impl Scanner {
         };
         let tables = Tables::new(bytes, &hits);
         let w = self.window;
-        for m in self.candidates.find_iter(bytes) {
-            let raw = &text[m.start()..m.end()];
-            match m.pattern().as_usize() {
-                0 | 1 => {
-                    let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
-                    if !checksum::elfproef(&digits) {
-                        continue;
-                    }
-                    let normal = format!("{digits:0>9}");
-                    let identified = near(m.start(), w, w, &[Kind::Identifier, Kind::Care])
-                        || tables.column_is_identifier(bytes, m.start());
-                    let anti = near(m.start(), w, w, &[Kind::Anti]);
+        for c in valid {
+            let finding = match &c.what {
+                What::Bsn(normal) => {
+                    let identified = near(c.start, w, w, &[Kind::Identifier, Kind::Care])
+                        || tables.column_is_identifier(bytes, c.start);
+                    let anti = near(c.start, w, w, &[Kind::Anti]);
                     let confidence = match (identified, anti) {
                         (true, false) => Confidence::High,
                         (true, true) => Confidence::Medium,
                         (false, _) => Confidence::Low,
                     };
-                    out.push(Finding {
+                    Finding {
                         detector: Detector::Bsn,
                         location: location.to_string(),
-                        masked: mask::bsn(&normal),
-                        hash: Some(self.key.hash("bsn", &normal)),
+                        masked: mask::bsn(normal),
+                        hash: Some(self.key.hash("bsn", normal)),
                         confidence,
-                    });
-                }
-                2 => {
-                    let normal: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
-                    if !checksum::iban(&normal) {
-                        continue;
                     }
-                    let care = near(m.start(), w, w, &[Kind::Care, Kind::Identifier])
-                        && !near(m.start(), w, w, &[Kind::Anti]);
-                    out.push(Finding {
+                }
+                What::Iban(normal) => {
+                    let care = near(c.start, w, w, &[Kind::Care, Kind::Identifier])
+                        && !near(c.start, w, w, &[Kind::Anti]);
+                    Finding {
                         detector: Detector::Iban,
                         location: location.to_string(),
-                        masked: mask::iban(&normal),
-                        hash: Some(self.key.hash("iban", &normal)),
+                        masked: mask::iban(normal),
+                        hash: Some(self.key.hash("iban", normal)),
                         confidence: if care {
                             Confidence::Medium
                         } else {
                             Confidence::Low
                         },
-                    });
+                    }
                 }
-                _ => {
+                What::Date(raw) => {
                     // Dates are everywhere: only one introduced as a birth date counts.
-                    if !near(m.start(), 40, 0, &[Kind::Birth]) || !plausible_birth_date(raw) {
+                    if !self.birth_word_before(bytes, c.start) {
                         continue;
                     }
-                    out.push(Finding {
+                    Finding {
                         detector: Detector::DateOfBirth,
                         location: location.to_string(),
                         masked: mask::date(),
                         hash: Some(self.key.hash("dob", raw)),
                         confidence: Confidence::Medium,
-                    });
+                    }
                 }
+            };
+            out.push(finding);
+        }
+    }
+}
+
+/// The nearest char boundary at or below `i` (text is UTF-8; windows must not split a char).
+fn floor_char(text: &[u8], mut i: usize) -> usize {
+    while i > 0 && i < text.len() && (text[i] & 0xC0) == 0x80 {
+        i -= 1;
+    }
+    i
+}
+
+/// A candidate that passed its own check (11-proof, mod-97, a real date).
+struct Candidate {
+    start: usize,
+    what: What,
+}
+
+enum What {
+    Bsn(String),
+    Iban(String),
+    Date(String),
+}
+
+impl Candidate {
+    fn check(raw: &str, start: usize, pattern: usize) -> Option<Candidate> {
+        let what = match pattern {
+            0 | 1 => {
+                let digits: String = raw.chars().filter(char::is_ascii_digit).collect();
+                if !checksum::elfproef(&digits) {
+                    return None;
+                }
+                What::Bsn(format!("{digits:0>9}"))
             }
-        }
-        for c in &self.custom {
-            c.scan(bytes, location, w, &self.key, out);
-        }
+            2 => {
+                let normal: String = raw.chars().filter(|c| !c.is_whitespace()).collect();
+                if !checksum::iban(&normal) {
+                    return None;
+                }
+                What::Iban(normal)
+            }
+            _ => {
+                if !plausible_birth_date(raw) {
+                    return None;
+                }
+                What::Date(raw.to_string())
+            }
+        };
+        Some(Candidate { start, what })
     }
 }
 
