@@ -275,7 +275,7 @@ fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
     };
     println!("{file}: {verdict} (score {})", r.score);
     for f in &r.findings {
-        let confidence = format!("{:?}", f.confidence).to_lowercase();
+        let confidence = f.confidence.name();
         let hash = f
             .hash
             .as_deref()

@@ -11,6 +11,8 @@ use prometheus::{
 
 struct Metrics {
     registry: Registry,
+    findings_total: IntCounterVec,
+    inspect_seconds: Histogram,
     sessions_active: IntGauge,
     session_seconds: Histogram,
     messages_total: IntCounterVec,
@@ -43,6 +45,19 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["lane"],
     )
     .expect("metric");
+    let findings_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_findings_total",
+            "Findings of patient-identifying content, by detector and confidence",
+        ),
+        &["detector", "confidence"],
+    )
+    .expect("metric");
+    let inspect_seconds = Histogram::with_opts(
+        HistogramOpts::new("sluis_inspect_seconds", "Time to inspect one message")
+            .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]),
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -56,12 +71,16 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(session_seconds.clone()),
         Box::new(messages_total.clone()),
         Box::new(upstream_seconds.clone()),
+        Box::new(findings_total.clone()),
+        Box::new(inspect_seconds.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
     }
     Metrics {
         registry,
+        findings_total,
+        inspect_seconds,
         sessions_active,
         session_seconds,
         messages_total,
@@ -99,6 +118,18 @@ pub fn message(code: u16, rule: &'static str) {
         .messages_total
         .with_label_values(&[verdict, rule])
         .inc();
+}
+
+/// Counts an inspection's findings (detector names come from code or configuration, so the
+/// label set is bounded) and its duration.
+pub fn inspected(result: &crate::inspect::Inspection, d: Duration) {
+    METRICS.inspect_seconds.observe(d.as_secs_f64());
+    for f in &result.findings {
+        METRICS
+            .findings_total
+            .with_label_values(&[f.detector.name(), f.confidence.name()])
+            .inc();
+    }
 }
 
 pub fn upstream_seconds(lane: &str, d: Duration) {

@@ -34,5 +34,7 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+echo "== cargo check (fuzz targets, so they keep compiling)"
+cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
 echo "== cargo test"
 cargo test --all-targets --locked

@@ -11,6 +11,14 @@ pub enum Confidence {
 }
 
 impl Confidence {
+    pub fn name(self) -> &'static str {
+        match self {
+            Confidence::Low => "low",
+            Confidence::Medium => "medium",
+            Confidence::High => "high",
+        }
+    }
+
     /// What a finding adds to the message's score. Low findings are listed for reviewers but
     /// add nothing: a 9-digit number that passes the 11-proof by chance (one in eleven do) must
     /// not make a message sensitive on its own.

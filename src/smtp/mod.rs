@@ -13,6 +13,7 @@ use std::sync::Arc;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::inspect::Inspector;
 use crate::relay::Lanes;
 
 /// Everything a session needs, built from one configuration. A reload builds a new one; sessions
@@ -22,6 +23,9 @@ pub struct Runtime {
     pub tls: TlsAcceptor,
     pub credentials: Option<Arc<auth::Credentials>>,
     pub lanes: Lanes,
+    pub inspector: Arc<Inspector>,
+    /// Messages being inspected at once: each is held whole in memory while it is parsed.
+    pub inspect_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Runtime {
@@ -32,11 +36,15 @@ impl Runtime {
             _ => None,
         };
         let lanes = Lanes::from_config(&config).map_err(anyhow::Error::msg)?;
+        let inspector = Arc::new(Inspector::new(&config.inspect)?);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         Ok(Runtime {
             config: Arc::new(config),
             tls,
             credentials,
             lanes,
+            inspector,
+            inspect_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
     }
 }

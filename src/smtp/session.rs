@@ -516,6 +516,7 @@ impl Session {
                 reply
             }
             Ok(()) => {
+                let inspection = self.inspect(&mut body, &tx.id).await;
                 let env = Envelope {
                     id: tx.id.clone(),
                     mail_from: tx.mail_from,
@@ -550,6 +551,10 @@ impl Session {
                     size,
                     lane = %lane.name,
                     status = reply.code,
+                    sensitive = inspection.as_ref().map(|i| i.sensitive),
+                    score = inspection.as_ref().map(|i| i.score),
+                    detectors = %inspection.as_ref().map(|i| i.detectors().join(",")).unwrap_or_default(),
+                    uninspectable = inspection.as_ref().map(|i| i.uninspectable()),
                     "transaction"
                 );
                 reply
@@ -561,6 +566,30 @@ impl Session {
         // The verdict of a whole message is not a protocol error of the client.
         self.conn.queue(&reply.to_bytes());
         Flow::Continue
+    }
+
+    /// Inspects the message as `sluis scan` does. The policy will decide on the result; for
+    /// now it is logged (detector names and score only) and counted.
+    async fn inspect(
+        &self,
+        body: &mut SpooledBody,
+        id: &str,
+    ) -> Option<crate::inspect::Inspection> {
+        let _slot = self.rt.inspect_slots.clone().acquire_owned().await.ok()?;
+        let raw = match body.read_all().await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "cannot read the spooled message for inspection");
+                return None;
+            }
+        };
+        let inspector = self.rt.inspector.clone();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || inspector.inspect(&raw))
+            .await
+            .ok()?;
+        crate::metrics::inspected(&result, started.elapsed());
+        Some(result)
     }
 
     async fn starttls(&mut self) -> Flow {

@@ -85,6 +85,16 @@ impl SpooledBody {
         Ok(())
     }
 
+    /// The whole body in memory, for parsing (callers bound how many exist at once).
+    pub async fn read_all(&mut self) -> std::io::Result<Vec<u8>> {
+        self.rewind().await?;
+        let mut all = Vec::with_capacity(self.len);
+        while let Some(chunk) = self.next_chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+
     /// The next chunk of at most 64 KiB, or `None` at the end.
     pub async fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
         match self.file.as_mut() {

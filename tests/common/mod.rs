@@ -350,10 +350,17 @@ impl Smtp {
         assert!(r.starts_with("354"), "DATA: {r}");
     }
 
-    /// A whole transaction after EHLO; the reply to the end of data.
+    /// A whole transaction after EHLO (content dot-stuffed here); the end-of-data reply.
     pub fn send_message(&mut self, from: &str, rcpts: &[&str], content: &[u8]) -> String {
         self.start_data(from, rcpts);
-        self.send(content);
+        let mut stuffed = Vec::with_capacity(content.len() + 16);
+        for line in content.split_inclusive(|&b| b == b'\n') {
+            if line.starts_with(b".") {
+                stuffed.push(b'.');
+            }
+            stuffed.extend_from_slice(line);
+        }
+        self.send(&stuffed);
         self.send(b".\r\n");
         self.reply()
     }

@@ -1,0 +1,86 @@
+//! The gateway inspects every message as `sluis scan` does: the corpus through a running
+//! Sluis, with the verdicts in the transaction log and the findings in the metrics, and not one
+//! identifier in the log.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn gateway_inspects_the_corpus_like_scan_and_logs_no_identifier() {
+    let sink = Sink::start(&[]);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string("tests/corpus/manifest.json").unwrap())
+            .unwrap();
+    let entries = manifest.as_array().unwrap();
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    // Messages with their own inspection settings are left to the corpus test.
+    let plain: Vec<_> = entries.iter().filter(|e| e["config"].is_null()).collect();
+    for e in &plain {
+        let file = e["file"].as_str().unwrap();
+        let raw = std::fs::read(format!("tests/corpus/messages/{file}")).unwrap();
+        let r = c.send_message("sender@zkh.test", &["rcpt@huisarts.test"], &raw);
+        assert!(r.starts_with("250"), "{file}: {r}");
+    }
+    let relayed = wait_for(Duration::from_secs(10), || {
+        (sink.messages().len() >= plain.len()).then_some(())
+    });
+    assert!(relayed.is_some(), "not all relayed");
+
+    let log = sluis.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("transaction")).collect();
+    assert_eq!(lines.len(), plain.len(), "one summary line per transaction");
+    let expected_sensitive = plain.iter().filter(|e| e["sensitive"] == true).count();
+    let logged_sensitive = lines
+        .iter()
+        .filter(|l| l.contains("sensitive=true"))
+        .count();
+    assert_eq!(logged_sensitive, expected_sensitive, "{log}");
+    let expected_unin = plain
+        .iter()
+        .filter(|e| !e["uninspectable"].is_null())
+        .count();
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l.contains("uninspectable=true"))
+            .count(),
+        expected_unin
+    );
+
+    // No identifier from the corpus anywhere in the log.
+    let generator = std::fs::read_to_string("tests/corpus/generate.py").unwrap();
+    let mut ids: Vec<String> = generator
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| t.len() == 9 && t.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    ids.push("NL91ABNA0417164300".into());
+    for id in &ids {
+        assert!(!log.contains(id.as_str()), "identifier {id} in the log");
+    }
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut metrics = String::new();
+    s.read_to_string(&mut metrics).unwrap();
+    assert!(
+        metrics.contains("sluis_findings_total{confidence=\"high\",detector=\"bsn\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluis_findings_total{confidence=\"high\",detector=\"uninspectable\"}")
+    );
+    assert!(metrics.contains(&format!("sluis_inspect_seconds_count {}", plain.len())));
+}
