@@ -1,6 +1,8 @@
 //! The inspection corpus (tests/corpus, made by generate.py): every message must yield what
 //! manifest.json says, through the library and through `sluis scan`.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -106,20 +108,6 @@ fn every_corpus_message_yields_what_the_manifest_says() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 }
 
-/// Every identifier the corpus holds: any 8 or 9-digit run in the generator's output files.
-fn corpus_identifiers() -> Vec<String> {
-    let mut ids = Vec::new();
-    let generator = std::fs::read_to_string(Path::new(CORPUS).join("generate.py")).unwrap();
-    for token in generator.split(|c: char| !c.is_ascii_alphanumeric()) {
-        if token.len() == 9 && token.bytes().all(|b| b.is_ascii_digit()) {
-            ids.push(token.to_string());
-        }
-    }
-    ids.push("NL91ABNA0417164300".into());
-    ids.push("0012345".into());
-    ids
-}
-
 #[test]
 fn sluis_scan_reports_json_and_exit_status_without_raw_values() {
     let files: Vec<String> = manifest()
@@ -143,7 +131,7 @@ fn sluis_scan_reports_json_and_exit_status_without_raw_values() {
             assert!(l.get(key).is_some(), "{key} missing in {l}");
         }
     }
-    for id in corpus_identifiers() {
+    for id in common::corpus_identifiers() {
         assert!(!stdout.contains(&id), "raw identifier {id} in scan output");
     }
     let neg: Vec<&String> = files.iter().filter(|f| f.contains("/neg-")).collect();

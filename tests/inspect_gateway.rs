@@ -55,26 +55,11 @@ fn gateway_inspects_the_corpus_like_scan_and_logs_no_identifier() {
     );
 
     // No identifier from the corpus anywhere in the log.
-    let generator = std::fs::read_to_string("tests/corpus/generate.py").unwrap();
-    let mut ids: Vec<String> = generator
-        .split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|t| t.len() == 9 && t.bytes().all(|b| b.is_ascii_digit()))
-        .map(str::to_string)
-        .collect();
-    ids.push("NL91ABNA0417164300".into());
-    for id in &ids {
+    for id in &corpus_identifiers() {
         assert!(!log.contains(id.as_str()), "identifier {id} in the log");
     }
 
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", admin)).unwrap();
-    use std::io::{Read, Write};
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut metrics = String::new();
-    s.read_to_string(&mut metrics).unwrap();
+    let (_, metrics) = http_get(admin, "/metrics");
     assert!(
         metrics.contains("sluis_findings_total{confidence=\"high\",detector=\"bsn\"}"),
         "{metrics}"

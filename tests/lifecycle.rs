@@ -256,24 +256,6 @@ async fn starttls_discards_commands_pipelined_in_plaintext() {
     );
 }
 
-/// A plain HTTP GET on the admin listener; (status line, body).
-fn http_get(port: u16, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    (
-        head.lines().next().unwrap_or("").to_string(),
-        body.to_string(),
-    )
-}
-
 #[test]
 fn admin_listener_serves_health_and_metrics_that_count_messages() {
     let sink = Sink::start(&[]);

@@ -680,3 +680,34 @@ pub fn message_file(dir: &Path, token: &str, body_lines: usize) -> PathBuf {
     std::fs::write(&p, m).unwrap();
     p
 }
+
+/// A plain HTTP GET on 127.0.0.1:`port`; (status line, body).
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    (
+        head.lines().next().unwrap_or("").to_string(),
+        body.to_string(),
+    )
+}
+
+/// Every identifier in the inspection corpus: the 9-digit numbers of its generator, and its
+/// IBAN. Tests check that none of them ever shows up in output or logs.
+pub fn corpus_identifiers() -> Vec<String> {
+    let generator = std::fs::read_to_string("tests/corpus/generate.py").unwrap();
+    let mut ids: Vec<String> = generator
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|t| t.len() == 9 && t.bytes().all(|b| b.is_ascii_digit()))
+        .map(str::to_string)
+        .collect();
+    ids.push("NL91ABNA0417164300".into());
+    ids.push("PAT-0012345".into());
+    ids
+}
