@@ -27,6 +27,18 @@ fn config_for(entry: &Value) -> InspectConfig {
     if let Some(n) = c["max_decompressed_bytes"].as_u64() {
         cfg.max_decompressed_bytes = n;
     }
+    if let Some(n) = c["max_parts"].as_u64() {
+        cfg.max_parts = n as usize;
+    }
+    if let Some(n) = c["max_time_ns"].as_u64() {
+        cfg.max_time = std::time::Duration::from_nanos(n);
+    }
+    if let Some(words) = c["care_keywords"].as_array() {
+        cfg.care_keywords = words
+            .iter()
+            .map(|w| w.as_str().unwrap().to_string())
+            .collect();
+    }
     if let Some(ids) = c["identifiers"].as_array() {
         cfg.identifiers = ids
             .iter()
@@ -89,6 +101,18 @@ fn every_corpus_message_yields_what_the_manifest_says() {
             None => {
                 if r.uninspectable() {
                     fail("marked uninspectable".into());
+                }
+            }
+        }
+        if let Some(counts) = entry["config"]["expect_count"].as_object() {
+            for (det, n) in counts {
+                let found = r
+                    .findings
+                    .iter()
+                    .filter(|f| f.detector.name() == det)
+                    .count() as u64;
+                if Some(found) != n.as_u64() {
+                    fail(format!("{found} {det} findings, expected {n}"));
                 }
             }
         }

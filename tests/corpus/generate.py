@@ -249,7 +249,21 @@ def main():
          config={"identifiers": [{"name": "patient-number", "pattern": r"\bPAT-[0-9]{7}\b",
                                   "keywords": ["patiëntnummer", "patnr"]}]})
 
+    save("pos-dashed-bsn.eml", base("Intake", f"Cliënt, bsn {B1[:3]}-{B1[3:6]}-{B1[6:]}, intake gepland.\n"),
+         True, [("bsn", "high", "text/plain")])
+    save("pos-case-number-luhn.eml", base("Zaak", "Zaaknummer ZK79927398713 (en niet ZK79927398710).\n"),
+         True, [("case-number", "high", "text/plain")],
+         config={"identifiers": [{"name": "case-number", "pattern": r"\bZK[0-9]{11}\b", "checksum": "luhn"}],
+                 "expect_count": {"case-number": 1}})
+    wijk = base("Melding", f"Wijkteam melding over {B2}, graag terugbellen.\n")
+    save("pos-extra-care-keyword.eml", wijk, True, [("bsn", "high", "text/plain")],
+         config={"care_keywords": ["wijkteam"]})
+    save("neg-without-extra-care-keyword.eml", wijk, False, [("bsn", "low", "text/plain")])
+
     # --- negatives, the tricky ones ----------------------------------------------------------
+    save("neg-patient-invoice-medium.eml",
+         base("Factuur behandeling", f"Factuur voor de behandeling van patiënt, factuurnummer {B3}.\n"),
+         False, [("bsn", "medium", "text/plain")])
     save("neg-invoice-number.eml", base("Factuur 2024-118", f"Factuurnummer {B1}\nBedrag: EUR 1.250,00\nBetalen op {IBAN} o.v.v. het factuurnummer.\n"),
          False, [("bsn", "low", "text/plain"), ("iban", "low", "text/plain")])
     save("neg-dial-in-pin.eml", base("Teams-vergadering MDO", f"Deelnemen via telefoon: +31 20 123 4567\nConference ID: {B2[:3]} {B2[3:6]} {B2[6:]}#\n"),
@@ -297,6 +311,14 @@ def main():
     m = base("Oud", "Bijlage.\n")
     attach(m, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "oud.doc", "application", "msword")
     save("unin-legacy-doc.eml", m, False, uninspectable="legacy Office")
+
+    many = base("Veel delen", None)
+    many.set_content("Deel 0.\n")
+    for i in range(12):
+        attach(many, f"deel {i}\n".encode(), f"deel{i}.txt", "text", "plain")
+    save("unin-too-many-parts.eml", many, False, uninspectable="too many parts", config={"max_parts": 5})
+    save("unin-time-limit.eml", base("Traag", f"Patiënt BSN {B1}.\n"), False,
+         uninspectable="time limit", config={"max_time_ns": 1})
 
     with open(os.path.join(HERE, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
