@@ -281,9 +281,30 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
         "{metrics}"
     );
     assert!(metrics.contains("sluis_smtp_sessions_active 1"));
+
+    let (status, body) = http_get(admin, "/readyz");
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(body.contains("\"upstream:default\":\"ok\""), "{body}");
     assert!(metrics.contains("sluis_upstream_seconds_count{lane=\"default\"} 1"));
     assert!(
         !metrics.contains("partner.test"),
         "an address leaked into metrics"
     );
+}
+
+#[test]
+fn readyz_says_what_is_not_ready() {
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    // No upstream listening on this port.
+    let sluis = Sluis::start_on(free_port(), free_port(), "", &["--admin", &admin_addr]);
+    let (status, body) = http_get(admin, "/readyz");
+    assert!(status.contains("503"), "{status}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["ready"], false);
+    assert_eq!(v["checks"]["spool"], "ok");
+    assert_ne!(v["checks"]["upstream:default"], "ok");
+    let (status, _) = http_get(admin, "/healthz");
+    assert!(status.contains("200"), "alive even when not ready");
+    drop(sluis);
 }

@@ -1,12 +1,25 @@
-//! The admin HTTP listener: liveness and metrics for operators and Prometheus.
+//! The admin HTTP listener: liveness, readiness and metrics for operators and Prometheus.
+//!
+//! `/healthz` says the process is alive. `/readyz` says whether it can do its work right now
+//! (spool writable, the default upstream lane answering), so that a load balancer or
+//! Kubernetes sends mail elsewhere while it cannot. `/metrics` is for Prometheus.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
-use axum::http::header;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+use crate::smtp::Runtime;
+
+type Shared = watch::Receiver<Arc<Runtime>>;
 
 async fn healthz() -> impl IntoResponse {
     (
@@ -22,17 +35,72 @@ async fn metrics() -> impl IntoResponse {
     )
 }
 
-pub fn router() -> Router {
+/// Whether the upstream greets within a few seconds; the session is closed politely.
+async fn upstream_answers(host: &str, port: u16) -> Result<(), String> {
+    let probe = async {
+        let mut s = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut greeting = [0u8; 3];
+        s.read_exact(&mut greeting)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = s.write_all(b"QUIT\r\n").await;
+        if &greeting == b"220" {
+            Ok(())
+        } else {
+            Err(format!("greeting {}", String::from_utf8_lossy(&greeting)))
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(3), probe)
+        .await
+        .map_err(|_| "no greeting within 3 s".to_string())?
+}
+
+async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
+    let rt = rt.borrow().clone();
+    let mut checks = serde_json::Map::new();
+    let mut ready = true;
+    let spool = rt.config.server.spool_dir.clone();
+    let spool_ok = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&spool).map(drop))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let lane = rt.lanes.default_lane();
+    let lane_ok = upstream_answers(&lane.host, lane.port).await;
+    for (name, result) in [
+        ("spool".to_string(), spool_ok),
+        (format!("upstream:{}", lane.name), lane_ok),
+    ] {
+        ready &= result.is_ok();
+        checks.insert(name, result.err().unwrap_or_else(|| "ok".into()).into());
+    }
+    let body = serde_json::json!({ "ready": ready, "checks": checks }).to_string() + "\n";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, [(header::CONTENT_TYPE, "application/json")], body)
+}
+
+pub fn router(runtime: Shared) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .with_state(runtime)
 }
 
 /// Serves until `shutdown` is cancelled.
-pub async fn serve(listener: tokio::net::TcpListener, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    runtime: Shared,
+    shutdown: CancellationToken,
+) {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "admin listener ready");
-    let result = axum::serve(listener, router())
+    let result = axum::serve(listener, router(runtime))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     if let Err(e) = result {

@@ -114,7 +114,11 @@ impl Server {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (admin)"))?;
-            tokio::spawn(crate::admin::serve(l, self.shutdown.clone()));
+            tokio::spawn(crate::admin::serve(
+                l,
+                self.runtime.subscribe(),
+                self.shutdown.clone(),
+            ));
         }
         let server = Arc::new(self);
         for listener in listeners {
