@@ -35,6 +35,9 @@ enum Command {
     Passwd { user: String },
     /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
     /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
+    /// Print the manual page (roff), as packaged in sluis(8).
+    #[command(hide = true)]
+    Manpage,
     Scan {
         /// Configuration file: its [inspect] section applies.
         #[arg(long, short)]
@@ -138,6 +141,7 @@ fn main() -> ExitCode {
             })
             .map_err(Into::into),
         Command::Passwd { user } => passwd(&user),
+        Command::Manpage => manpage(),
         Command::Scan {
             config,
             format,
@@ -151,6 +155,23 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn manpage() -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command()
+        .name("sluis")
+        .about("outbound mail gateway enforcing NTA 7516")
+        .long_about(
+            "Sluis sits in front of the organisation's MTA and enforces NTA 7516, the Dutch \
+             standard for secure e-mail in healthcare. Configuration: /etc/sluis/sluis.toml \
+             (every key documented there; check it with `sluis config check`). Reload with \
+             SIGHUP (systemctl reload sluis). Documentation: /usr/share/doc/sluis/README.md.",
+        );
+    clap_mangen::Man::new(cmd)
+        .section("8")
+        .render(&mut std::io::stdout())?;
+    Ok(())
 }
 
 fn passwd(user: &str) -> anyhow::Result<()> {

@@ -457,6 +457,24 @@ pub fn postfix_with_relayhost(sluis: SocketAddr) -> PostfixClient {
     PostfixClient::start(&format!("relayhost-{}", sluis.port()), &snippet)
 }
 
+/// A Postfix with the lanes of deploy/postfix/lanes-master.cf, its lane ports moved to
+/// `ports` (may, dane, secure): the outbound MTA behind Sluis, tested as shipped.
+pub fn postfix_with_lanes(ports: [u16; 3]) -> PostfixClient {
+    let snippet = std::fs::read_to_string("deploy/postfix/lanes-master.cf")
+        .expect("deploy/postfix/lanes-master.cf");
+    let mut master = snippet;
+    for (default, port) in [10025, 10026, 10027].into_iter().zip(ports) {
+        let from = format!("127.0.0.1:{default} inet");
+        assert!(master.contains(&from), "{from} missing from the snippet");
+        master = master.replace(&from, &format!("127.0.0.1:{port} inet"));
+    }
+    PostfixClient::start_with_master(
+        &format!("lanes-{}", ports[0]),
+        "smtp_connect_timeout = 2s\n",
+        &master,
+    )
+}
+
 /// A shared Postfix that accepts mail for every domain (SMTPUTF8 included) into one Maildir.
 pub fn postfix_receiver() -> &'static PostfixReceiver {
     RECEIVER.get_or_init(|| {
@@ -498,6 +516,12 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 impl PostfixClient {
     fn start(role: &str, extra_main_cf: &str) -> PostfixClient {
+        PostfixClient::start_with_master(role, extra_main_cf, "")
+    }
+
+    /// Like `start`, with `extra_master` (services) added to master.cf. Without an smtpd of its
+    /// own in `extra_master`, the instance listens on a free port.
+    fn start_with_master(role: &str, extra_main_cf: &str, extra_master: &str) -> PostfixClient {
         require("postfix");
         let dir =
             std::env::temp_dir().join(format!("sluis-e2e-postfix-{role}-{}", std::process::id()));
@@ -521,13 +545,13 @@ impl PostfixClient {
              maillog_file_prefixes = {d}\ninet_protocols = ipv4\ninet_interfaces = 127.0.0.1\n\
              myhostname = {role}.test\nmydestination =\nmynetworks = 127.0.0.0/8\n\
              smtpd_recipient_restrictions = permit_mynetworks, reject\n\
-             message_size_limit = 104857600\n{}",
+             message_size_limit = 104857600\nalias_maps =\nalias_database =\n{}",
             extra_main_cf.replace("{d}", &d)
         );
         std::fs::write(dir.join("main.cf"), main_cf).unwrap();
         std::fs::write(
             dir.join("master.cf"),
-            format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}"),
+            format!("127.0.0.1:{port} inet n - n - - smtpd\n{MASTER_CF}{extra_master}"),
         )
         .unwrap();
         // The client's transport map stands in for relayhost so that each test reaches its

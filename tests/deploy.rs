@@ -1,0 +1,167 @@
+//! What an administrator installs: the systemd unit, the Debian package, the Postfix lane
+//! snippet, the container and Kubernetes files, checked as shipped.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn systemd_unit_verifies_cleanly() {
+    let analyze = require("systemd-analyze");
+    let dir = scratch("unit");
+    let unit = std::fs::read_to_string("deploy/systemd/sluis.service").unwrap();
+    for must in [
+        "User=sluis",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "StateDirectory=sluis",
+        "CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
+        "AmbientCapabilities=CAP_NET_BIND_SERVICE",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+    ] {
+        assert!(unit.contains(must), "unit lacks {must}");
+    }
+    // systemd-analyze wants the binary to exist: point the copy at the one just built.
+    let path = dir.path().join("sluis.service");
+    std::fs::write(&path, unit.replace("/usr/bin/sluis", SLUIS)).unwrap();
+    let out = Command::new(analyze)
+        .args(["verify", "--man=no"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let said =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "systemd-analyze: {said}"
+    );
+}
+
+#[test]
+fn debian_package_installs_a_working_sluis() {
+    let dir = scratch("deb");
+    let out = Command::new("bash")
+        .args(["deploy/debian/build-deb.sh"])
+        .arg(dir.path().join("out"))
+        .env("SLUIS_BIN", SLUIS)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let deb = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap()
+        .to_string();
+    let info = Command::new("dpkg-deb")
+        .args(["-f", &deb, "Package", "Version"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&info.stdout).contains("Package: sluis"));
+
+    // Install into a scratch root and run it from there.
+    let root = dir.path().join("root");
+    let x = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb)
+        .arg(&root)
+        .status()
+        .unwrap();
+    assert!(x.success());
+    let bin = root.join("usr/bin/sluis");
+    let v = Command::new(&bin).arg("--version").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&v.stdout).starts_with("sluis "),
+        "{v:?}"
+    );
+    let check = Command::new(&bin)
+        .args(["config", "check", "--config"])
+        .arg(root.join("etc/sluis/sluis.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).contains("spool_dir = \"/var/lib/sluis\""));
+    assert_eq!(
+        std::fs::read(root.join("lib/systemd/system/sluis.service")).unwrap(),
+        std::fs::read("deploy/systemd/sluis.service").unwrap()
+    );
+    let man = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "gzip -dc {}",
+            root.join("usr/share/man/man8/sluis.8.gz").display()
+        ))
+        .output()
+        .unwrap();
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(
+        man.contains(".TH sluis 8") && man.contains("serve"),
+        "{man}"
+    );
+    let conffiles = Command::new("dpkg-deb")
+        .args(["-I", &deb, "conffiles"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&conffiles.stdout).trim(),
+        "/etc/sluis/sluis.toml"
+    );
+}
+
+#[test]
+fn postfix_lane_snippet_delivers_each_lane_with_its_tls_level() {
+    let ports = [free_port(), free_port(), free_port()];
+    let lanes = postfix_with_lanes(ports);
+    let d = lanes.dir.display().to_string();
+    // The lane transports carry the TLS level the lane promises.
+    let p = Command::new("postconf")
+        .args(["-c", &d, "-P"])
+        .output()
+        .unwrap();
+    let p = String::from_utf8_lossy(&p.stdout);
+    assert!(
+        p.contains("sluis-dane-only/unix/smtp_tls_security_level = dane-only"),
+        "{p}"
+    );
+    assert!(p.contains("sluis-secure/unix/smtp_tls_security_level = secure"));
+    assert!(p.contains("sluis-may/unix/smtp_tls_security_level = may"));
+
+    // Sluis relays into each lane; each lane hands the message to its own transport.
+    for (port, transport) in ports
+        .iter()
+        .zip(["sluis-may", "sluis-dane-only", "sluis-secure"])
+    {
+        let sluis = Sluis::start(*port, "");
+        let mut c = Smtp::connect(sluis.port);
+        c.hello();
+        let body = format!("Subject: lane\r\nMessage-ID: <{transport}@org.test>\r\n\r\nx\r\n");
+        let r = c.send_message("a@org.test", &["b@lane.invalid"], body.as_bytes());
+        assert!(r.starts_with("250"), "{transport}: {r}");
+        let seen = wait_for(Duration::from_secs(20), || {
+            lanes
+                .maillog()
+                .lines()
+                .any(|l| {
+                    l.contains(&format!("/{transport}/smtp[")) && l.contains("to=<b@lane.invalid>")
+                })
+                .then_some(())
+        });
+        assert!(
+            seen.is_some(),
+            "{transport} did not deliver:\n{}",
+            lanes.maillog()
+        );
+    }
+    let _ = Command::new("postfix").args(["-c", &d, "stop"]).output();
+}
