@@ -165,3 +165,32 @@ fn postfix_lane_snippet_delivers_each_lane_with_its_tls_level() {
     }
     let _ = Command::new("postfix").args(["-c", &d, "stop"]).output();
 }
+
+#[test]
+fn container_and_kubernetes_files_agree_and_their_configs_are_valid() {
+    let out = Command::new(require("python3"))
+        .arg("tests/deploy_files.py")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let configs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = scratch("cfgs");
+    for which in ["container", "kubernetes"] {
+        let path = dir.path().join(format!("{which}.toml"));
+        std::fs::write(&path, configs[which].as_str().unwrap()).unwrap();
+        let check = Command::new(SLUIS)
+            .args(["config", "check", "--config"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{which}: {}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+    }
+}

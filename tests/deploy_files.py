@@ -1,0 +1,114 @@
+"""Consistency of the container and Kubernetes files (run by tests/deploy.rs).
+
+No Docker engine or cluster runs here, so this checks what can be checked without one: every
+file parses, and names and ports agree across files. Prints the Sluis configurations it found
+as JSON, for the Rust test to validate with `sluis config check`."""
+import json
+import re
+import sys
+import tomllib
+
+import yaml
+
+
+def port_of(addr):
+    return int(addr.rsplit(":", 1)[1])
+
+
+def host_of(addr):
+    return addr.rsplit(":", 1)[0]
+
+
+def check_container():
+    d = "deploy/container"
+    compose = yaml.safe_load(open(f"{d}/compose.yaml"))
+    services = compose["services"]
+    for name, svc in services.items():
+        assert "image" in svc or "build" in svc, f"{name}: neither image nor build"
+        image = svc.get("image", "")
+        if "build" not in svc:
+            assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag ({image})"
+        for dep in svc.get("depends_on", []):
+            assert dep in services, f"{name} depends on unknown {dep}"
+    cfg = tomllib.load(open(f"{d}/sluis.toml", "rb"))
+    listen = port_of(cfg["server"]["listen"][0])
+    admin = port_of(cfg["server"]["admin_listen"])
+    sluis = services["sluis"]
+    exposed = {int(p) for p in sluis.get("expose", [])}
+    assert {listen, admin} <= exposed, f"sluis exposes {exposed}, config uses {listen}, {admin}"
+    front = services["front"]["environment"]
+    assert front["SLUIS_HOST"] == "sluis" and int(front["SLUIS_PORT"]) == listen
+    subnet = compose["networks"]["mail"]["ipam"]["config"][0]["subnet"]
+    assert subnet in cfg["server"]["allow_networks"], "Sluis must allow the compose network"
+    assert front["MYNETWORKS"] == subnet == services["upstream"]["environment"]["MYNETWORKS"]
+    lanes_cf = open("deploy/postfix/lanes-master.cf").read()
+    up_exposed = {int(p) for p in services["upstream"]["expose"]}
+    for name, lane in cfg["upstream"]["lanes"].items():
+        host, port = host_of(lane["address"]), port_of(lane["address"])
+        assert host in services, f"lane {name}: {host} is not a service"
+        assert port in up_exposed, f"lane {name}: upstream does not expose {port}"
+        assert f"127.0.0.1:{port} inet" in lanes_cf, f"lane {name}: no {port} in lanes-master.cf"
+    prom = yaml.safe_load(open(f"{d}/prometheus.yml"))
+    targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
+    assert targets == [f"sluis:{admin}"], targets
+    ds = yaml.safe_load(open(f"{d}/grafana/datasource.yaml"))["datasources"][0]
+    assert ds["url"] == "http://prometheus:9090"
+    assert "9090:9090" in services["prometheus"]["ports"]
+    docker = open(f"{d}/Dockerfile").read()
+    stages = re.findall(r"^FROM (\S+)", docker, re.M)
+    assert len(stages) >= 2, "multi-stage build"
+    final = docker[docker.rindex("\nFROM "):]
+    user = re.search(r"^USER (\S+)", final, re.M)
+    assert user and user.group(1).split(":")[0] not in ("0", "root"), "final stage runs as root"
+    assert "distroless" in stages[-1] or "slim" in stages[-1], "minimal base"
+    assert f"EXPOSE {listen} {admin}" in final
+    assert "COPY deploy/container/sluis.toml /etc/sluis/sluis.toml" in final
+    assert '"--config", "/etc/sluis/sluis.toml"' in final
+    entry = open(f"{d}/postfix/entrypoint.sh").read()
+    for snippet in ("relayhost-main.cf", "lanes-master.cf"):
+        assert f"/snippets/{snippet}" in entry
+    assert "../postfix:/snippets:ro" in services["front"]["volumes"]
+    return open(f"{d}/sluis.toml").read()
+
+
+def check_kubernetes():
+    d = "deploy/kubernetes"
+    docs = {}
+    for f in ("configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"):
+        for doc in yaml.safe_load_all(open(f"{d}/{f}")):
+            docs[doc["kind"]] = doc
+    assert set(docs) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+                         "HorizontalPodAutoscaler"}, set(docs)
+    toml_text = docs["ConfigMap"]["data"]["sluis.toml"]
+    cfg = tomllib.loads(toml_text)
+    dep = docs["Deployment"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports["smtp"] == port_of(cfg["server"]["listen"][0])
+    assert ports["admin"] == port_of(cfg["server"]["admin_listen"])
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["spool"] == cfg["server"]["spool_dir"]
+    assert c["args"] == ["serve", "--config", f"{mounts['config']}/sluis.toml"]
+    volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
+    assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    svc = docs["Service"]
+    assert svc["spec"]["selector"].items() <= labels.items()
+    for p in svc["spec"]["ports"]:
+        assert p["targetPort"] in ports, p
+    assert docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    hpa = docs["HorizontalPodAutoscaler"]["spec"]
+    assert hpa["scaleTargetRef"]["name"] == dep["metadata"]["name"]
+    assert hpa["scaleTargetRef"]["kind"] == "Deployment"
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu"
+    return toml_text
+
+
+if __name__ == "__main__":
+    configs = {"container": check_container(), "kubernetes": check_kubernetes()}
+    json.dump(configs, sys.stdout)
