@@ -35,6 +35,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo check (fuzz targets, so they keep compiling)"
-cargo check --manifest-path fuzz/Cargo.toml --locked --quiet
+cargo check -p sluis-fuzz --locked --quiet
 echo "== cargo test"
 cargo test --all-targets --locked
