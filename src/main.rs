@@ -35,6 +35,21 @@ enum Command {
     Passwd { user: String },
     /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
     /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
+    /// Say what Sluis knows about a recipient domain: its class and, for managed and partner
+    /// domains, whether their ownership proof holds, with the evidence.
+    CheckDomain {
+        domain: String,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+        format: ScanFormat,
+        /// Resolver to ask, overriding dns.resolver (e.g. a test or staging setup).
+        #[arg(long, value_name = "ADDR:PORT")]
+        resolver: Option<SocketAddr>,
+        /// DNSKEY trust anchors (zone-file syntax), overriding dns.trust_anchor_file.
+        #[arg(long, value_name = "FILE")]
+        trust_anchor: Option<PathBuf>,
+    },
     /// Print the manual page (roff), as packaged in sluis(8).
     #[command(hide = true)]
     Manpage,
@@ -142,6 +157,13 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Passwd { user } => passwd(&user),
         Command::Manpage => manpage(),
+        Command::CheckDomain {
+            domain,
+            config,
+            format,
+            resolver,
+            trust_anchor,
+        } => check_domain(&domain, config, format, resolver, trust_anchor),
         Command::Scan {
             config,
             format,
@@ -155,6 +177,78 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn check_domain(
+    domain: &str,
+    config: Option<PathBuf>,
+    format: ScanFormat,
+    resolver: Option<SocketAddr>,
+    trust_anchor: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use sluis::posture::{Classifier, OwnershipStatus, RecipientClass};
+    let mut cfg = config::load(config.as_deref(), &Overrides::default())?;
+    if let Some(r) = resolver {
+        cfg.dns.resolver = r;
+    }
+    if trust_anchor.is_some() {
+        cfg.dns.trust_anchor_file = trust_anchor;
+    }
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    let class = Classifier::new(&cfg).class_of_domain(&domain);
+    let dns = sluis::posture::dns::Dns::new(&cfg.dns)?;
+    let listed = cfg
+        .domains
+        .iter()
+        .find(|d| d.name.eq_ignore_ascii_case(&domain));
+    let runtime = tokio::runtime::Runtime::new()?;
+    let ownership =
+        listed.map(|d| runtime.block_on(sluis::posture::ownership::check(&dns, &cfg, d)));
+    let status = ownership
+        .as_ref()
+        .map_or(OwnershipStatus::NotRequired, |o| o.status);
+    // A lapsed managed or partner domain is treated as unmanaged.
+    let effective = match (class, status) {
+        (RecipientClass::Managed | RecipientClass::Partner, OwnershipStatus::Lapsed) => {
+            RecipientClass::Unmanaged
+        }
+        (c, _) => c,
+    };
+    let checks: Vec<serde_json::Value> = ownership
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "check": "ownership",
+                "result": if o.status == OwnershipStatus::Proven { "pass" } else { "fail" },
+                "evidence": o.evidence,
+                "dnssec": o.dnssec,
+            })
+        })
+        .collect();
+    match format {
+        ScanFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "domain": domain,
+                "class": class,
+                "effective_class": effective,
+                "ownership": status.name(),
+                "checks": checks,
+            })
+        ),
+        ScanFormat::Text => {
+            println!("{domain}");
+            println!("  class      {}", class.name());
+            println!("  ownership  {}", status.name());
+            if effective != class {
+                println!("  treated as {} (ownership not proven)", effective.name());
+            }
+            if let Some(o) = &ownership {
+                println!("  evidence   {}", o.evidence);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn manpage() -> anyhow::Result<()> {
@@ -221,6 +315,7 @@ fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCo
                     sensitive: result.sensitive,
                     score: result.score,
                     findings: &result.findings,
+                    forward: &result.forward,
                 };
                 match serde_json::to_string(&line) {
                     Ok(json) => println!("{json}"),
@@ -286,6 +381,9 @@ struct ScanLine<'a> {
     sensitive: bool,
     score: u32,
     findings: &'a [sluis::inspect::Finding],
+    /// Signs of an automated forward (header names), when there are any.
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    forward: &'a [&'static str],
 }
 
 fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
@@ -295,6 +393,9 @@ fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
         "not sensitive"
     };
     println!("{file}: {verdict} (score {})", r.score);
+    if !r.forward.is_empty() {
+        println!("  automated forward: {}", r.forward.join(", "));
+    }
     for f in &r.findings {
         let confidence = f.confidence.name();
         let hash = f

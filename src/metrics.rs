@@ -11,6 +11,7 @@ use prometheus::{
 
 struct Metrics {
     registry: Registry,
+    domain_ownership_ok: IntGaugeVec,
     findings_total: IntCounterVec,
     inspect_seconds: Histogram,
     sessions_active: IntGauge,
@@ -58,6 +59,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             .buckets(vec![0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0]),
     )
     .expect("metric");
+    let domain_ownership_ok = IntGaugeVec::new(
+        Opts::new(
+            "sluis_domain_ownership_ok",
+            "1 while a managed or partner domain's ownership proof holds, 0 when it has lapsed",
+        ),
+        &["domain"],
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -73,12 +82,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(upstream_seconds.clone()),
         Box::new(findings_total.clone()),
         Box::new(inspect_seconds.clone()),
+        Box::new(domain_ownership_ok.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
     }
     Metrics {
         registry,
+        domain_ownership_ok,
         findings_total,
         inspect_seconds,
         sessions_active,
@@ -130,6 +141,18 @@ pub fn inspected(result: &crate::inspect::Inspection, d: Duration) {
             .with_label_values(&[f.detector.name(), f.confidence.name()])
             .inc();
     }
+}
+
+/// Ownership of a listed domain (configured domains only: a bounded label set).
+pub fn domain_ownership(domain: &str, ok: bool) {
+    METRICS
+        .domain_ownership_ok
+        .with_label_values(&[domain])
+        .set(i64::from(ok));
+}
+
+pub fn forget_domain(domain: &str) {
+    let _ = METRICS.domain_ownership_ok.remove_label_values(&[domain]);
 }
 
 pub fn upstream_seconds(lane: &str, d: Duration) {

@@ -85,9 +85,13 @@ fn example_config_documents_every_key() {
             continue;
         };
         let key = key.trim();
+        // A key is documented by a line setting it, or, for arrays of tables, by an example
+        // table header (`[[domains]]`, `[[inspect.identifiers]]`), commented out or not.
         let documented = example.lines().any(|l| {
             let l = l.trim_start_matches(['#', ' ']);
-            l.starts_with(&format!("{key} =")) || l.starts_with(&format!("{key}="))
+            l.starts_with(&format!("{key} ="))
+                || l.starts_with(&format!("{key}="))
+                || (l.starts_with("[[") && l.trim_end_matches("]]").ends_with(key))
         });
         if !documented {
             missing.push(key.to_string());

@@ -10,7 +10,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 2
 fi
 
-packages=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl python3 python3-yaml systemd util-linux procps)
+packages=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl knot knot-dnsutils unbound
+          python3 python3-yaml systemd util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -325,6 +325,55 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
             "max_depth, max_parts and max_time must be above zero".into(),
         );
     }
+    for (i, d) in c.domains.iter().enumerate() {
+        let valid = !d.name.is_empty()
+            && d.name.split('.').count() >= 2
+            && d.name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !valid {
+            return err(
+                &format!("domains[{i}].name"),
+                format!("{:?} is not a domain name", d.name),
+            );
+        }
+        if d.token.is_none() && c.ownership.token.is_empty() {
+            return err(
+                &format!("domains[{i}].name"),
+                format!(
+                    "{}: no ownership token (set ownership.token or domains.token)",
+                    d.name
+                ),
+            );
+        }
+        if c.domains[..i]
+            .iter()
+            .any(|o| o.name.eq_ignore_ascii_case(&d.name))
+        {
+            return err(
+                &format!("domains[{i}].name"),
+                format!("{} is listed twice", d.name),
+            );
+        }
+    }
+    if let Some(anchor) = &c.dns.trust_anchor_file
+        && let Err(e) = hickory_resolver::proto::dnssec::TrustAnchors::from_file(anchor)
+    {
+        return err(
+            "dns.trust_anchor_file",
+            format!(
+                "{}: {e} (expected DNSKEY records in zone-file syntax, e.g. \
+                 \"example. 3600 IN DNSKEY 257 3 13 <key>\")",
+                anchor.display()
+            ),
+        );
+    }
+    if c.ownership.check_interval.is_zero() {
+        return err(
+            "ownership.check_interval",
+            "must be longer than zero".into(),
+        );
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return err("log.level", format!("not a log filter: {e}"));
     }

@@ -23,6 +23,12 @@ pub struct Config {
     pub timeouts: TimeoutsConfig,
     pub upstream: UpstreamConfig,
     pub inspect: InspectConfig,
+    pub dns: DnsConfig,
+    pub ownership: OwnershipConfig,
+    /// The organisation's own (managed) and its partners' domains, proven by DNS.
+    pub domains: Vec<DomainConfig>,
+    pub recipients: RecipientsConfig,
+    pub forwards: ForwardsConfig,
     pub log: LogConfig,
 }
 
@@ -216,6 +222,98 @@ impl Default for InspectConfig {
             care_keywords: Vec::new(),
             anti_keywords: Vec::new(),
             identifiers: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// The recursive resolver Sluis asks. Sluis validates DNSSEC itself.
+    pub resolver: SocketAddr,
+    /// DNSKEY records (zone-file syntax) to trust; default: the IANA root keys.
+    pub trust_anchor_file: Option<PathBuf>,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Answers are cached no longer than this, whatever their TTL.
+    #[serde(with = "humantime_serde")]
+    pub max_cache_ttl: Duration,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            resolver: SocketAddr::from(([127, 0, 0, 1], 53)),
+            trust_anchor_file: None,
+            timeout: Duration::from_secs(5),
+            max_cache_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct OwnershipConfig {
+    /// The TXT record proving a domain is still ours: `<txt_label>.<domain>`.
+    pub txt_label: String,
+    /// The value that record must hold (the organisation's token).
+    pub token: String,
+    /// How often every listed domain's proof is checked again.
+    #[serde(with = "humantime_serde")]
+    pub check_interval: Duration,
+}
+
+impl Default for OwnershipConfig {
+    fn default() -> Self {
+        OwnershipConfig {
+            txt_label: "_sluis".into(),
+            token: String::new(),
+            check_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DomainClass {
+    Managed,
+    Partner,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DomainConfig {
+    pub name: String,
+    pub class: DomainClass,
+    /// A token for this domain instead of ownership.token (a partner's own agreement).
+    #[serde(default)]
+    pub token: Option<String>,
+    /// When set, the domain's NS set must be exactly these hosts, or it counts as lapsed.
+    #[serde(default)]
+    pub pinned_ns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecipientsConfig {
+    /// Personal mailbox domains in addition to the shipped list (webmail, ISPs).
+    pub personal_domains: Vec<String>,
+    /// Domains to take off the shipped personal list.
+    pub not_personal_domains: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ForwardsConfig {
+    /// Refuse automated forwards (inbox rules, auto-forwarding, redirects) to any recipient
+    /// that is not in a proven managed domain (550 5.7.1).
+    pub refuse_to_unmanaged: bool,
+}
+
+impl Default for ForwardsConfig {
+    fn default() -> Self {
+        ForwardsConfig {
+            refuse_to_unmanaged: true,
         }
     }
 }

@@ -79,6 +79,11 @@ pub struct Inspection {
     pub sensitive: bool,
     pub score: u32,
     pub findings: Vec<Finding>,
+    /// Header signs of an automated forward, by name (empty: none).
+    pub forward: Vec<&'static str>,
+    /// The From address, for the envelope heuristics; never shown or logged.
+    #[serde(skip)]
+    pub header_from: Option<String>,
 }
 
 impl Inspection {

@@ -8,6 +8,7 @@
 pub mod detect;
 pub mod extract;
 pub mod finding;
+pub mod forward;
 pub mod mask;
 mod walk;
 
@@ -55,7 +56,7 @@ impl Inspector {
     pub fn inspect(&self, raw: &[u8]) -> Inspection {
         let mut budget = Budget::new(&self.config);
         let mut extracted = Extracted::default();
-        walk::walk(raw, &mut budget, &mut extracted);
+        let top = walk::walk(raw, &mut budget, &mut extracted);
         let mut findings = Vec::new();
         let texts = std::mem::take(&mut extracted.texts);
         for unit in &texts {
@@ -79,6 +80,8 @@ impl Inspector {
             sensitive: score >= self.config.threshold,
             score,
             findings,
+            forward: top.forward,
+            header_from: top.from,
         }
     }
 }

@@ -25,10 +25,31 @@ const ADDRESSES: &[&str] = &[
     "Resent-From",
 ];
 
-pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) {
+/// What the top-level headers say beyond text: forwarding signals and the From address.
+#[derive(Default)]
+pub struct TopLevel {
+    pub forward: Vec<&'static str>,
+    pub from: Option<String>,
+}
+
+pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
     match MessageParser::default().parse(raw) {
-        Some(msg) => message(&msg, "", 0, budget, out),
-        None => out.cannot("message", "not a parseable message"),
+        Some(msg) => {
+            let top = TopLevel {
+                forward: super::forward::header_signals(&msg),
+                from: msg
+                    .from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address.as_ref())
+                    .map(|a| a.to_string()),
+            };
+            message(&msg, "", 0, budget, out);
+            top
+        }
+        None => {
+            out.cannot("message", "not a parseable message");
+            TopLevel::default()
+        }
     }
 }
 

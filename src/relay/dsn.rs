@@ -76,8 +76,7 @@ pub fn compose(
     ));
     m.push_str(&format!(
         "This is the mail gateway at {hostname}.\r\n\r\nYour message (transaction {}) was \
-         delivered to its other recipients, but\r\nthe next mail server refused it for these \
-         recipients:\r\n\r\n",
+         delivered to its other recipients, but\r\nnot to these:\r\n\r\n",
         env.id
     ));
     for (rcpt, reply) in failures {

@@ -265,15 +265,18 @@ impl DotStuffer {
 }
 
 /// Relays one transaction through `lane`; the reply is what the client's end of DATA gets.
+/// `refused` are recipients Sluis itself refused: once the rest is delivered, the sender gets
+/// a delivery status notification for them, with those the upstream refuses.
 pub async fn relay(
     lane: &Lane,
     helo: &str,
     env: &Envelope,
     trace_header: &[u8],
     body: &mut SpooledBody,
+    refused: &[(RcptTo<String>, Response<String>)],
 ) -> Reply {
     let started = Instant::now();
-    let reply = match try_relay(lane, helo, env, trace_header, body).await {
+    let reply = match try_relay(lane, helo, env, trace_header, body, refused).await {
         Ok(reply) => reply,
         Err(e) => {
             tracing::warn!(id = %env.id, lane = %lane.name, error = %e, "upstream failed");
@@ -290,6 +293,7 @@ async fn try_relay(
     env: &Envelope,
     trace_header: &[u8],
     body: &mut SpooledBody,
+    policy_refused: &[(RcptTo<String>, Response<String>)],
 ) -> Result<Reply, UpstreamError> {
     let cfg = &lane.config;
     let mut up = Client::connect(lane, helo).await?;
@@ -392,10 +396,11 @@ async fn try_relay(
     let done = up.read_reply(cfg.data_done_timeout, "end of data").await?;
     up.quit().await;
 
-    if done.code / 100 == 2 && !refused.is_empty() {
+    if done.code / 100 == 2 && !(refused.is_empty() && policy_refused.is_empty()) {
         let failures: Vec<(&RcptTo<String>, &Response<String>)> = refused
             .iter()
             .map(|&i| (&env.rcpts[i], &rcpt_replies[i]))
+            .chain(policy_refused.iter().map(|(r, resp)| (r, resp)))
             .collect();
         dsn::send_failure_notice(lane, helo, env, &failures, body).await;
     }

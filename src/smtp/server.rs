@@ -69,6 +69,7 @@ fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, cfg: &Config) -> Result<Sl
 }
 
 pub struct Server {
+    ownership: Arc<crate::posture::Registry>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
     runtime: watch::Sender<Arc<Runtime>>,
@@ -89,8 +90,10 @@ impl Server {
                 config.server.spool_dir.display()
             )
         })?;
-        let runtime = Arc::new(Runtime::build(config)?);
+        let ownership = Arc::new(crate::posture::Registry::default());
+        let runtime = Arc::new(Runtime::build(config, ownership.clone())?);
         Ok(Server {
+            ownership,
             config_path,
             overrides,
             runtime: watch::channel(runtime).0,
@@ -102,6 +105,18 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let rt = self.runtime.borrow().clone();
+        // Know which listed domains are ours before the first message arrives.
+        if !rt.config.domains.is_empty() {
+            let first = rt.ownership.check_all(&rt.dns, &rt.config);
+            if tokio::time::timeout(crate::posture::dns::STARTUP_CHECK_LIMIT, first)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    "ownership checks did not finish at start: listed domains count as lapsed until they do"
+                );
+            }
+        }
         let mut listeners = Vec::new();
         for addr in &rt.config.server.listen {
             let l = TcpListener::bind(addr)
@@ -121,6 +136,7 @@ impl Server {
             ));
         }
         let server = Arc::new(self);
+        tokio::spawn(server.clone().ownership_schedule());
         for listener in listeners {
             let s = server.clone();
             tokio::spawn(async move { s.accept_loop(listener).await });
@@ -140,6 +156,19 @@ impl Server {
         Ok(())
     }
 
+    /// Re-checks ownership proofs every `ownership.check_interval` (of the current config).
+    async fn ownership_schedule(self: Arc<Self>) {
+        loop {
+            let interval = self.runtime.borrow().config.ownership.check_interval;
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+            let rt = self.runtime.borrow().clone();
+            rt.ownership.check_all(&rt.dns, &rt.config).await;
+        }
+    }
+
     fn reload(&self) {
         let current = self.runtime.borrow().clone();
         let loaded = config::load(self.config_path.as_deref(), &self.overrides)
@@ -152,12 +181,15 @@ impl Server {
                         "listen addresses changed: they take effect at the next restart"
                     );
                 }
-                Runtime::build(c)
+                Runtime::build(c, self.ownership.clone())
             });
         match loaded {
             Ok(rt) => {
-                self.runtime.send_replace(Arc::new(rt));
+                let rt = Arc::new(rt);
+                self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");
+                // Domains may have been added: prove them now rather than at the next round.
+                tokio::spawn(async move { rt.ownership.check_all(&rt.dns, &rt.config).await });
             }
             Err(e) => {
                 tracing::error!(error = %format!("{e:#}"), "reload refused, keeping the running configuration")

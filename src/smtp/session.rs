@@ -12,6 +12,7 @@ use bytes::Bytes;
 use smtp_proto::{MailFrom, RcptTo, Request};
 use tokio_util::sync::CancellationToken;
 
+use crate::posture::domain_of;
 use crate::relay::received::Trace;
 use crate::relay::{self, Envelope};
 use crate::spool::SpooledBody;
@@ -52,6 +53,20 @@ pub struct Session {
     errors: usize,
 }
 
+/// The refusal of an automated forward, as an SMTP response (also used in the DSN).
+fn forward_refusal(why: &str, signals: &[&str]) -> smtp_proto::Response<String> {
+    smtp_proto::Response {
+        code: 550,
+        esc: [5, 7, 1],
+        message: format!(
+            "Automated forward refused: the recipient's domain {why} (signals: {}). NTA 7516 \
+             allows automatic forwarding only to the organisation's own domains; remove the \
+             forwarding rule or ask your mail administrator",
+            signals.join(", ")
+        ),
+    }
+}
+
 /// A transaction id, like Postfix's queue id: ties log lines, audit records and quarantine
 /// items of one message together.
 pub fn new_transaction_id() -> String {
@@ -67,11 +82,6 @@ pub fn new_transaction_id() -> String {
     raw.iter()
         .map(|b| ALPHABET[(*b as usize) % ALPHABET.len()] as char)
         .collect()
-}
-
-/// The domain of an address, for logs: full addresses stay out of the general log.
-fn domain_of(address: &str) -> &str {
-    address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
 }
 
 impl Session {
@@ -517,30 +527,39 @@ impl Session {
             }
             Ok(()) => {
                 let inspection = self.inspect(&mut body, &tx.id).await;
-                let env = Envelope {
+                let signals = self.forward_signals(&tx.mail_from.address, inspection.as_ref());
+                let refusals = if self.rt.config.forwards.refuse_to_unmanaged && !signals.is_empty()
+                {
+                    self.forward_refusals(&tx.rcpts)
+                } else {
+                    Vec::new()
+                };
+                let mut env = Envelope {
                     id: tx.id.clone(),
                     mail_from: tx.mail_from,
-                    rcpts: tx.rcpts,
+                    rcpts: Vec::new(),
                 };
-                let tls = self.conn.tls_summary();
-                let helo = self.helo.as_ref();
-                let trace = Trace {
-                    helo: helo.map(|h| h.name.as_str()).unwrap_or("unknown"),
-                    client_ip: self.peer.ip(),
-                    hostname: self.hostname(),
-                    esmtp: helo.is_some_and(|h| h.esmtp),
-                    tls: tls.as_deref(),
-                    authenticated: self.auth_user.is_some(),
-                    id: &env.id,
-                    single_recipient: match env.rcpts.as_slice() {
-                        [one] => Some(one.address.as_str()),
-                        _ => None,
-                    },
+                let mut refused = Vec::new();
+                for (i, rcpt) in tx.rcpts.into_iter().enumerate() {
+                    match refusals.iter().find(|(r, _)| *r == i) {
+                        Some((_, why)) => refused.push((rcpt, forward_refusal(why, &signals))),
+                        None => env.rcpts.push(rcpt),
+                    }
                 }
-                .header();
-                let lane = self.rt.lanes.default_lane();
-                let reply = relay::relay(&lane, self.hostname(), &env, &trace, &mut body).await;
-                crate::metrics::message(reply.code, "relay");
+                let (reply, lane, rule) = if env.rcpts.is_empty() {
+                    let (rcpt, response) = &refused[0];
+                    let mut reply = relay::from_upstream(response);
+                    reply.lines[0] = format!("<{}>: {}", rcpt.address, reply.lines[0]);
+                    (reply, None, "automated-forward")
+                } else {
+                    let lane = self.rt.lanes.default_lane();
+                    let trace = self.trace_header(&env);
+                    let reply =
+                        relay::relay(&lane, self.hostname(), &env, &trace, &mut body, &refused)
+                            .await;
+                    (reply, Some(lane), "relay")
+                };
+                crate::metrics::message(reply.code, rule);
                 tracing::info!(
                     id = %env.id,
                     client = %self.peer.ip(),
@@ -548,9 +567,13 @@ impl Session {
                     from_domain = domain_of(&env.mail_from.address),
                     rcpt_domains = %env.rcpts.iter().map(|r| domain_of(&r.address)).collect::<Vec<_>>().join(","),
                     rcpts = env.rcpts.len(),
+                    refused_domains = %refused.iter().map(|(r, _)| domain_of(&r.address)).collect::<Vec<_>>().join(","),
+                    refused = refused.len(),
                     size,
-                    lane = %lane.name,
+                    lane = %lane.map(|l| l.name.clone()).unwrap_or_else(|| "-".into()),
                     status = reply.code,
+                    rule,
+                    forward = %signals.join(","),
                     sensitive = inspection.as_ref().map(|i| i.sensitive),
                     score = inspection.as_ref().map(|i| i.score),
                     detectors = %inspection.as_ref().map(|i| i.detectors().join(",")).unwrap_or_default(),
@@ -561,11 +584,76 @@ impl Session {
             }
         };
         if !reply.is_positive() && !reply.is_transient() {
-            tracing::info!(id = %tx.id, client = %self.peer.ip(), size, status = reply.code, reply = %reply.to_string().trim_end(), "message refused");
+            // Code and status only: reply texts can name recipients.
+            tracing::info!(id = %tx.id, client = %self.peer.ip(), size, status = reply.code, enhanced = %reply.status, "message refused");
         }
         // The verdict of a whole message is not a protocol error of the client.
         self.conn.queue(&reply.to_bytes());
         Flow::Continue
+    }
+
+    fn trace_header(&self, env: &Envelope) -> Vec<u8> {
+        let tls = self.conn.tls_summary();
+        let helo = self.helo.as_ref();
+        Trace {
+            helo: helo.map(|h| h.name.as_str()).unwrap_or("unknown"),
+            client_ip: self.peer.ip(),
+            hostname: self.hostname(),
+            esmtp: helo.is_some_and(|h| h.esmtp),
+            tls: tls.as_deref(),
+            authenticated: self.auth_user.is_some(),
+            id: &env.id,
+            single_recipient: match env.rcpts.as_slice() {
+                [one] => Some(one.address.as_str()),
+                _ => None,
+            },
+        }
+        .header()
+    }
+
+    /// All signs of an automated forward: the message's headers and its envelope.
+    fn forward_signals(
+        &self,
+        envelope_from: &str,
+        inspection: Option<&crate::inspect::Inspection>,
+    ) -> Vec<&'static str> {
+        let Some(i) = inspection else {
+            return Vec::new();
+        };
+        let from = i.header_from.as_deref();
+        let from_is_managed = from.is_some_and(|f| self.rt.classifier.is_managed(&domain_of(f)));
+        let mut signals = i.forward.clone();
+        signals.extend(crate::inspect::forward::envelope_signals(
+            envelope_from,
+            from,
+            from_is_managed,
+        ));
+        signals
+    }
+
+    /// Recipients an automated forward may not go to, with why: only proven managed domains
+    /// may receive one (DESIGN §7 rule 1).
+    fn forward_refusals(&self, rcpts: &[RcptTo<String>]) -> Vec<(usize, &'static str)> {
+        use crate::posture::RecipientClass;
+        rcpts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let domain = domain_of(&r.address);
+                let why = match self.rt.classifier.class_of_domain(&domain) {
+                    RecipientClass::Managed if self.rt.ownership.is_proven(&domain) => return None,
+                    RecipientClass::Managed => {
+                        "is a managed domain whose ownership proof has lapsed"
+                    }
+                    RecipientClass::Partner => {
+                        "is a partner domain, not one this organisation manages"
+                    }
+                    RecipientClass::Personal => "is a personal mailbox domain",
+                    RecipientClass::Unmanaged => "is not a domain this organisation manages",
+                };
+                Some((i, why))
+            })
+            .collect()
     }
 
     /// Inspects the message as `sluis scan` does. The policy will decide on the result; for

@@ -1,0 +1,130 @@
+//! Whose domain a recipient is in (DESIGN §5).
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use crate::config::{Config, DomainClass};
+
+/// A recipient's class, as configured; ownership decides whether managed and partner domains
+/// count as such right now (see `ownership`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecipientClass {
+    Managed,
+    Partner,
+    Personal,
+    Unmanaged,
+}
+
+impl RecipientClass {
+    pub fn name(self) -> &'static str {
+        match self {
+            RecipientClass::Managed => "managed",
+            RecipientClass::Partner => "partner",
+            RecipientClass::Personal => "personal",
+            RecipientClass::Unmanaged => "unmanaged",
+        }
+    }
+}
+
+const SHIPPED_PERSONAL: &str = include_str!("personal_domains.txt");
+
+/// The domain part of an address, lowercase, without a trailing dot; empty when there is none
+/// (the null sender, a bare local part).
+pub fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+pub struct Classifier {
+    listed: HashMap<String, DomainClass>,
+    personal: HashSet<String>,
+}
+
+impl Classifier {
+    pub fn new(config: &Config) -> Classifier {
+        let listed = config
+            .domains
+            .iter()
+            .map(|d| (d.name.to_ascii_lowercase(), d.class))
+            .collect();
+        let removed: HashSet<String> = config
+            .recipients
+            .not_personal_domains
+            .iter()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        let personal = SHIPPED_PERSONAL
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+            .chain(
+                config
+                    .recipients
+                    .personal_domains
+                    .iter()
+                    .map(|d| d.to_ascii_lowercase()),
+            )
+            .filter(|d| !removed.contains(d))
+            .collect();
+        Classifier { listed, personal }
+    }
+
+    /// The configured class of a domain (exact match: a subdomain is not covered).
+    pub fn class_of_domain(&self, domain: &str) -> RecipientClass {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        match self.listed.get(&d) {
+            Some(DomainClass::Managed) => RecipientClass::Managed,
+            Some(DomainClass::Partner) => RecipientClass::Partner,
+            None if self.personal.contains(&d) => RecipientClass::Personal,
+            None => RecipientClass::Unmanaged,
+        }
+    }
+
+    pub fn is_managed(&self, domain: &str) -> bool {
+        self.class_of_domain(domain) == RecipientClass::Managed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DomainClass, DomainConfig};
+
+    #[test]
+    fn classes_from_config_and_shipped_list() {
+        let mut c = Config::default();
+        c.domains.push(DomainConfig {
+            name: "zorg.example".into(),
+            class: DomainClass::Managed,
+            token: None,
+            pinned_ns: vec![],
+        });
+        c.recipients
+            .personal_domains
+            .push("eigen-isp.example".into());
+        c.recipients.not_personal_domains.push("xs4all.nl".into());
+        let k = Classifier::new(&c);
+        assert_eq!(k.class_of_domain("Zorg.Example."), RecipientClass::Managed);
+        assert_eq!(
+            k.class_of_domain("sub.zorg.example"),
+            RecipientClass::Unmanaged
+        );
+        assert_eq!(k.class_of_domain("gmail.com"), RecipientClass::Personal);
+        assert_eq!(k.class_of_domain("kpnmail.nl"), RecipientClass::Personal);
+        assert_eq!(
+            k.class_of_domain("eigen-isp.example"),
+            RecipientClass::Personal
+        );
+        assert_eq!(k.class_of_domain("xs4all.nl"), RecipientClass::Unmanaged);
+        assert_eq!(domain_of("A@Gmail.COM"), "gmail.com");
+        assert_eq!(domain_of(""), "");
+        assert_eq!(domain_of("postmaster"), "");
+    }
+}

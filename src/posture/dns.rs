@@ -1,0 +1,186 @@
+//! DNS lookups with their DNSSEC status.
+//!
+//! Sluis validates in-process (hickory) against a trust anchor: the IANA root keys by default,
+//! or a configured file (a test or staging zone can be its own anchor). It then does not depend
+//! on a resolver's AD bit, and a resolver that does not validate cannot make forged answers look
+//! secure. The resolver it asks must return DNSSEC records (any recursive resolver does).
+//!
+//! Every answer says whether it was secure, insecure or bogus; a lookup that fails (timeout,
+//! SERVFAIL) is a failure, never "no record": callers must not mistake an attack or an outage
+//! for absence.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError, NetError};
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
+use hickory_resolver::proto::rr::RData;
+use hickory_resolver::{Resolver, TokioResolver};
+use serde::Serialize;
+
+use crate::config::DnsConfig;
+
+/// How far an answer can be trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// Validated from the trust anchor down.
+    Secure,
+    /// Provably unsigned (an insecure delegation).
+    Insecure,
+    /// Signed, but the signatures do not validate: an attack or a broken zone.
+    Bogus,
+}
+
+impl Security {
+    pub fn name(self) -> &'static str {
+        match self {
+            Security::Secure => "secure",
+            Security::Insecure => "insecure",
+            Security::Bogus => "bogus",
+        }
+    }
+}
+
+/// A lookup's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome<T> {
+    Found {
+        records: Vec<T>,
+        security: Security,
+    },
+    /// The name or the type does not exist (NXDOMAIN / NODATA).
+    NotFound {
+        security: Security,
+    },
+    Bogus,
+    /// Timeout, SERVFAIL, refused...: nothing can be concluded.
+    Failed(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DnsSetupError {
+    #[error("dns.trust_anchor_file {path}: {error}")]
+    Anchor { path: String, error: String },
+    #[error("cannot build the resolver: {0}")]
+    Build(String),
+}
+
+pub struct Dns {
+    resolver: TokioResolver,
+}
+
+fn least_secure(proofs: impl Iterator<Item = Proof>) -> Security {
+    let mut worst = Security::Secure;
+    for p in proofs {
+        match p {
+            Proof::Secure => {}
+            Proof::Bogus => return Security::Bogus,
+            _ => worst = Security::Insecure,
+        }
+    }
+    worst
+}
+
+impl Dns {
+    pub fn new(cfg: &DnsConfig) -> Result<Dns, DnsSetupError> {
+        let addr: SocketAddr = cfg.resolver;
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = addr.port();
+        let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+        let mut builder = Resolver::builder_with_config(
+            ResolverConfig::from_name_servers(vec![ns]),
+            TokioRuntimeProvider::default(),
+        );
+        let opts = builder.options_mut();
+        opts.validate = true;
+        opts.timeout = cfg.timeout;
+        opts.attempts = 2;
+        // Ownership and posture must see changes soon: never cache longer than this.
+        opts.positive_max_ttl = Some(cfg.max_cache_ttl);
+        opts.negative_max_ttl = Some(cfg.max_cache_ttl);
+        if let Some(path) = &cfg.trust_anchor_file {
+            let anchors = TrustAnchors::from_file(path).map_err(|e| DnsSetupError::Anchor {
+                path: path.display().to_string(),
+                error: e.to_string(),
+            })?;
+            builder = builder.with_trust_anchor(Arc::new(anchors));
+        }
+        let resolver = builder
+            .build()
+            .map_err(|e| DnsSetupError::Build(e.to_string()))?;
+        Ok(Dns { resolver })
+    }
+
+    fn outcome<T>(
+        result: Result<hickory_resolver::lookup::Lookup, NetError>,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Outcome<T> {
+        match result {
+            Ok(lookup) => {
+                let answers = lookup.answers();
+                let records: Vec<T> = answers.iter().filter_map(|r| pick(&r.data)).collect();
+                let security = least_secure(answers.iter().map(|r| r.proof));
+                if security == Security::Bogus {
+                    Outcome::Bogus
+                } else if records.is_empty() {
+                    Outcome::NotFound { security }
+                } else {
+                    Outcome::Found { records, security }
+                }
+            }
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Outcome::Bogus,
+            Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+                let security = match &nr.authorities {
+                    Some(auth) if !auth.is_empty() => least_secure(auth.iter().map(|r| r.proof)),
+                    _ => Security::Insecure,
+                };
+                if security == Security::Bogus {
+                    Outcome::Bogus
+                } else {
+                    Outcome::NotFound { security }
+                }
+            }
+            Err(NetError::Dns(DnsError::Nsec { .. })) => Outcome::NotFound {
+                security: Security::Secure,
+            },
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+
+    /// TXT records at `name`, each record's strings joined.
+    pub async fn txt(&self, name: &str) -> Outcome<String> {
+        let result = self.resolver.txt_lookup(name).await;
+        Dns::outcome(result, |d| match d {
+            RData::TXT(t) => Some(
+                t.txt_data
+                    .iter()
+                    .map(|s| String::from_utf8_lossy(s).into_owned())
+                    .collect::<String>(),
+            ),
+            _ => None,
+        })
+    }
+
+    /// NS host names of `domain`, lowercase and without the trailing dot, sorted.
+    pub async fn ns(&self, domain: &str) -> Outcome<String> {
+        let result = self.resolver.ns_lookup(domain).await;
+        let mut outcome = Dns::outcome(result, |d| match d {
+            RData::NS(n) => Some(n.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+            _ => None,
+        });
+        if let Outcome::Found { records, .. } = &mut outcome {
+            records.sort();
+            records.dedup();
+        }
+        outcome
+    }
+}
+
+/// Waits at most this long for the first ownership checks at start.
+pub const STARTUP_CHECK_LIMIT: Duration = Duration::from_secs(30);

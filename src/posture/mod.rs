@@ -1,0 +1,10 @@
+//! What Sluis knows about a recipient's domain: its class, whether a managed or partner domain
+//! is still ours (ownership), and the DNS answers behind that. The TLS posture ladder of
+//! DESIGN §4 (DANE, MTA-STS, probes) will live here too.
+
+pub mod class;
+pub mod dns;
+pub mod ownership;
+
+pub use class::{Classifier, RecipientClass, domain_of};
+pub use ownership::{Ownership, OwnershipStatus, Registry};

@@ -1,0 +1,265 @@
+//! A DNSSEC-signed test zone on this machine: knot (authoritative, signing) on 127.0.1.53:53
+//! serves `test.` and its children; unbound on 127.0.2.53:53 resolves them (a stub zone, no
+//! way out to the real root). Sluis asks unbound and validates itself against the DNSKEY of
+//! `test.` as its trust anchor, exactly as a deployment with a private anchor would.
+//!
+//! Child zones (all signed unless said otherwise), each with `_sluis TXT "<TOKEN>"`:
+//! managed.test, partner.test, lapsing.test (its TXT can be removed and restored), pinned.test,
+//! unsigned.test (no DS: insecure), bogus.test (a corrupted DS: bogus).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, OnceLock};
+
+use super::{require, wait_for};
+
+pub const TOKEN: &str = "sluis-verification=t0k3n-e2e";
+pub const RESOLVER: &str = "127.0.2.53:53";
+const KNOT_ADDR: &str = "127.0.1.53";
+const SIGNED: &[&str] = &[
+    "managed.test",
+    "partner.test",
+    "lapsing.test",
+    "pinned.test",
+    "bogus.test",
+];
+const UNSIGNED: &[&str] = &["unsigned.test"];
+
+pub struct DnsTopology {
+    pub dir: PathBuf,
+    pub anchor: PathBuf,
+    /// Extra records per zone, as zone-file lines; rewritten by `set_records`.
+    records: Mutex<BTreeMap<String, Vec<String>>>,
+    serial: Mutex<u32>,
+}
+
+static DNS: OnceLock<DnsTopology> = OnceLock::new();
+
+pub fn dns() -> &'static DnsTopology {
+    DNS.get_or_init(DnsTopology::start)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+impl DnsTopology {
+    fn start() -> DnsTopology {
+        for p in ["knotd", "knotc", "keymgr", "unbound"] {
+            require(p);
+        }
+        // A previous run that died may still hold the addresses.
+        let _ = Command::new("pkill")
+            .args(["-f", "sluis-e2e-dns-"])
+            .status();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let dir = std::env::temp_dir().join(format!("sluis-e2e-dns-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for sub in ["knot/zones", "knot/db", "knot/keys", "knot/run", "unbound"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        let d = dir.display().to_string();
+        let mut conf = format!(
+            "server:\n    rundir: \"{d}/knot/run\"\n    listen: {KNOT_ADDR}@53\n\
+             database:\n    storage: \"{d}/knot/db\"\n\
+             keystore:\n  - id: default\n    config: \"{d}/knot/keys\"\n\
+             policy:\n  - id: manual\n    manual: on\n    single-type-signing: on\n    \
+             algorithm: ecdsap256sha256\n\
+             template:\n  - id: default\n    storage: \"{d}/knot/zones\"\n    file: \"%s.zone\"\n    \
+             zonefile-sync: -1\n    zonefile-load: difference-no-serial\n    journal-content: all\n\
+             zone:\n"
+        );
+        for z in std::iter::once("test").chain(SIGNED.iter().copied()) {
+            conf.push_str(&format!(
+                "  - domain: {z}.\n    dnssec-signing: on\n    dnssec-policy: manual\n"
+            ));
+        }
+        for z in UNSIGNED {
+            conf.push_str(&format!("  - domain: {z}.\n"));
+        }
+        let knot_conf = dir.join("knot/knot.conf");
+        std::fs::write(&knot_conf, conf).unwrap();
+        let keymgr = |zone: &str, args: &[&str]| {
+            run(Command::new("keymgr")
+                .arg("-c")
+                .arg(&knot_conf)
+                .arg(format!("{zone}."))
+                .args(args))
+        };
+        // Keys first, so the DS records can go into the parent before knot starts.
+        let mut ds = Vec::new();
+        for z in std::iter::once("test").chain(SIGNED.iter().copied()) {
+            keymgr(
+                z,
+                &[
+                    "generate",
+                    "algorithm=ecdsap256sha256",
+                    "ksk=yes",
+                    "zsk=yes",
+                ],
+            );
+        }
+        for z in SIGNED {
+            let out = keymgr(z, &["ds"]);
+            let line = out
+                .lines()
+                .find(|l| l.contains(" DS ") && l.split_whitespace().nth(4) == Some("2"))
+                .expect("SHA-256 DS")
+                .to_string();
+            // bogus.test: a DS whose digest matches no key.
+            let line = if *z == "bogus.test" {
+                let mut fields: Vec<String> = line.split_whitespace().map(String::from).collect();
+                let last = fields.last_mut().unwrap();
+                let flipped = if last.starts_with('0') { "1" } else { "0" };
+                last.replace_range(0..1, flipped);
+                fields.join(" ")
+            } else {
+                line
+            };
+            ds.push(line);
+        }
+        // Zone-file syntax with TTL and class, as hickory's anchor parser reads it.
+        let test_dnskey: String = keymgr("test", &["dnskey"])
+            .lines()
+            .filter(|l| l.contains(" DNSKEY "))
+            .map(|l| l.replacen(" DNSKEY ", " 3600 IN DNSKEY ", 1) + "\n")
+            .collect();
+        let anchor = dir.join("test.anchor");
+        std::fs::write(&anchor, &test_dnskey).unwrap();
+        let test_ds = keymgr("test", &["ds"])
+            .lines()
+            .find(|l| l.split_whitespace().nth(4) == Some("2"))
+            .expect("DS of test.")
+            .to_string();
+
+        let topo = DnsTopology {
+            dir: dir.clone(),
+            anchor,
+            records: Mutex::new(BTreeMap::new()),
+            serial: Mutex::new(1),
+        };
+        {
+            let mut r = topo.records.lock().unwrap();
+            let mut parent = vec!["ns A 127.0.1.53".to_string()];
+            for z in SIGNED.iter().chain(UNSIGNED) {
+                let label = z.trim_end_matches(".test");
+                parent.push(format!("{label} NS ns.test."));
+            }
+            parent.extend(ds.iter().map(|l| {
+                // "managed.test. 3600 DS ..." -> keep as an absolute line.
+                l.to_string()
+            }));
+            r.insert("test".into(), parent);
+            for z in SIGNED.iter().chain(UNSIGNED) {
+                r.insert((*z).into(), vec![format!("_sluis TXT \"{TOKEN}\"")]);
+            }
+        }
+        for z in std::iter::once("test")
+            .chain(SIGNED.iter().copied())
+            .chain(UNSIGNED.iter().copied())
+        {
+            topo.write_zone(z);
+        }
+        run(Command::new("knotd").arg("-c").arg(&knot_conf).arg("-d"));
+        let up = wait_for(std::time::Duration::from_secs(10), || {
+            Command::new("kdig")
+                .args(["+short", "@127.0.1.53", "ns.test", "A"])
+                .output()
+                .ok()
+                .filter(|o| String::from_utf8_lossy(&o.stdout).contains("127.0.1.53"))
+        });
+        assert!(up.is_some(), "knot did not answer");
+
+        let unbound_conf = dir.join("unbound/unbound.conf");
+        std::fs::write(
+            &unbound_conf,
+            format!(
+                "server:\n  interface: 127.0.2.53\n  port: 53\n  outgoing-interface: 127.0.2.53\n  \
+                 username: \"\"\n  chroot: \"\"\n  directory: \"{d}/unbound\"\n  \
+                 pidfile: \"{d}/unbound/unbound.pid\"\n  logfile: \"{d}/unbound/unbound.log\"\n  \
+                 use-syslog: no\n  do-ip6: no\n  num-threads: 1\n  val-log-level: 2\n  \
+                 do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
+                 local-zone: \".\" refuse\n  local-zone: \"test.\" transparent\n  \
+                 trust-anchor: \"{test_ds}\"\n  cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n\
+                 remote-control:\n  control-enable: no\n\
+                 stub-zone:\n  name: \"test.\"\n  stub-addr: 127.0.1.53@53\n"
+            ),
+        )
+        .unwrap();
+        run(Command::new("unbound").arg("-c").arg(&unbound_conf));
+        let up = wait_for(std::time::Duration::from_secs(10), || {
+            Command::new("kdig")
+                .args(["+dnssec", "@127.0.2.53", "_sluis.managed.test", "TXT"])
+                .output()
+                .ok()
+                .filter(|o| {
+                    let s = String::from_utf8_lossy(&o.stdout);
+                    s.contains(TOKEN) && s.contains(" ad")
+                })
+        });
+        assert!(
+            up.is_some(),
+            "unbound did not validate managed.test: {}",
+            std::fs::read_to_string(dir.join("unbound/unbound.log")).unwrap_or_default()
+        );
+        // Stop both once this test binary is gone (see the Postfix watchdog).
+        let watchdog = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
+             knotc -c {d}/knot/knot.conf stop >/dev/null 2>&1; kill $(cat {d}/unbound/unbound.pid) 2>/dev/null; \
+             sleep 1; rm -rf {d}",
+            pid = std::process::id()
+        );
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "setsid sh -c '{watchdog}' </dev/null >/dev/null 2>&1 &"
+            ))
+            .status()
+            .unwrap();
+        topo
+    }
+
+    fn write_zone(&self, zone: &str) {
+        let serial = {
+            let mut s = self.serial.lock().unwrap();
+            *s += 1;
+            *s
+        };
+        let records = self.records.lock().unwrap();
+        let mut text = format!(
+            "$ORIGIN {zone}.\n$TTL 1\n@ SOA ns.test. hostmaster.test. {serial} 60 60 3600 1\n@ NS ns.test.\n"
+        );
+        for line in records.get(zone).into_iter().flatten() {
+            text.push_str(line);
+            text.push('\n');
+        }
+        std::fs::write(self.dir.join(format!("knot/zones/{zone}..zone")), &text).unwrap();
+        // knot names zone files after the domain with its trailing dot: "%s.zone".
+        std::fs::write(self.dir.join(format!("knot/zones/{zone}.zone")), text).unwrap();
+    }
+
+    /// Replaces the extra records of `zone` and has knot reload (and re-sign) it.
+    pub fn set_records(&self, zone: &str, lines: &[&str]) {
+        self.records
+            .lock()
+            .unwrap()
+            .insert(zone.into(), lines.iter().map(|l| l.to_string()).collect());
+        self.write_zone(zone);
+        run(Command::new("knotc")
+            .arg("-c")
+            .arg(self.dir.join("knot/knot.conf"))
+            .args(["zone-reload", &format!("{zone}.")]));
+    }
+
+    pub fn anchor_path(&self) -> &Path {
+        &self.anchor
+    }
+}
