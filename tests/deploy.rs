@@ -182,11 +182,7 @@ fn container_and_kubernetes_files_agree_and_their_configs_are_valid() {
     for which in ["container", "kubernetes"] {
         let path = dir.path().join(format!("{which}.toml"));
         std::fs::write(&path, configs[which].as_str().unwrap()).unwrap();
-        let check = Command::new(SLUIS)
-            .args(["config", "check", "--config"])
-            .arg(&path)
-            .output()
-            .unwrap();
+        let check = config_check(&path);
         assert!(
             check.status.success(),
             "{which}: {}",

@@ -31,11 +31,7 @@ fn config_check_accepts_the_example_and_names_file_line_key_on_error() {
         "[server]\nhostname = \"gw.test\"\n\n[limits]\nrecipeints = 5\n",
     )
     .unwrap();
-    let out = Command::new(SLUIS)
-        .args(["config", "check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = config_check(&bad);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(

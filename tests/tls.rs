@@ -158,11 +158,7 @@ fn config_check_refuses_a_key_that_does_not_match_the_certificate() {
         ),
     )
     .unwrap();
-    let out = Command::new(SLUIS)
-        .args(["config", "check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
+    let out = config_check(&cfg);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(":2: tls.cert_file:"), "{err}");

@@ -210,20 +210,11 @@ impl DnsTopology {
             "unbound did not validate managed.test: {}",
             std::fs::read_to_string(dir.join("unbound/unbound.log")).unwrap_or_default()
         );
-        // Stop both once this test binary is gone (see the Postfix watchdog).
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             knotc -c {d}/knot/knot.conf stop >/dev/null 2>&1; kill $(cat {d}/unbound/unbound.pid) 2>/dev/null; \
-             sleep 1; rm -rf {d}",
-            pid = std::process::id()
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "setsid sh -c '{watchdog}' </dev/null >/dev/null 2>&1 &"
-            ))
-            .status()
-            .unwrap();
+        // Stop both once this test binary is gone.
+        super::after_exit(&format!(
+            "knotc -c {d}/knot/knot.conf stop >/dev/null 2>&1; \
+             kill $(cat {d}/unbound/unbound.pid) 2>/dev/null; sleep 1; rm -rf {d}"
+        ));
         topo
     }
 

@@ -581,26 +581,16 @@ impl PostfixClient {
             "postfix did not start: {}",
             String::from_utf8_lossy(&out.stdout)
         );
-        // Stop Postfix once this test binary is gone, whatever way it ends: a watchdog shell,
-        // started in the background by a shell that exits at once.
+        // Stop Postfix once this test binary is gone, whatever way it ends.
         // SLUIS_E2E_KEEP=1 keeps queues and logs for a post-mortem.
         let cleanup = if std::env::var_os("SLUIS_E2E_KEEP").is_some() {
             String::from("true")
         } else {
             format!("rm -rf {d}")
         };
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; \
-             postfix -c {d} stop >/dev/null 2>&1; sleep 1; {cleanup}",
-            pid = std::process::id()
-        );
-        Command::new("sh")
-            .arg("-c")
-            .arg(format!(
-                "setsid sh -c '{watchdog}' </dev/null >/dev/null 2>&1 &"
-            ))
-            .status()
-            .expect("watchdog");
+        after_exit(&format!(
+            "postfix -c {d} stop >/dev/null 2>&1; sleep 1; {cleanup}"
+        ));
         assert!(wait_listening(port), "postfix smtpd did not listen");
         PostfixClient { dir, port }
     }
@@ -736,4 +726,29 @@ pub fn corpus_identifiers() -> Vec<String> {
     ids.push("NL91ABNA0417164300".into());
     ids.push("PAT-0012345".into());
     ids
+}
+
+/// Runs `cleanup` (shell) once this test binary has exited, however it ends: a watchdog shell
+/// started in the background by a shell that exits at once.
+pub fn after_exit(cleanup: &str) {
+    let watchdog = format!(
+        "while kill -0 {pid} 2>/dev/null; do sleep 1; done; {cleanup}",
+        pid = std::process::id()
+    );
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "setsid sh -c '{watchdog}' </dev/null >/dev/null 2>&1 &"
+        ))
+        .status()
+        .expect("watchdog");
+}
+
+/// `sluis config check --config PATH`.
+pub fn config_check(path: &Path) -> std::process::Output {
+    Command::new(SLUIS)
+        .args(["config", "check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run sluis config check")
 }
