@@ -261,6 +261,9 @@ pub struct OwnershipConfig {
     /// How often every listed domain's proof is checked again.
     #[serde(with = "humantime_serde")]
     pub check_interval: Duration,
+    /// Refuse every recipient in a listed domain whose proof has lapsed (550 5.7.1 at RCPT):
+    /// the domain may belong to someone else now.
+    pub refuse_lapsed: bool,
 }
 
 impl Default for OwnershipConfig {
@@ -269,6 +272,7 @@ impl Default for OwnershipConfig {
             txt_label: "_sluis".into(),
             token: String::new(),
             check_interval: Duration::from_secs(3600),
+            refuse_lapsed: true,
         }
     }
 }

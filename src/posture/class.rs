@@ -87,6 +87,14 @@ impl Classifier {
         }
     }
 
+    /// Whether the domain is listed as managed or partner (and so needs a proof).
+    pub fn is_listed(&self, domain: &str) -> bool {
+        matches!(
+            self.class_of_domain(domain),
+            RecipientClass::Managed | RecipientClass::Partner
+        )
+    }
+
     pub fn is_managed(&self, domain: &str) -> bool {
         self.class_of_domain(domain) == RecipientClass::Managed
     }

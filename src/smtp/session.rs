@@ -370,6 +370,26 @@ impl Session {
         if to.address.is_empty() {
             return self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         }
+        // A listed domain whose ownership proof failed may belong to someone else now: refuse
+        // it here, per recipient, before any content is sent (DESIGN §7 rule 2).
+        let domain = domain_of(&to.address);
+        if self.rt.config.ownership.refuse_lapsed
+            && self.rt.classifier.is_listed(&domain)
+            && !self.rt.ownership.is_proven(&domain)
+        {
+            tracing::warn!(peer = %self.peer, %domain, "recipient refused: domain ownership lapsed");
+            crate::metrics::message(550, "lapsed-domain");
+            return self.reply(Reply::new(
+                550,
+                "5.7.1",
+                format!(
+                    "<{}>: Recipient refused: the ownership proof of {domain} has lapsed, so the \
+                     domain may no longer belong to the intended organisation; mail to it is held \
+                     back until the proof returns (ask your mail administrator)",
+                    to.address
+                ),
+            ));
+        }
         tx.rcpts.push(to);
         self.reply(Reply::new(250, "2.1.5", "Ok"));
     }
