@@ -11,6 +11,7 @@ use prometheus::{
 
 struct Metrics {
     registry: Registry,
+    recipients_refused_total: IntCounterVec,
     domain_ownership_ok: IntGaugeVec,
     findings_total: IntCounterVec,
     inspect_seconds: Histogram,
@@ -67,6 +68,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["domain"],
     )
     .expect("metric");
+    let recipients_refused_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_recipients_refused_total",
+            "Recipients refused at RCPT, by the rule that refused them",
+        ),
+        &["rule"],
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -83,12 +92,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(findings_total.clone()),
         Box::new(inspect_seconds.clone()),
         Box::new(domain_ownership_ok.clone()),
+        Box::new(recipients_refused_total.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
     }
     Metrics {
         registry,
+        recipients_refused_total,
         domain_ownership_ok,
         findings_total,
         inspect_seconds,
@@ -153,6 +164,14 @@ pub fn domain_ownership(domain: &str, ok: bool) {
 
 pub fn forget_domain(domain: &str) {
     let _ = METRICS.domain_ownership_ok.remove_label_values(&[domain]);
+}
+
+/// A recipient refused at RCPT; `rule` is one of a fixed set of names.
+pub fn recipient_refused(rule: &'static str) {
+    METRICS
+        .recipients_refused_total
+        .with_label_values(&[rule])
+        .inc();
 }
 
 pub fn upstream_seconds(lane: &str, d: Duration) {

@@ -235,6 +235,11 @@ fn managed_domain_whose_token_disappears_lapses_and_mail_to_it_is_refused() {
     c.send(&person_forward("lapse-2"));
     c.send(b".\r\n");
     assert!(c.reply().starts_with("250"));
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("sluis_recipients_refused_total{rule=\"lapsed-domain\"} 1"),
+        "{metrics}"
+    );
     let delivered = sink.wait_token("lapse-2@managed.test", 1, WAIT);
     assert_eq!(delivered.len(), 1);
     assert!(!delivered[0].contains("X-Rcpt-Args: <oud@lapsing.test>"));

@@ -378,7 +378,7 @@ impl Session {
             && !self.rt.ownership.is_proven(&domain)
         {
             tracing::warn!(peer = %self.peer, %domain, "recipient refused: domain ownership lapsed");
-            crate::metrics::message(550, "lapsed-domain");
+            crate::metrics::recipient_refused("lapsed-domain");
             return self.reply(Reply::new(
                 550,
                 "5.7.1",
