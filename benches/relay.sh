@@ -96,10 +96,16 @@ idle=$(rss_kb "$sluis_pid")
 echo "RSS before: $((base / 1024)) MiB; with $IDLE idle sessions: $((idle / 1024)) MiB ($(( (idle - base) / IDLE )) KiB per session)"
 kill "$idle_pid" 2>/dev/null || true
 
-echo "== memory: one 40 MiB message (memory_buffer 1 MiB)"
-kill "$sluis_pid"; wait "$sluis_pid" 2>/dev/null || true
-start_sluis
-before=$(hwm_kb "$sluis_pid")
-smtp-source -s 1 -l $((40 * 1024 * 1024)) -m 1 -f bench@org.test -t sink@partner.test 127.0.0.1:"$sluis_port"
-after=$(hwm_kb "$sluis_pid")
-echo "peak RSS before: $((before / 1024)) MiB; after relaying 40 MiB: $((after / 1024)) MiB"
+# Peak RSS of a fresh process relaying one message of the given MiB.
+peak_for() {
+    kill "$sluis_pid"; wait "$sluis_pid" 2>/dev/null || true
+    start_sluis
+    local before after
+    before=$(hwm_kb "$sluis_pid")
+    smtp-source -s 1 -l $(($1 * 1024 * 1024)) -m 1 -f bench@org.test -t sink@partner.test 127.0.0.1:"$sluis_port"
+    after=$(hwm_kb "$sluis_pid")
+    echo "peak RSS before: $((before / 1024)) MiB; after relaying $1 MiB: $((after / 1024)) MiB ($2)"
+}
+echo "== memory: single large messages (memory_buffer 1 MiB, inspect.max_message_size 25 MiB)"
+peak_for 40 "over the inspection bound: streamed through the spool"
+peak_for 20 "inspected: parsed in memory"

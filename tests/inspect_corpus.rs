@@ -179,6 +179,25 @@ fn sluis_scan_reports_json_and_exit_status_without_raw_values() {
 }
 
 #[test]
+fn a_message_over_the_size_bound_is_uninspectable_not_clean() {
+    let cfg = InspectConfig {
+        max_message_size: 1000,
+        ..Default::default()
+    };
+    let inspector = Inspector::new(&cfg).unwrap();
+    let big = format!(
+        "Subject: x\r\n\r\nPatient BSN 123456782\r\n{}",
+        "y".repeat(2000)
+    );
+    let r = inspector.inspect(big.as_bytes());
+    assert!(r.uninspectable());
+    assert!(!r.sensitive);
+    assert!(r.findings[0].masked.contains("inspect.max_message_size"));
+    let small = inspector.inspect(b"Subject: x\r\n\r\nPatient BSN 123456782\r\n");
+    assert!(small.sensitive && !small.uninspectable());
+}
+
+#[test]
 fn scan_reads_standard_input() {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluis"))

@@ -156,6 +156,9 @@ pub struct InspectConfig {
     pub threshold: u32,
     /// Bytes around a number searched for context words.
     pub context_window: usize,
+    /// Largest message inspected. Inspection parses a message in memory (one per core at a
+    /// time), so this bounds its memory; a larger message is reported as uninspectable.
+    pub max_message_size: usize,
     /// Bytes all decompression (attachments, ZIP, PDF streams) of one message may produce.
     pub max_decompressed_bytes: u64,
     /// Nesting of attached messages and archives.
@@ -212,6 +215,7 @@ impl Default for InspectConfig {
         InspectConfig {
             threshold: 10,
             context_window: 200,
+            max_message_size: 25 * 1024 * 1024,
             max_decompressed_bytes: 100 * 1024 * 1024,
             max_depth: 5,
             max_parts: 1000,

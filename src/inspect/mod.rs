@@ -52,8 +52,29 @@ impl Inspector {
         })
     }
 
+    /// The result for a message too large to inspect, or `None` when `len` is within bounds.
+    /// Callers check this before loading a spooled message into memory.
+    pub fn too_large(&self, len: usize) -> Option<Inspection> {
+        (len > self.config.max_message_size).then(|| Inspection {
+            findings: vec![Finding {
+                detector: Detector::Uninspectable,
+                location: "message".into(),
+                masked: format!(
+                    "message of {len} bytes is larger than inspect.max_message_size ({})",
+                    self.config.max_message_size
+                ),
+                hash: None,
+                confidence: Confidence::High,
+            }],
+            ..Inspection::default()
+        })
+    }
+
     /// Inspects one message (RFC 5322 bytes). Never fails: what cannot be read is a finding.
     pub fn inspect(&self, raw: &[u8]) -> Inspection {
+        if let Some(result) = self.too_large(raw.len()) {
+            return result;
+        }
         let mut budget = Budget::new(&self.config);
         let mut extracted = Extracted::default();
         let top = walk::walk(raw, &mut budget, &mut extracted);

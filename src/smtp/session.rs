@@ -683,6 +683,10 @@ impl Session {
         body: &mut SpooledBody,
         id: &str,
     ) -> Option<crate::inspect::Inspection> {
+        if let Some(result) = self.rt.inspector.too_large(body.len()) {
+            crate::metrics::inspected(&result, std::time::Duration::ZERO);
+            return Some(result);
+        }
         let _slot = self.rt.inspect_slots.clone().acquire_owned().await.ok()?;
         let raw = match body.read_all().await {
             Ok(raw) => raw,
