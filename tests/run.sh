@@ -38,4 +38,7 @@ cargo clippy --all-targets --locked -- -D warnings
 echo "== cargo check (fuzz targets, so they keep compiling)"
 cargo check -p sluis-fuzz --locked --quiet
 echo "== cargo test"
+rm -rf target/tmp/sluis-logs
 cargo test --all-targets --locked
+echo "== logs: no patient identifier in any log of the suite"
+bash tests/check_logs.sh

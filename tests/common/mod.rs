@@ -274,6 +274,21 @@ impl Sluis {
 impl Drop for Sluis {
     fn drop(&mut self) {
         self.kill9();
+        // Keep every log of the suite in one place: tests/run.sh checks them all for patient
+        // identifiers (tests/check_logs.sh).
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sluis-logs");
+        if std::fs::create_dir_all(&dir).is_ok() {
+            let name = format!(
+                "{}-{}-{}.log",
+                std::process::id(),
+                self.port,
+                std::thread::current()
+                    .name()
+                    .unwrap_or("test")
+                    .replace("::", "-")
+            );
+            let _ = std::fs::copy(self.log_path(), dir.join(name));
+        }
     }
 }
 

@@ -24,6 +24,9 @@ def elfproef(d):
     return s % 11 == 0 and d != "000000000"
 
 
+EMBEDDED = set()  # every identifier written into the corpus, for the log check
+
+
 def bsns(n, start=100000000):
     out, x = [], start
     while len(out) < n:
@@ -31,11 +34,13 @@ def bsns(n, start=100000000):
         d = f"{x % 1000000000:09d}"
         if elfproef(d):
             out.append(d)
+    EMBEDDED.update(out)
     return out
 
 
 B1, B2, B3 = "123456782", "111222333", bsns(1, 234567000)[0]
 IBAN = "NL91ABNA0417164300"
+EMBEDDED.update([B1, B2, B3, IBAN, "PAT-0012345", "ZK79927398713"])
 
 
 def save(name, msg, sensitive, must=(), must_not=(), uninspectable=None, config=None):
@@ -320,6 +325,8 @@ def main():
     save("unin-time-limit.eml", base("Traag", f"Patiënt BSN {B1}.\n"), False,
          uninspectable="time limit", config={"max_time_ns": 1})
 
+    with open(os.path.join(HERE, "identifiers.txt"), "w") as f:
+        f.write("".join(f"{i}\n" for i in sorted(EMBEDDED)))
     with open(os.path.join(HERE, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1, ensure_ascii=False)
         f.write("\n")
