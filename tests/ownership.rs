@@ -265,3 +265,35 @@ fn managed_domain_whose_token_disappears_lapses_and_mail_to_it_is_refused() {
     assert!(r.starts_with("250"), "{r}");
     assert_eq!(sink.wait_token("lapse-3@managed.test", 1, WAIT).len(), 1);
 }
+
+#[test]
+fn readyz_and_startup_report_whether_dnssec_works() {
+    let sink = Sink::start(&[]);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let good = Sluis::start_on(
+        free_port(),
+        sink.port,
+        &domains_config(""),
+        &["--admin", &admin_addr],
+    );
+    let (status, body) = http_get(admin, "/readyz");
+    assert!(status.contains("200"), "{status} {body}");
+    assert!(body.contains("\"dns\":\"ok\""), "{body}");
+    assert!(good.log().contains("DNSSEC validation works"));
+
+    // A resolver that does not answer: Sluis still starts, says why, and is not ready.
+    let admin2 = free_port();
+    let admin2_addr = format!("127.0.0.1:{admin2}");
+    let dead =
+        domains_config("").replace(common::dns::RESOLVER, &format!("127.0.0.1:{}", free_port()));
+    let bad = Sluis::start_on(free_port(), sink.port, &dead, &["--admin", &admin2_addr]);
+    assert!(
+        bad.log().contains("DNSSEC validation does not work"),
+        "{}",
+        bad.log()
+    );
+    let (status, body) = http_get(admin2, "/readyz");
+    assert!(status.contains("503"), "{status} {body}");
+    assert!(body.contains("resolver does not answer"), "{body}");
+}

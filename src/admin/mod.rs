@@ -1,8 +1,9 @@
 //! The admin HTTP listener: liveness, readiness and metrics for operators and Prometheus.
 //!
 //! `/healthz` says the process is alive. `/readyz` says whether it can do its work right now
-//! (spool writable, the default upstream lane answering), so that a load balancer or
-//! Kubernetes sends mail elsewhere while it cannot. `/metrics` is for Prometheus.
+//! (spool writable, the default upstream lane answering, and when domains must be proven, the
+//! resolver answering with validating DNSSEC), so that a load balancer or Kubernetes sends mail
+//! elsewhere while it cannot. `/metrics` is for Prometheus.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,10 +69,15 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
         .and_then(|r| r.map_err(|e| e.to_string()));
     let lane = rt.lanes.default_lane();
     let lane_ok = upstream_answers(&lane.host, lane.port).await;
-    for (name, result) in [
+    let mut results = vec![
         ("spool".to_string(), spool_ok),
         (format!("upstream:{}", lane.name), lane_ok),
-    ] {
+    ];
+    // DNS matters once domains must be proven: resolver answering, DNSSEC validating.
+    if !rt.config.domains.is_empty() {
+        results.push(("dns".to_string(), rt.dns.self_test().await));
+    }
+    for (name, result) in results {
         ready &= result.is_ok();
         checks.insert(name, result.err().unwrap_or_else(|| "ok".into()).into());
     }

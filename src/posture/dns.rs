@@ -71,6 +71,8 @@ pub enum DnsSetupError {
 
 pub struct Dns {
     resolver: TokioResolver,
+    /// The zone of the trust anchor: its SOA must validate when DNSSEC works end to end.
+    anchor_zone: String,
 }
 
 fn least_secure(proofs: impl Iterator<Item = Proof>) -> Security {
@@ -93,6 +95,10 @@ impl Dns {
         let mut tcp = ConnectionConfig::tcp();
         tcp.port = addr.port();
         let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+        let anchor_zone = match &cfg.trust_anchor_file {
+            Some(path) => anchor_zone(path),
+            None => ".".to_string(),
+        };
         let mut builder = Resolver::builder_with_config(
             ResolverConfig::from_name_servers(vec![ns]),
             TokioRuntimeProvider::default(),
@@ -114,7 +120,38 @@ impl Dns {
         let resolver = builder
             .build()
             .map_err(|e| DnsSetupError::Build(e.to_string()))?;
-        Ok(Dns { resolver })
+        Ok(Dns {
+            resolver,
+            anchor_zone,
+        })
+    }
+
+    /// Whether the resolver answers and its answers validate: the anchor's own zone must come
+    /// back DNSSEC-secure. A resolver that strips signatures, or none at all, fails here rather
+    /// than by quietly making every managed domain lapse.
+    pub async fn self_test(&self) -> Result<(), String> {
+        let result = self.resolver.soa_lookup(self.anchor_zone.as_str()).await;
+        match Dns::outcome(result, |d| matches!(d, RData::SOA(_)).then_some(())) {
+            Outcome::Found {
+                security: Security::Secure,
+                ..
+            } => Ok(()),
+            Outcome::Found { security, .. } | Outcome::NotFound { security } => Err(format!(
+                "SOA of {} is {} where it must be secure: the resolver does not return \
+                 DNSSEC signatures, or the trust anchor does not match",
+                self.anchor_zone,
+                security.name()
+            )),
+            Outcome::Bogus => Err(format!(
+                "SOA of {} does not validate (bogus): wrong trust anchor or tampered answers",
+                self.anchor_zone
+            )),
+            Outcome::Failed(e) => Err(format!("resolver does not answer: {e}")),
+        }
+    }
+
+    pub fn anchor_zone(&self) -> &str {
+        &self.anchor_zone
     }
 
     fn outcome<T>(
@@ -180,6 +217,19 @@ impl Dns {
         }
         outcome
     }
+}
+
+/// The owner name of the first record in a trust anchor file ("." when there is none).
+fn anchor_zone(path: &std::path::Path) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with(';'))
+                .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        })
+        .unwrap_or_else(|| ".".to_string())
 }
 
 /// Waits at most this long for the first ownership checks at start.

@@ -105,8 +105,17 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let rt = self.runtime.borrow().clone();
-        // Know which listed domains are ours before the first message arrives.
+        // Know which listed domains are ours before the first message arrives, and say so
+        // loudly when DNSSEC cannot work.
         if !rt.config.domains.is_empty() {
+            match rt.dns.self_test().await {
+                Ok(()) => {
+                    tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
+                }
+                Err(e) => {
+                    tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: ownership proofs will fail and listed domains count as lapsed")
+                }
+            }
             let first = rt.ownership.check_all(&rt.dns, &rt.config);
             if tokio::time::timeout(crate::posture::dns::STARTUP_CHECK_LIMIT, first)
                 .await
