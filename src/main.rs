@@ -214,7 +214,7 @@ fn check_domain(
         }
         (c, _) => c,
     };
-    let checks: Vec<serde_json::Value> = ownership
+    let mut checks: Vec<serde_json::Value> = ownership
         .iter()
         .map(|o| {
             serde_json::json!({
@@ -225,6 +225,12 @@ fn check_domain(
             })
         })
         .collect();
+    let dns_checks = runtime.block_on(sluis::posture::checks::dns_checks(&dns, &domain));
+    checks.extend(
+        dns_checks
+            .iter()
+            .map(|c| serde_json::to_value(c).unwrap_or_default()),
+    );
     match format {
         ScanFormat::Json => println!(
             "{}",
@@ -245,6 +251,18 @@ fn check_domain(
             }
             if let Some(o) = &ownership {
                 println!("  evidence   {}", o.evidence);
+            }
+            for c in &dns_checks {
+                let dnssec = c
+                    .dnssec
+                    .map(|s| format!(" [dnssec {}]", s.name()))
+                    .unwrap_or_default();
+                println!(
+                    "  {:<22} {:<4} {}{dnssec}",
+                    c.check,
+                    format!("{:?}", c.result).to_lowercase(),
+                    c.evidence
+                );
             }
         }
     }

@@ -45,6 +45,29 @@ impl Security {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Mx {
+    pub preference: u16,
+    pub host: String,
+}
+
+/// A TLSA record (RFC 6698), its association data in hex.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Tlsa {
+    pub usage: u8,
+    pub selector: u8,
+    pub matching: u8,
+    pub data: String,
+}
+
+impl Tlsa {
+    /// Usable for SMTP per RFC 7672 §3.1: DANE-TA(2) or DANE-EE(3), a known selector and
+    /// matching type. PKIX usages (0, 1) are not used for SMTP.
+    pub fn usable_for_smtp(&self) -> bool {
+        matches!(self.usage, 2 | 3) && self.selector <= 1 && self.matching <= 2
+    }
+}
+
 /// A lookup's outcome.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome<T> {
@@ -200,6 +223,40 @@ impl Dns {
                     .map(|s| String::from_utf8_lossy(s).into_owned())
                     .collect::<String>(),
             ),
+            _ => None,
+        })
+    }
+
+    /// MX records of `domain`, by preference; the null MX ("0 .") comes back as host "".
+    pub async fn mx(&self, domain: &str) -> Outcome<Mx> {
+        let result = self.resolver.mx_lookup(domain).await;
+        let mut outcome = Dns::outcome(result, |d| match d {
+            RData::MX(m) => Some(Mx {
+                preference: m.preference,
+                host: m
+                    .exchange
+                    .to_ascii()
+                    .trim_end_matches('.')
+                    .to_ascii_lowercase(),
+            }),
+            _ => None,
+        });
+        if let Outcome::Found { records, .. } = &mut outcome {
+            records.sort_by(|a, b| a.preference.cmp(&b.preference).then(a.host.cmp(&b.host)));
+        }
+        outcome
+    }
+
+    /// TLSA records at `name` (e.g. `_25._tcp.mx.example.`).
+    pub async fn tlsa(&self, name: &str) -> Outcome<Tlsa> {
+        let result = self.resolver.tlsa_lookup(name).await;
+        Dns::outcome(result, |d| match d {
+            RData::TLSA(t) => Some(Tlsa {
+                usage: u8::from(t.cert_usage),
+                selector: u8::from(t.selector),
+                matching: u8::from(t.matching),
+                data: t.cert_data.iter().map(|b| format!("{b:02x}")).collect(),
+            }),
             _ => None,
         })
     }

@@ -6,6 +6,8 @@
 //! Child zones (all signed unless said otherwise), each with `_sluis TXT "<TOKEN>"`:
 //! managed.test, partner.test, lapsing.test (its TXT can be removed and restored), pinned.test,
 //! unsigned.test (no DS: insecure), bogus.test (a corrupted DS: bogus).
+//! dane.test has MX hosts with TLSA records (one usable, one PKIX-only), an MTA-STS
+//! announcement and an NTA 7516 record; nullmx.test has a null MX.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +25,12 @@ const SIGNED: &[&str] = &[
     "lapsing.test",
     "pinned.test",
     "bogus.test",
+    "dane.test",
+    "nullmx.test",
 ];
+
+/// A made-up SHA-256 association, for TLSA records that are only looked up, not matched.
+pub const TLSA_HASH: &str = "8d02536c887482bc34ff54e41d2ba659bf85b341a0a20afadb5813dcfbcf286d";
 const UNSIGNED: &[&str] = &["unsigned.test"];
 
 pub struct DnsTopology {
@@ -161,6 +168,20 @@ impl DnsTopology {
             for z in SIGNED.iter().chain(UNSIGNED) {
                 r.insert((*z).into(), vec![format!("_sluis TXT \"{TOKEN}\"")]);
             }
+            r.get_mut("dane.test").unwrap().extend([
+                "@ MX 10 mx".to_string(),
+                "@ MX 20 mx2".to_string(),
+                "mx A 127.0.3.1".to_string(),
+                "mx2 A 127.0.3.2".to_string(),
+                format!("_25._tcp.mx TLSA 3 1 1 {TLSA_HASH}"),
+                format!("_25._tcp.mx2 TLSA 0 0 1 {TLSA_HASH}"),
+                "_mta-sts TXT \"v=STSv1; id=20261122\"".to_string(),
+                "@ TXT \"v=NTA7516-1;startdate=2024-01;enddate=2027-12;provider=TestProvider;ntamx=10 mx.dane.test\""
+                    .to_string(),
+            ]);
+            r.get_mut("nullmx.test")
+                .unwrap()
+                .push("@ MX 0 .".to_string());
         }
         for z in std::iter::once("test")
             .chain(SIGNED.iter().copied())
