@@ -1,0 +1,309 @@
+//! Message content: DATA and BDAT framing into the checker and the spool, inspection, the
+//! built-in rules, and the hand-over to the upstream lane.
+
+use crate::posture::domain_of;
+use crate::relay::received::Trace;
+use crate::relay::{self, Envelope};
+use crate::spool::SpooledBody;
+
+use super::rules::forward_refusal;
+use super::{Flow, Session};
+use crate::smtp::body::{BodyChecker, BodyProblem, DataDecoder};
+use crate::smtp::connection::ReadError;
+use crate::smtp::reply::Reply;
+
+impl Session {
+    /// Checks that a transaction can take content; the error reply otherwise.
+    pub(super) fn ready_for_content(&self) -> Result<(), Reply> {
+        match &self.tx {
+            None => Err(Reply::new(503, "5.5.1", "Error: need MAIL command")),
+            Some(tx) if tx.rcpts.is_empty() => {
+                Err(Reply::new(554, "5.5.1", "Error: no valid recipients"))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+    pub(super) fn new_body(&self) -> (BodyChecker, SpooledBody) {
+        let l = &self.rt.config.limits;
+        (
+            BodyChecker::new(l.message_size, l.text_line_length),
+            SpooledBody::new(self.rt.config.server.spool_dir.clone(), l.memory_buffer),
+        )
+    }
+    pub(super) async fn data(&mut self) -> Flow {
+        if let Err(r) = self.ready_for_content() {
+            self.reply(r);
+            return Flow::Continue;
+        }
+        if self.tx.as_ref().is_some_and(|t| t.bdat.is_some()) {
+            self.reply(Reply::new(503, "5.5.1", "Error: DATA after BDAT"));
+            return Flow::Continue;
+        }
+        self.conn
+            .queue(&Reply::plain(354, "End data with <CR><LF>.<CR><LF>").to_bytes());
+        let timeout = self.rt.config.timeouts.data_block;
+        if self.conn.flush(timeout).await.is_err() {
+            return Flow::Close;
+        }
+        let (mut checker, mut body) = self.new_body();
+        let mut decoder = DataDecoder::default();
+        let mut content = Vec::with_capacity(16 * 1024);
+        let mut store_error = None;
+        loop {
+            content.clear();
+            let ended = match self
+                .conn
+                .read_data(&mut decoder, &mut content, timeout)
+                .await
+            {
+                Ok(ended) => ended,
+                Err(e) => return self.lost_during_data(e),
+            };
+            if checker.check(&content)
+                && store_error.is_none()
+                && let Err(e) = body.write(&content).await
+            {
+                store_error = Some(e);
+            }
+            if ended {
+                break;
+            }
+        }
+        self.finish_message(checker, body, store_error).await
+    }
+    pub(super) fn lost_during_data(&mut self, e: ReadError) -> Flow {
+        if matches!(e, ReadError::Timeout) {
+            let r = Reply::new(
+                421,
+                "4.4.2",
+                format!("{} Error: timeout exceeded", self.hostname()),
+            );
+            self.conn.queue(&r.to_bytes());
+        }
+        let id = self.tx.take().map(|t| t.id).unwrap_or_default();
+        tracing::info!(%id, peer = %self.peer, error = %e, "client lost during message data; nothing relayed");
+        Flow::Close
+    }
+    pub(super) async fn bdat(&mut self, size: usize, last: bool) -> Flow {
+        // The chunk's bytes follow the command whatever we think of it: read them all, or the
+        // next "command" would be message content.
+        let ready = self.ready_for_content();
+        if ready.is_ok() && self.tx.as_ref().is_some_and(|t| t.bdat.is_none()) {
+            let fresh = self.new_body();
+            if let Some(tx) = self.tx.as_mut() {
+                tx.bdat = Some(fresh);
+            }
+        }
+        let timeout = self.rt.config.timeouts.data_block;
+        let mut left = size;
+        let mut store_error = None;
+        while left > 0 {
+            let chunk = match self.conn.read_raw(left, timeout).await {
+                Ok(c) => c,
+                Err(e) => return self.lost_during_data(e),
+            };
+            left -= chunk.len();
+            if let Some((checker, body)) = self.tx.as_mut().and_then(|t| t.bdat.as_mut())
+                && checker.check(&chunk)
+                && store_error.is_none()
+                && let Err(e) = body.write(&chunk).await
+            {
+                store_error = Some(e);
+            }
+        }
+        if let Err(r) = ready {
+            self.reply(r);
+            return Flow::Continue;
+        }
+        let too_big = self
+            .tx
+            .as_ref()
+            .and_then(|t| t.bdat.as_ref())
+            .is_some_and(|(c, _)| c.problem() == Some(BodyProblem::TooBig));
+        if !last && !too_big && store_error.is_none() {
+            self.reply(Reply::new(250, "2.0.0", format!("{size} bytes received")));
+            return Flow::Continue;
+        }
+        let Some((checker, body)) = self.tx.as_mut().and_then(|t| t.bdat.take()) else {
+            return Flow::Continue;
+        };
+        self.finish_message(checker, body, store_error).await
+    }
+    /// Ends a transaction: refuses broken content, otherwise relays and passes on the verdict.
+    pub(super) async fn finish_message(
+        &mut self,
+        checker: BodyChecker,
+        mut body: SpooledBody,
+        store_error: Option<std::io::Error>,
+    ) -> Flow {
+        let Some(tx) = self.tx.take() else {
+            return Flow::Continue;
+        };
+        let size = checker.size();
+        let verdict = match checker.finish() {
+            Err(problem) => Err(problem_reply(problem, &self.rt.config.limits)),
+            Ok(_) => match store_error {
+                Some(e) => {
+                    tracing::error!(id = %tx.id, error = %e, "cannot spool message body");
+                    Err(Reply::new(
+                        451,
+                        "4.3.0",
+                        "Local error while storing the message, try again later",
+                    ))
+                }
+                None => Ok(()),
+            },
+        };
+        let reply = match verdict {
+            Err(reply) => {
+                crate::metrics::message(reply.code, "message-format");
+                reply
+            }
+            Ok(()) => {
+                let inspection = self.inspect(&mut body, &tx.id).await;
+                let signals = self.forward_signals(&tx.mail_from.address, inspection.as_ref());
+                let refusals = if self.rt.config.forwards.refuse_to_unmanaged && !signals.is_empty()
+                {
+                    self.forward_refusals(&tx.rcpts)
+                } else {
+                    Vec::new()
+                };
+                let mut env = Envelope {
+                    id: tx.id.clone(),
+                    mail_from: tx.mail_from,
+                    rcpts: Vec::new(),
+                };
+                let mut refused = Vec::new();
+                for (i, rcpt) in tx.rcpts.into_iter().enumerate() {
+                    match refusals.iter().find(|(r, _)| *r == i) {
+                        Some((_, why)) => refused.push((rcpt, forward_refusal(why, &signals))),
+                        None => env.rcpts.push(rcpt),
+                    }
+                }
+                let (reply, lane, rule) = if env.rcpts.is_empty() {
+                    let (rcpt, response) = &refused[0];
+                    let mut reply = relay::from_upstream(response);
+                    reply.lines[0] = format!("<{}>: {}", rcpt.address, reply.lines[0]);
+                    (reply, None, "automated-forward")
+                } else {
+                    let lane = self.rt.lanes.default_lane();
+                    let trace = self.trace_header(&env);
+                    let reply =
+                        relay::relay(&lane, self.hostname(), &env, &trace, &mut body, &refused)
+                            .await;
+                    (reply, Some(lane), "relay")
+                };
+                crate::metrics::message(reply.code, rule);
+                tracing::info!(
+                    id = %env.id,
+                    client = %self.peer.ip(),
+                    user = self.auth_user.as_deref().unwrap_or("-"),
+                    from_domain = domain_of(&env.mail_from.address),
+                    rcpt_domains = %env.rcpts.iter().map(|r| domain_of(&r.address)).collect::<Vec<_>>().join(","),
+                    rcpts = env.rcpts.len(),
+                    refused_domains = %refused.iter().map(|(r, _)| domain_of(&r.address)).collect::<Vec<_>>().join(","),
+                    refused = refused.len(),
+                    size,
+                    lane = %lane.map(|l| l.name.clone()).unwrap_or_else(|| "-".into()),
+                    status = reply.code,
+                    rule,
+                    forward = %signals.join(","),
+                    sensitive = inspection.as_ref().map(|i| i.sensitive),
+                    score = inspection.as_ref().map(|i| i.score),
+                    detectors = %inspection.as_ref().map(|i| i.detectors().join(",")).unwrap_or_default(),
+                    uninspectable = inspection.as_ref().map(|i| i.uninspectable()),
+                    "transaction"
+                );
+                reply
+            }
+        };
+        if !reply.is_positive() && !reply.is_transient() {
+            // Code and status only: reply texts can name recipients.
+            tracing::info!(id = %tx.id, client = %self.peer.ip(), size, status = reply.code, enhanced = %reply.status, "message refused");
+        }
+        // The verdict of a whole message is not a protocol error of the client.
+        self.conn.queue(&reply.to_bytes());
+        Flow::Continue
+    }
+    pub(super) fn trace_header(&self, env: &Envelope) -> Vec<u8> {
+        let tls = self.conn.tls_summary();
+        let helo = self.helo.as_ref();
+        Trace {
+            helo: helo.map(|h| h.name.as_str()).unwrap_or("unknown"),
+            client_ip: self.peer.ip(),
+            hostname: self.hostname(),
+            esmtp: helo.is_some_and(|h| h.esmtp),
+            tls: tls.as_deref(),
+            authenticated: self.auth_user.is_some(),
+            id: &env.id,
+            single_recipient: match env.rcpts.as_slice() {
+                [one] => Some(one.address.as_str()),
+                _ => None,
+            },
+        }
+        .header()
+    }
+    /// Inspects the message as `sluis scan` does. The policy will decide on the result; for
+    /// now it is logged (detector names and score only) and counted.
+    pub(super) async fn inspect(
+        &self,
+        body: &mut SpooledBody,
+        id: &str,
+    ) -> Option<crate::inspect::Inspection> {
+        if let Some(result) = self.rt.inspector.too_large(body.len()) {
+            crate::metrics::inspected(&result, std::time::Duration::ZERO);
+            return Some(result);
+        }
+        let _slot = self.rt.inspect_slots.clone().acquire_owned().await.ok()?;
+        let raw = match body.read_all().await {
+            Ok(raw) => raw,
+            Err(e) => {
+                tracing::error!(%id, error = %e, "cannot read the spooled message for inspection");
+                return None;
+            }
+        };
+        let inspector = self.rt.inspector.clone();
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || inspector.inspect(&raw))
+            .await
+            .ok()?;
+        crate::metrics::inspected(&result, started.elapsed());
+        Some(result)
+    }
+}
+
+fn problem_reply(p: BodyProblem, limits: &crate::config::LimitsConfig) -> Reply {
+    match p {
+        BodyProblem::TooBig => Reply::new(
+            552,
+            "5.3.4",
+            format!(
+                "Message size exceeds fixed limit of {} bytes",
+                limits.message_size
+            ),
+        ),
+        BodyProblem::BareLf => Reply::new(
+            550,
+            "5.6.0",
+            "Message refused: bare <LF> in message data (RFC 5321 2.3.8); lines must end with <CR><LF>",
+        ),
+        BodyProblem::BareCr => Reply::new(
+            550,
+            "5.6.0",
+            "Message refused: bare <CR> in message data (RFC 5321 2.3.8); lines must end with <CR><LF>",
+        ),
+        BodyProblem::Nul => Reply::new(
+            550,
+            "5.6.0",
+            "Message refused: NUL character in message data",
+        ),
+        BodyProblem::LineTooLong => Reply::new(
+            550,
+            "5.6.0",
+            format!(
+                "Message refused: a text line is longer than {} bytes (RFC 5321 4.5.3.1.6)",
+                limits.text_line_length
+            ),
+        ),
+    }
+}
