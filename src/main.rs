@@ -11,6 +11,21 @@ use ipnet::IpNet;
 
 use sluis::config::{self, LogFormat, Overrides};
 
+/// Writes a line to standard output. A closed pipe (`sluis scan *.eml | head`) ends the
+/// program quietly, as it does for other Unix tools, instead of a panic.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("sluis: cannot write to standard output: {e}");
+            std::process::exit(2);
+        }
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "sluis",
@@ -152,7 +167,7 @@ fn main() -> ExitCode {
                     .map(|p| p.display().to_string())
                     .unwrap_or_else(|| "the embedded defaults".into());
                 eprintln!("configuration OK ({from}); effective settings:");
-                print!("{}", config::render(&cfg));
+                out!("{}", config::render(&cfg).trim_end_matches('\n'));
             })
             .map_err(Into::into),
         Command::Passwd { user } => passwd(&user),
@@ -232,7 +247,7 @@ fn check_domain(
             .map(|c| serde_json::to_value(c).unwrap_or_default()),
     );
     match format {
-        ScanFormat::Json => println!(
+        ScanFormat::Json => out!(
             "{}",
             serde_json::json!({
                 "domain": domain,
@@ -243,21 +258,21 @@ fn check_domain(
             })
         ),
         ScanFormat::Text => {
-            println!("{domain}");
-            println!("  class      {}", class.name());
-            println!("  ownership  {}", status.name());
+            out!("{domain}");
+            out!("  class      {}", class.name());
+            out!("  ownership  {}", status.name());
             if effective != class {
-                println!("  treated as {} (ownership not proven)", effective.name());
+                out!("  treated as {} (ownership not proven)", effective.name());
             }
             if let Some(o) = &ownership {
-                println!("  evidence   {}", o.evidence);
+                out!("  evidence   {}", o.evidence);
             }
             for c in &dns_checks {
                 let dnssec = c
                     .dnssec
                     .map(|s| format!(" [dnssec {}]", s.name()))
                     .unwrap_or_default();
-                println!(
+                out!(
                     "  {:<22} {:<4} {}{dnssec}",
                     c.check,
                     format!("{:?}", c.result).to_lowercase(),
@@ -298,7 +313,7 @@ fn passwd(user: &str) -> anyhow::Result<()> {
     }
     let hash = sluis::smtp::auth::hash_password(password)
         .map_err(|e| anyhow::anyhow!("cannot hash: {e}"))?;
-    println!("{user}:{hash}");
+    out!("{user}:{hash}");
     Ok(())
 }
 
@@ -336,7 +351,7 @@ fn scan(config: Option<PathBuf>, format: ScanFormat, files: &[String]) -> ExitCo
                     forward: &result.forward,
                 };
                 match serde_json::to_string(&line) {
-                    Ok(json) => println!("{json}"),
+                    Ok(json) => out!("{json}"),
                     Err(e) => {
                         eprintln!("sluis: {file}: {e}");
                         any_error = true;
@@ -410,9 +425,9 @@ fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
     } else {
         "not sensitive"
     };
-    println!("{file}: {verdict} (score {})", r.score);
+    out!("{file}: {verdict} (score {})", r.score);
     if !r.forward.is_empty() {
-        println!("  automated forward: {}", r.forward.join(", "));
+        out!("  automated forward: {}", r.forward.join(", "));
     }
     for f in &r.findings {
         let confidence = f.confidence.name();
@@ -421,7 +436,7 @@ fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
             .as_deref()
             .map(|h| format!("  #{h}"))
             .unwrap_or_default();
-        println!(
+        out!(
             "  {:<14} {:<6} {:<16} {}{hash}",
             f.detector.name(),
             confidence,
