@@ -147,10 +147,15 @@ pub fn from_upstream(r: &Response<String>) -> Reply {
     } else {
         format!("{}.0.0", r.code / 100)
     };
+    let mut lines: Vec<String> = r.message.lines().map(str::to_string).collect();
+    // An upstream may send a code without text; a reply always has a line to extend.
+    if lines.is_empty() {
+        lines.push(String::new());
+    }
     Reply {
         code: r.code,
         status,
-        lines: r.message.lines().map(str::to_string).collect(),
+        lines,
     }
 }
 
@@ -423,6 +428,17 @@ mod tests {
         assert!(parse_host_port("::1:25").is_err());
         assert!(parse_host_port("host:0").is_err());
         assert!(parse_host_port(":25").is_err());
+    }
+
+    #[test]
+    fn upstream_reply_without_text_still_has_a_line() {
+        let r = from_upstream(&Response {
+            code: 550,
+            esc: [0, 0, 0],
+            message: String::new(),
+        });
+        assert_eq!(r.lines, vec![String::new()]);
+        assert_eq!(r.status, "5.0.0");
     }
 
     #[test]
