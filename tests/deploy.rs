@@ -190,3 +190,105 @@ fn container_and_kubernetes_files_agree_and_their_configs_are_valid() {
         );
     }
 }
+
+#[test]
+fn prometheus_rules_pass_promtool_and_their_unit_tests() {
+    let promtool = require("promtool");
+    for args in [
+        ["check", "rules", "alerts.yml"],
+        ["test", "rules", "alerts_test.yml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir("deploy/prometheus")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Metric names (sluis_*) in `text`, histogram suffixes stripped.
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while let Some(pos) = text[i..].find("sluis_") {
+        let start = i + pos;
+        let end = start
+            + bytes[start..]
+                .iter()
+                .take_while(|b| b.is_ascii_lowercase() || **b == b'_')
+                .count();
+        let name = &text[start..end];
+        let base = ["_bucket", "_count", "_sum"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        names.insert(base.to_string());
+        i = end;
+    }
+    names
+}
+
+#[test]
+fn dashboard_and_alerts_refer_only_to_metrics_sluis_exports() {
+    let dashboard = std::fs::read_to_string("deploy/grafana/sluis-dashboard.json").unwrap();
+    let parsed: serde_json::Value = serde_json::from_str(&dashboard).unwrap();
+    let exprs: String = parsed["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_string() + "\n")
+        .collect();
+    let alerts = std::fs::read_to_string("deploy/prometheus/alerts.yml").unwrap();
+    let used: Vec<String> = metric_names(&exprs)
+        .into_iter()
+        .chain(metric_names(&alerts))
+        .collect();
+    // Registered by Sluis: every name in src/metrics.rs.
+    let registered = metric_names(&std::fs::read_to_string("src/metrics.rs").unwrap());
+    for name in &used {
+        assert!(
+            registered.contains(name),
+            "{name} is used but Sluis registers no such metric"
+        );
+    }
+    // And the core families are there in a live scrape after one message.
+    let sink = Sink::start(&[]);
+    let admin = free_port();
+    let admin_addr = format!("127.0.0.1:{admin}");
+    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: x\r\n\r\nPatient BSN 123456782\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let (_, scrape) = http_get(admin, "/metrics");
+    for family in [
+        "sluis_messages_total",
+        "sluis_findings_total",
+        "sluis_upstream_seconds",
+        "sluis_inspect_seconds",
+        "sluis_smtp_sessions_active",
+        "sluis_smtp_session_seconds",
+        "sluis_build_info",
+    ] {
+        assert!(
+            used.iter().any(|u| u == family),
+            "the dashboard or alerts do not show {family}"
+        );
+        assert!(
+            scrape.contains(&format!("# TYPE {family} ")),
+            "{family} not in the scrape"
+        );
+    }
+}

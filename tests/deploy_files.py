@@ -51,6 +51,11 @@ def check_container():
     prom = yaml.safe_load(open(f"{d}/prometheus.yml"))
     targets = prom["scrape_configs"][0]["static_configs"][0]["targets"]
     assert targets == [f"sluis:{admin}"], targets
+    assert prom["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    assert "../prometheus/alerts.yml:/etc/prometheus/alerts.yml:ro" in services["prometheus"]["volumes"]
+    dash_provider = yaml.safe_load(open(f"{d}/grafana/dashboards.yaml"))["providers"][0]
+    dash_mount = "../grafana/sluis-dashboard.json:" + dash_provider["options"]["path"] + "/sluis.json:ro"
+    assert dash_mount in services["grafana"]["volumes"], dash_mount
     ds = yaml.safe_load(open(f"{d}/grafana/datasource.yaml"))["datasources"][0]
     assert ds["url"] == "http://prometheus:9090"
     assert "9090:9090" in services["prometheus"]["ports"]
