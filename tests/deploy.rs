@@ -261,9 +261,7 @@ fn dashboard_and_alerts_refer_only_to_metrics_sluis_exports() {
     }
     // And the core families are there in a live scrape after one message.
     let sink = Sink::start(&[]);
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, "");
     let mut c = Smtp::connect(sluis.port);
     c.hello();
     let r = c.send_message(

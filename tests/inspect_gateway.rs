@@ -11,9 +11,7 @@ use common::*;
 #[test]
 fn gateway_inspects_the_corpus_like_scan_and_logs_no_identifier() {
     let sink = Sink::start(&[]);
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, "");
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("tests/corpus/manifest.json").unwrap())
             .unwrap();

@@ -259,9 +259,7 @@ async fn starttls_discards_commands_pipelined_in_plaintext() {
 #[test]
 fn admin_listener_serves_health_and_metrics_that_count_messages() {
     let sink = Sink::start(&[]);
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let sluis = Sluis::start_on(free_port(), sink.port, "", &["--admin", &admin_addr]);
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, "");
     let (status, body) = http_get(admin, "/healthz");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("\"status\":\"ok\""));
@@ -294,10 +292,8 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
 
 #[test]
 fn readyz_says_what_is_not_ready() {
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
     // No upstream listening on this port.
-    let sluis = Sluis::start_on(free_port(), free_port(), "", &["--admin", &admin_addr]);
+    let (sluis, admin) = Sluis::start_with_admin(free_port(), "");
     let (status, body) = http_get(admin, "/readyz");
     assert!(status.contains("503"), "{status}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();

@@ -191,13 +191,9 @@ fn mixed_forward_delivers_to_managed_and_notifies_the_sender_of_the_rest() {
 fn managed_domain_whose_token_disappears_lapses_and_mail_to_it_is_refused() {
     let topo = dns();
     let sink = Sink::start(&[]);
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let sluis = Sluis::start_on(
-        free_port(),
+    let (sluis, admin) = Sluis::start_with_admin(
         sink.port,
         &domains_config("[[domains]]\nname = \"lapsing.test\"\nclass = \"managed\"\n"),
-        &["--admin", &admin_addr],
     );
     let mut c = Smtp::connect(sluis.port);
     c.hello();
@@ -271,25 +267,16 @@ fn managed_domain_whose_token_disappears_lapses_and_mail_to_it_is_refused() {
 #[test]
 fn readyz_and_startup_report_whether_dnssec_works() {
     let sink = Sink::start(&[]);
-    let admin = free_port();
-    let admin_addr = format!("127.0.0.1:{admin}");
-    let good = Sluis::start_on(
-        free_port(),
-        sink.port,
-        &domains_config(""),
-        &["--admin", &admin_addr],
-    );
+    let (good, admin) = Sluis::start_with_admin(sink.port, &domains_config(""));
     let (status, body) = http_get(admin, "/readyz");
     assert!(status.contains("200"), "{status} {body}");
     assert!(body.contains("\"dns\":\"ok\""), "{body}");
     assert!(good.log().contains("DNSSEC validation works"));
 
     // A resolver that does not answer: Sluis still starts, says why, and is not ready.
-    let admin2 = free_port();
-    let admin2_addr = format!("127.0.0.1:{admin2}");
     let dead =
         domains_config("").replace(common::dns::RESOLVER, &format!("127.0.0.1:{}", free_port()));
-    let bad = Sluis::start_on(free_port(), sink.port, &dead, &["--admin", &admin2_addr]);
+    let (bad, admin2) = Sluis::start_with_admin(sink.port, &dead);
     assert!(
         bad.log().contains("DNSSEC validation does not work"),
         "{}",

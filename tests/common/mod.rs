@@ -178,6 +178,16 @@ impl Sluis {
         Sluis::start_on(free_port(), upstream, extra, &[])
     }
 
+    /// Starts Sluis with an admin listener (/metrics, /readyz) on a free port; (Sluis, port).
+    pub fn start_with_admin(upstream: u16, extra: &str) -> (Sluis, u16) {
+        let admin = free_port();
+        let addr = format!("127.0.0.1:{admin}");
+        (
+            Sluis::start_on(free_port(), upstream, extra, &["--admin", &addr]),
+            admin,
+        )
+    }
+
     pub fn start_on(port: u16, upstream: u16, extra: &str, args: &[&str]) -> Sluis {
         Sluis::start_at(
             SocketAddr::from(([127, 0, 0, 1], port)),
