@@ -84,6 +84,13 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     build_info
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
+    // CPU, memory, open files and start time of this process (process_* families).
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("unique metric names");
     for c in [
         Box::new(sessions_active.clone()) as Box<dyn prometheus::core::Collector>,
         Box::new(session_seconds.clone()),

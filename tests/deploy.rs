@@ -289,4 +289,14 @@ fn dashboard_and_alerts_refer_only_to_metrics_sluis_exports() {
             "{family} not in the scrape"
         );
     }
+    for process in [
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_cpu_seconds_total",
+    ] {
+        assert!(
+            scrape.contains(&format!("# TYPE {process} ")),
+            "{process} not in the scrape"
+        );
+    }
 }
