@@ -64,6 +64,12 @@ enum Command {
         /// DNSKEY trust anchors (zone-file syntax), overriding dns.trust_anchor_file.
         #[arg(long, value_name = "FILE")]
         trust_anchor: Option<PathBuf>,
+        /// Extra CA certificates (PEM) trusted for WebPKI, besides Mozilla's roots.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+        /// Skip the active STARTTLS probe of the MX hosts.
+        #[arg(long)]
+        no_probe: bool,
     },
     /// Print the manual page (roff), as packaged in sluis(8).
     #[command(hide = true)]
@@ -178,7 +184,17 @@ fn main() -> ExitCode {
             format,
             resolver,
             trust_anchor,
-        } => check_domain(&domain, config, format, resolver, trust_anchor),
+            ca_file,
+            no_probe,
+        } => check_domain(
+            &domain,
+            config,
+            format,
+            resolver,
+            trust_anchor,
+            ca_file,
+            no_probe,
+        ),
         Command::Scan {
             config,
             format,
@@ -200,6 +216,8 @@ fn check_domain(
     format: ScanFormat,
     resolver: Option<SocketAddr>,
     trust_anchor: Option<PathBuf>,
+    ca_file: Option<PathBuf>,
+    no_probe: bool,
 ) -> anyhow::Result<()> {
     use sluis::posture::{Classifier, OwnershipStatus, RecipientClass};
     let mut cfg = config::load(config.as_deref(), &Overrides::default())?;
@@ -240,7 +258,21 @@ fn check_domain(
             })
         })
         .collect();
-    let dns_checks = runtime.block_on(sluis::posture::checks::dns_checks(&dns, &domain));
+    let (mut dns_checks, mx_hosts) =
+        runtime.block_on(sluis::posture::checks::dns_checks(&dns, &domain));
+    if !no_probe {
+        let extra = match &ca_file {
+            Some(f) => Some(sluis::relay::tls::load_roots(f)?),
+            None => None,
+        };
+        let roots = std::sync::Arc::new(sluis::posture::probe::roots(extra));
+        dns_checks.extend(runtime.block_on(sluis::posture::checks::starttls_checks(
+            &dns,
+            &mx_hosts,
+            roots,
+            &cfg.server.hostname,
+        )));
+    }
     checks.extend(
         dns_checks
             .iter()

@@ -8,6 +8,14 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// The parameters a TLS handshake settled on.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TlsParams {
+    pub version: String,
+    pub cipher: String,
+    pub group: Option<String>,
+}
+
 pub enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::TlsStream<TcpStream>>),
@@ -16,6 +24,26 @@ pub enum Stream {
 impl Stream {
     pub fn is_tls(&self) -> bool {
         matches!(self, Stream::Tls(_))
+    }
+
+    /// What the TLS handshake negotiated.
+    pub fn tls_params(&self) -> Option<TlsParams> {
+        let Stream::Tls(s) = self else { return None };
+        let conn = s.get_ref().1;
+        Some(TlsParams {
+            version: conn
+                .protocol_version()?
+                .as_str()?
+                .replace("TLSv1_", "TLSv1."),
+            cipher: conn
+                .negotiated_cipher_suite()?
+                .suite()
+                .as_str()?
+                .to_string(),
+            group: conn
+                .negotiated_key_exchange_group()
+                .map(|g| format!("{:?}", g.name())),
+        })
     }
 
     /// Negotiated protocol version and cipher suite, for logs and the `Received:` header.

@@ -11,16 +11,15 @@ use common::*;
 use serde_json::Value;
 
 fn check_domain(domain: &str) -> Value {
+    check_domain_with(&[domain, "--no-probe"])
+}
+
+fn check_domain_with(args: &[&str]) -> Value {
     let d = dns();
     let out = Command::new(SLUIS)
-        .args([
-            "check-domain",
-            domain,
-            "--format",
-            "json",
-            "--resolver",
-            common::dns::RESOLVER,
-        ])
+        .arg("check-domain")
+        .args(args)
+        .args(["--format", "json", "--resolver", common::dns::RESOLVER])
         .arg("--trust-anchor")
         .arg(d.anchor_path())
         .output()
@@ -132,5 +131,51 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
     assert_eq!(
         find(&managed, "nta7516-record")["evidence"],
         "no NTA 7516 record"
+    );
+}
+
+#[test]
+fn starttls_probe_tells_verified_encrypted_and_plaintext_mx_hosts_apart() {
+    let dir = scratch("mxpki");
+    let p = pki(dir.path(), "mx.dane.test");
+    // mx.dane.test is 127.0.3.1: a STARTTLS server with a certificate for its name (Sluis).
+    let sink = Sink::start(&[]);
+    let _mx = Sluis::start_at(
+        "127.0.3.1:25".parse().unwrap(),
+        sink.port,
+        &tls_section(&p),
+        &[],
+    );
+    // mx2.dane.test is 127.0.3.2: no STARTTLS at all (smtp-sink).
+    let _mx2 = Sink::start_at("127.0.3.2:25".parse().unwrap(), &[]);
+
+    let ca = p.ca.display().to_string();
+    let v = check_domain_with(&["dane.test", "--ca-file", &ca]);
+    let tls = find(&v, "starttls:mx.dane.test");
+    assert_eq!(tls["result"], "pass", "{v}");
+    let evidence = tls["evidence"].as_str().unwrap();
+    assert!(evidence.starts_with("TLSv1.3, TLS13_"), "{evidence}");
+    assert!(
+        evidence.contains("certificate valid for mx.dane.test (WebPKI)"),
+        "{evidence}"
+    );
+    let plain = find(&v, "starttls:mx2.dane.test");
+    assert_eq!(plain["result"], "fail", "{v}");
+    assert!(
+        plain["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("offers no STARTTLS")
+    );
+
+    // Without the test CA the same certificate encrypts but proves nothing.
+    let v = check_domain_with(&["dane.test"]);
+    let tls = find(&v, "starttls:mx.dane.test");
+    assert_eq!(tls["result"], "warn", "{v}");
+    assert!(
+        tls["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("encrypted, not authenticated")
     );
 }

@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,91 +11,6 @@ use common::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A test CA and a leaf for `name` signed by it, made with the openssl command line.
-struct Pki {
-    ca: PathBuf,
-    cert: PathBuf,
-    key: PathBuf,
-}
-
-fn pki(dir: &Path, name: &str) -> Pki {
-    let openssl = require("openssl");
-    let run = |args: &[&str]| {
-        let out = Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=Sluis Test CA",
-    ]);
-    run(&[
-        "req",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf.key",
-        "-out",
-        "leaf.csr",
-        "-subj",
-        &format!("/CN={name}"),
-    ]);
-    std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.crt",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "leaf.crt",
-        "-days",
-        "2",
-        "-extfile",
-        "ext",
-    ]);
-    Pki {
-        ca: dir.join("ca.crt"),
-        cert: dir.join("leaf.crt"),
-        key: dir.join("leaf.key"),
-    }
-}
-
-fn tls_section(p: &Pki) -> String {
-    format!(
-        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
-        p.cert.display(),
-        p.key.display()
-    )
-}
 
 #[tokio::test]
 async fn starttls_offers_the_configured_certificate() {

@@ -44,7 +44,14 @@ fn check(
 /// At most this many MX hosts are looked at (the rest would only repeat the picture).
 const MAX_MX_HOSTS: usize = 5;
 
-pub async fn dns_checks(dns: &Dns, domain: &str) -> Vec<Check> {
+/// The DNS checks of `domain`, and the MX hosts to probe (none when mail cannot go there).
+pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, Vec<String>) {
+    let mut hosts = Vec::new();
+    let checks = dns_checks_into(dns, domain, &mut hosts).await;
+    (checks, hosts)
+}
+
+async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) -> Vec<Check> {
     use CheckResult::*;
     let mut out = Vec::new();
     let (hosts, mx_security) = match dns.mx(domain).await {
@@ -101,6 +108,7 @@ pub async fn dns_checks(dns: &Dns, domain: &str) -> Vec<Check> {
             return out;
         }
     };
+    mx_hosts.extend(hosts.iter().take(MAX_MX_HOSTS).cloned());
     if mx_security != Security::Secure {
         out.push(check(
             "dane",
@@ -180,6 +188,61 @@ pub async fn dns_checks(dns: &Dns, domain: &str) -> Vec<Check> {
         Outcome::Bogus => check("nta7516-record", Fail, "TXT answer is bogus".into(), Some(Security::Bogus)),
         Outcome::Failed(e) => check("nta7516-record", Fail, format!("TXT lookup failed ({e})"), None),
     });
+    out
+}
+
+/// Probes each MX host: STARTTLS offered, what TLS it negotiates, whether the certificate is
+/// WebPKI-valid for the MX name.
+pub async fn starttls_checks(
+    dns: &Dns,
+    hosts: &[String],
+    roots: std::sync::Arc<rustls::RootCertStore>,
+    helo: &str,
+) -> Vec<Check> {
+    use super::probe::{Probe, probe};
+    use CheckResult::*;
+    let mut out = Vec::new();
+    for host in hosts {
+        let label = format!("starttls:{host}");
+        let ip = match dns.ips(host).await {
+            Outcome::Found { records, .. } => records[0],
+            other => {
+                out.push(check(
+                    label,
+                    Fail,
+                    format!("no address for {host}: {other:?}"),
+                    None,
+                ));
+                continue;
+            }
+        };
+        out.push(match probe(host, ip, 25, roots.clone(), helo).await {
+            Probe::Tls { params, webpki } => {
+                let tls = format!(
+                    "{}, {}{} (NCSC: good)",
+                    params.version,
+                    params.cipher,
+                    params.group.map(|g| format!(", {g}")).unwrap_or_default()
+                );
+                match webpki {
+                    Ok(()) => check(label, Pass, format!("{tls}; certificate valid for {host} (WebPKI)"), None),
+                    Err(e) => check(
+                        label,
+                        Warn,
+                        format!("{tls}; certificate not valid for {host} ({e}): encrypted, not authenticated"),
+                        None,
+                    ),
+                }
+            }
+            Probe::NoStartTls => check(
+                label,
+                Fail,
+                format!("{host} offers no STARTTLS: mail to it would travel in plaintext"),
+                None,
+            ),
+            Probe::Failed(e) => check(label, Fail, format!("{host} ({ip}): {e}"), None),
+        });
+    }
     out
 }
 

@@ -261,6 +261,30 @@ impl Dns {
         })
     }
 
+    /// The addresses of a host (A and AAAA).
+    pub async fn ips(&self, host: &str) -> Outcome<std::net::IpAddr> {
+        match self.resolver.lookup_ip(host).await {
+            Ok(l) => {
+                let ips: Vec<std::net::IpAddr> = l.iter().collect();
+                if ips.is_empty() {
+                    Outcome::NotFound {
+                        security: Security::Insecure,
+                    }
+                } else {
+                    Outcome::Found {
+                        records: ips,
+                        security: Security::Insecure,
+                    }
+                }
+            }
+            Err(NetError::Dns(DnsError::DnssecBogus)) => Outcome::Bogus,
+            Err(NetError::Dns(DnsError::NoRecordsFound(_))) => Outcome::NotFound {
+                security: Security::Insecure,
+            },
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
+    }
+
     /// NS host names of `domain`, lowercase and without the trailing dot, sorted.
     pub async fn ns(&self, domain: &str) -> Outcome<String> {
         let result = self.resolver.ns_lookup(domain).await;

@@ -6,6 +6,7 @@ pub mod checks;
 pub mod class;
 pub mod dns;
 pub mod ownership;
+pub mod probe;
 pub mod records;
 
 pub use class::{Classifier, RecipientClass, domain_of};

@@ -61,13 +61,17 @@ impl Client {
     pub async fn connect(lane: &Lane, helo: &str) -> Result<Client, UpstreamError> {
         let cfg = &lane.config;
         let addr = format!("{}:{}", lane.host, lane.port);
-        let tcp = tokio::time::timeout(cfg.connect_timeout, TcpStream::connect(&addr))
-            .await
-            .map_err(|_| UpstreamError::Timeout(cfg.connect_timeout, "connect"))?
-            .map_err(|source| UpstreamError::Connect {
-                addr: addr.clone(),
-                source,
-            })?;
+        // A (host, port) pair: names, IPv4 and IPv6 literals alike (no brackets needed).
+        let tcp = tokio::time::timeout(
+            cfg.connect_timeout,
+            TcpStream::connect((lane.host.as_str(), lane.port)),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout(cfg.connect_timeout, "connect"))?
+        .map_err(|source| UpstreamError::Connect {
+            addr: addr.clone(),
+            source,
+        })?;
         let _ = tcp.set_nodelay(true);
         let mut client = Client {
             stream: Stream::Plain(tcp),
@@ -112,6 +116,10 @@ impl Client {
 
     pub fn is_tls(&self) -> bool {
         self.stream.is_tls()
+    }
+
+    pub fn tls_params(&self) -> Option<crate::stream::TlsParams> {
+        self.stream.tls_params()
     }
 
     async fn ehlo(&mut self, helo: &str, timeout: Duration) -> Result<(), UpstreamError> {

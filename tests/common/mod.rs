@@ -88,6 +88,12 @@ impl Sink {
     }
 
     pub fn start_on(port: u16, extra: &[&str]) -> Sink {
+        Sink::start_at(SocketAddr::from(([127, 0, 0, 1], port)), extra)
+    }
+
+    /// smtp-sink on `addr` (e.g. an MX host's own 127.0.3.x:25).
+    pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Sink {
+        let port = addr.port();
         let bin = require("smtp-sink");
         let dir = scratch("sink");
         let dump = dir.path().join("dump");
@@ -101,13 +107,14 @@ impl Sink {
             .args(["-u", "postfix", "-d"])
             .arg(format!("{}/%H%M%S.", dump.display()))
             .args(extra)
-            .arg(format!("127.0.0.1:{port}"))
+            .arg(addr.to_string())
             .arg("100")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("start smtp-sink");
-        assert!(wait_listening(port), "smtp-sink did not start on {port}");
+        let up = wait_for(Duration::from_secs(15), || TcpStream::connect(addr).ok());
+        assert!(up.is_some(), "smtp-sink did not start on {addr}");
         Sink { port, dir, child }
     }
 
@@ -775,4 +782,89 @@ pub fn config_check(path: &Path) -> std::process::Output {
         .arg(path)
         .output()
         .expect("run sluis config check")
+}
+
+/// A test CA and a leaf for `name` signed by it, made with the openssl command line.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+pub fn pki(dir: &Path, name: &str) -> Pki {
+    let openssl = require("openssl");
+    let run = |args: &[&str]| {
+        let out = Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Sluis Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf.key",
+        "-out",
+        "leaf.csr",
+        "-subj",
+        &format!("/CN={name}"),
+    ]);
+    std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    Pki {
+        ca: dir.join("ca.crt"),
+        cert: dir.join("leaf.crt"),
+        key: dir.join("leaf.key"),
+    }
+}
+
+pub fn tls_section(p: &Pki) -> String {
+    format!(
+        "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
+        p.cert.display(),
+        p.key.display()
+    )
 }

@@ -1,0 +1,157 @@
+//! The active STARTTLS probe of an MX host: does it offer STARTTLS, what does the handshake
+//! negotiate, and is its certificate valid for the MX name under WebPKI?
+//!
+//! The probe completes the handshake whatever the certificate, recording WebPKI's verdict on
+//! the side, so a host with a self-signed certificate shows up as "encrypted, not
+//! authenticated" rather than as a failure. Handshake signatures are still checked. rustls
+//! speaks only TLS 1.2 with ECDHE and AEAD ciphers and TLS 1.3: all "good" or "sufficient" under
+//! the NCSC-NL TLS guidelines, so a host rustls cannot agree with offers nothing better than
+//! "insufficient". DANE verification of the certificate against TLSA records is still to come.
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::TlsConnector;
+
+use crate::config::{LaneConfig, StartTls};
+use crate::relay::Lane;
+use crate::relay::client::{Client, UpstreamError};
+use crate::stream::TlsParams;
+
+/// What the probe found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    /// TLS negotiated; `webpki` is Ok when the certificate is valid for the MX name.
+    Tls {
+        params: TlsParams,
+        webpki: Result<(), String>,
+    },
+    NoStartTls,
+    Failed(String),
+}
+
+/// Mozilla's roots (webpki-roots) plus `extra`.
+pub fn roots(extra: Option<RootCertStore>) -> RootCertStore {
+    let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(extra) = extra {
+        roots.roots.extend(extra.roots);
+    }
+    roots
+}
+
+#[derive(Debug)]
+struct Recording {
+    inner: Arc<WebPkiServerVerifier>,
+    verdict: Mutex<Option<Result<(), String>>>,
+}
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let result = self
+            .inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+            .map(|_| ())
+            .map_err(|e| e.to_string());
+        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Probes `host` (the MX name, for SNI and the certificate check) at `ip`:`port`.
+pub async fn probe(
+    host: &str,
+    ip: IpAddr,
+    port: u16,
+    roots: Arc<RootCertStore>,
+    helo: &str,
+) -> Probe {
+    let provider = crate::stream::crypto_provider();
+    let inner = match WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build() {
+        Ok(v) => v,
+        Err(e) => return Probe::Failed(format!("no usable trust roots: {e}")),
+    };
+    let recording = Arc::new(Recording {
+        inner,
+        verdict: Mutex::new(None),
+    });
+    let config =
+        match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+            Ok(b) => b
+                .dangerous()
+                .with_custom_certificate_verifier(recording.clone())
+                .with_no_client_auth(),
+            Err(e) => return Probe::Failed(e.to_string()),
+        };
+    let Ok(server_name) = ServerName::try_from(host.to_string()) else {
+        return Probe::Failed(format!("{host:?} is not a host name"));
+    };
+    let lane = Lane {
+        name: "probe".into(),
+        config: LaneConfig {
+            address: format!("{host}:{port}"),
+            starttls: StartTls::Required,
+            connect_timeout: Duration::from_secs(10),
+            command_timeout: Duration::from_secs(30),
+            ..LaneConfig::default()
+        },
+        host: ip.to_string(),
+        port,
+        connector: Some(TlsConnector::from(Arc::new(config))),
+        server_name,
+    };
+    match Client::connect(&lane, helo).await {
+        Ok(client) => {
+            let params = client.tls_params();
+            client.quit().await;
+            let webpki = recording
+                .verdict
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .unwrap_or_else(|| Err("no certificate was checked".into()));
+            match params {
+                Some(params) => Probe::Tls { params, webpki },
+                None => Probe::Failed("TLS parameters unavailable".into()),
+            }
+        }
+        Err(UpstreamError::NoStartTls) => Probe::NoStartTls,
+        Err(UpstreamError::Tls(e)) => Probe::Failed(format!(
+            "TLS handshake failed ({e}): no TLS 1.2 or 1.3 with ciphers the NCSC rates sufficient or better"
+        )),
+        Err(e) => Probe::Failed(e.to_string()),
+    }
+}
