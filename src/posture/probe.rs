@@ -9,18 +9,17 @@
 //! "insufficient". DANE verification of the certificate against TLSA records is still to come.
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
 use crate::config::{LaneConfig, StartTls};
 use crate::relay::Lane;
 use crate::relay::client::{Client, UpstreamError};
+use crate::relay::tls::AcceptAnyCert;
 use crate::stream::TlsParams;
 
 /// What the probe found.
@@ -44,53 +43,6 @@ pub fn roots(extra: Option<RootCertStore>) -> RootCertStore {
     roots
 }
 
-#[derive(Debug)]
-struct Recording {
-    inner: Arc<WebPkiServerVerifier>,
-    verdict: Mutex<Option<Result<(), String>>>,
-}
-
-impl ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let result = self
-            .inner
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-            .map(|_| ())
-            .map_err(|e| e.to_string());
-        *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
-    }
-}
-
 /// Probes `host` (the MX name, for SNI and the certificate check) at `ip`:`port`.
 pub async fn probe(
     host: &str,
@@ -100,14 +52,10 @@ pub async fn probe(
     helo: &str,
 ) -> Probe {
     let provider = crate::stream::crypto_provider();
-    let inner = match WebPkiServerVerifier::builder_with_provider(roots, provider.clone()).build() {
-        Ok(v) => v,
-        Err(e) => return Probe::Failed(format!("no usable trust roots: {e}")),
+    let recording = match AcceptAnyCert::recording(provider.clone(), roots) {
+        Ok(v) => Arc::new(v),
+        Err(e) => return Probe::Failed(e),
     };
-    let recording = Arc::new(Recording {
-        inner,
-        verdict: Mutex::new(None),
-    });
     let config =
         match ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
             Ok(b) => b
@@ -138,10 +86,7 @@ pub async fn probe(
             let params = client.tls_params();
             client.quit().await;
             let webpki = recording
-                .verdict
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone()
+                .verdict()
                 .unwrap_or_else(|| Err("no certificate was checked".into()));
             match params {
                 Some(params) => Probe::Tls { params, webpki },

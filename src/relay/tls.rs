@@ -7,8 +7,9 @@
 //! which the lane's own TLS policy governs.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
@@ -51,24 +52,71 @@ pub fn connector(roots: Option<RootCertStore>) -> TlsConnector {
         Some(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(EncryptOnly(provider)))
+            .with_custom_certificate_verifier(Arc::new(AcceptAnyCert::encrypt_only(provider)))
             .with_no_client_auth(),
     };
     TlsConnector::from(Arc::new(config))
 }
 
+/// Accepts any certificate while still checking the handshake signatures, so the session is
+/// encrypted even where the peer cannot be authenticated. It can also record what WebPKI says
+/// of the certificate (the STARTTLS probe reports "encrypted" rather than failing).
 #[derive(Debug)]
-struct EncryptOnly(Arc<CryptoProvider>);
+pub struct AcceptAnyCert {
+    provider: Arc<CryptoProvider>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    verdict: Mutex<Option<Result<(), String>>>,
+}
 
-impl ServerCertVerifier for EncryptOnly {
+impl AcceptAnyCert {
+    pub fn encrypt_only(provider: Arc<CryptoProvider>) -> Self {
+        AcceptAnyCert {
+            provider,
+            webpki: None,
+            verdict: Mutex::new(None),
+        }
+    }
+
+    /// Also records WebPKI's verdict against `roots` for the server name.
+    pub fn recording(
+        provider: Arc<CryptoProvider>,
+        roots: Arc<RootCertStore>,
+    ) -> Result<Self, String> {
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+            .map_err(|e| format!("no usable trust roots: {e}"))?;
+        Ok(AcceptAnyCert {
+            provider,
+            webpki: Some(webpki),
+            verdict: Mutex::new(None),
+        })
+    }
+
+    /// WebPKI's verdict on the certificate seen, when recording and a handshake happened.
+    pub fn verdict(&self) -> Option<Result<(), String>> {
+        self.verdict
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl ServerCertVerifier for AcceptAnyCert {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(webpki) = &self.webpki {
+            let result = webpki
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+                .map(|_| ())
+                .map_err(|e| e.to_string());
+            *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+        }
         Ok(ServerCertVerified::assertion())
     }
 
@@ -82,7 +130,7 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -96,11 +144,13 @@ impl ServerCertVerifier for EncryptOnly {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
