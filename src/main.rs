@@ -50,27 +50,9 @@ enum Command {
     Passwd { user: String },
     /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
     /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
-    /// Say what Sluis knows about a recipient domain: its class and, for managed and partner
-    /// domains, whether their ownership proof holds, with the evidence.
-    CheckDomain {
-        domain: String,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
-        format: ScanFormat,
-        /// Resolver to ask, overriding dns.resolver (e.g. a test or staging setup).
-        #[arg(long, value_name = "ADDR:PORT")]
-        resolver: Option<SocketAddr>,
-        /// DNSKEY trust anchors (zone-file syntax), overriding dns.trust_anchor_file.
-        #[arg(long, value_name = "FILE")]
-        trust_anchor: Option<PathBuf>,
-        /// Extra CA certificates (PEM) trusted for WebPKI, besides Mozilla's roots.
-        #[arg(long, value_name = "FILE")]
-        ca_file: Option<PathBuf>,
-        /// Skip the active STARTTLS probe of the MX hosts.
-        #[arg(long)]
-        no_probe: bool,
-    },
+    /// Say what Sluis knows about a recipient domain: its class, for managed and partner
+    /// domains whether their ownership proof holds, and the evidence about its mail transport.
+    CheckDomain(CheckDomainArgs),
     /// Print the manual page (roff), as packaged in sluis(8).
     #[command(hide = true)]
     Manpage,
@@ -83,6 +65,27 @@ enum Command {
         #[arg(required = true, value_name = "FILE")]
         files: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct CheckDomainArgs {
+    domain: String,
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
+    format: ScanFormat,
+    /// Resolver to ask, overriding dns.resolver (e.g. a test or staging setup).
+    #[arg(long, value_name = "ADDR:PORT")]
+    resolver: Option<SocketAddr>,
+    /// DNSKEY trust anchors (zone-file syntax), overriding dns.trust_anchor_file.
+    #[arg(long, value_name = "FILE")]
+    trust_anchor: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for WebPKI, besides Mozilla's roots.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Skip the active STARTTLS probe of the MX hosts.
+    #[arg(long)]
+    no_probe: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -178,23 +181,7 @@ fn main() -> ExitCode {
             .map_err(Into::into),
         Command::Passwd { user } => passwd(&user),
         Command::Manpage => manpage(),
-        Command::CheckDomain {
-            domain,
-            config,
-            format,
-            resolver,
-            trust_anchor,
-            ca_file,
-            no_probe,
-        } => check_domain(
-            &domain,
-            config,
-            format,
-            resolver,
-            trust_anchor,
-            ca_file,
-            no_probe,
-        ),
+        Command::CheckDomain(args) => check_domain(args),
         Command::Scan {
             config,
             format,
@@ -210,15 +197,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_domain(
-    domain: &str,
-    config: Option<PathBuf>,
-    format: ScanFormat,
-    resolver: Option<SocketAddr>,
-    trust_anchor: Option<PathBuf>,
-    ca_file: Option<PathBuf>,
-    no_probe: bool,
-) -> anyhow::Result<()> {
+fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
+    let CheckDomainArgs {
+        domain,
+        config,
+        format,
+        resolver,
+        trust_anchor,
+        ca_file,
+        no_probe,
+    } = args;
     use sluis::posture::{Classifier, OwnershipStatus, RecipientClass};
     let mut cfg = config::load(config.as_deref(), &Overrides::default())?;
     if let Some(r) = resolver {

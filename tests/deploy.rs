@@ -49,11 +49,7 @@ fn debian_package_installs_a_working_sluis() {
         .env("SLUIS_BIN", SLUIS)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "command");
     let deb = String::from_utf8_lossy(&out.stdout)
         .trim()
         .lines()
@@ -86,11 +82,7 @@ fn debian_package_installs_a_working_sluis() {
         .arg(root.join("etc/sluis/sluis.toml"))
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert_success(&check, "sluis config check");
     assert!(String::from_utf8_lossy(&check.stdout).contains("spool_dir = \"/var/lib/sluis\""));
     assert_eq!(
         std::fs::read(root.join("lib/systemd/system/sluis.service")).unwrap(),
@@ -172,22 +164,14 @@ fn container_and_kubernetes_files_agree_and_their_configs_are_valid() {
         .arg("tests/deploy_files.py")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "command");
     let configs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dir = scratch("cfgs");
     for which in ["container", "kubernetes"] {
         let path = dir.path().join(format!("{which}.toml"));
         std::fs::write(&path, configs[which].as_str().unwrap()).unwrap();
         let check = config_check(&path);
-        assert!(
-            check.status.success(),
-            "{which}: {}",
-            String::from_utf8_lossy(&check.stderr)
-        );
+        assert_success(&check, which);
     }
 }
 
@@ -203,12 +187,7 @@ fn prometheus_rules_pass_promtool_and_their_unit_tests() {
             .current_dir("deploy/prometheus")
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "promtool {args:?}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out, &format!("promtool {args:?}"));
     }
 }
 

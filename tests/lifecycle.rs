@@ -17,11 +17,7 @@ fn config_check_accepts_the_example_and_names_file_line_key_on_error() {
         .args(["config", "check", "--config", "config/sluis.toml"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "sluis config check");
     assert!(String::from_utf8_lossy(&out.stdout).contains("[upstream.lanes.default]"));
 
     let dir = scratch("cfg");

@@ -37,11 +37,7 @@ fn check_domain(config: &std::path::Path, domain: &str) -> serde_json::Value {
         .arg(config)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "sluis check-domain");
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

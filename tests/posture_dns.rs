@@ -24,11 +24,7 @@ fn check_domain_with(args: &[&str]) -> Value {
         .arg(d.anchor_path())
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out, "sluis check-domain");
     serde_json::from_slice(&out.stdout).unwrap()
 }
 

@@ -868,3 +868,14 @@ pub fn tls_section(p: &Pki) -> String {
         p.key.display()
     )
 }
+
+/// Fails the test, showing the program's output, unless `out` is a success.
+pub fn assert_success(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
