@@ -8,6 +8,7 @@ pub mod admin;
 pub mod config;
 pub mod inspect;
 pub mod metrics;
+pub mod policy;
 pub mod posture;
 pub mod relay;
 pub mod smtp;

@@ -246,21 +246,18 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let (mut dns_checks, mx_hosts) =
-        runtime.block_on(sluis::posture::checks::dns_checks(&dns, &domain));
-    if !no_probe {
-        let extra = match &ca_file {
-            Some(f) => Some(sluis::relay::tls::load_roots(f)?),
-            None => None,
-        };
-        let roots = std::sync::Arc::new(sluis::posture::probe::roots(extra));
-        dns_checks.extend(runtime.block_on(sluis::posture::checks::starttls_checks(
-            &dns,
-            &mx_hosts,
-            roots,
-            &cfg.server.hostname,
-        )));
-    }
+    let extra = match ca_file.as_ref().or(cfg.posture.ca_file.as_ref()) {
+        Some(f) => Some(sluis::relay::tls::load_roots(f)?),
+        None => None,
+    };
+    let opts = sluis::posture::ladder::ProbeOptions {
+        roots: std::sync::Arc::new(sluis::posture::probe::roots(extra)),
+        helo: cfg.server.hostname.clone(),
+        port: cfg.posture.probe_port,
+        enabled: !no_probe,
+    };
+    let assessment = runtime.block_on(sluis::posture::ladder::assess(&dns, &domain, &opts));
+    let dns_checks = &assessment.checks;
     checks.extend(
         dns_checks
             .iter()
@@ -274,12 +271,16 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
                 "class": class,
                 "effective_class": effective,
                 "ownership": status.name(),
+                "posture": assessment.posture,
+                "nta7516_record": assessment.nta7516_record,
+                "assessed_at": assessment.assessed_at,
                 "checks": checks,
             })
         ),
         ScanFormat::Text => {
             out!("{domain}");
             out!("  class      {}", class.name());
+            out!("  posture    {}", assessment.posture);
             out!("  ownership  {}", status.name());
             if effective != class {
                 out!("  treated as {} (ownership not proven)", effective.name());
@@ -287,7 +288,7 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
             if let Some(o) = &ownership {
                 out!("  evidence   {}", o.evidence);
             }
-            for c in &dns_checks {
+            for c in dns_checks {
                 let dnssec = c
                     .dnssec
                     .map(|s| format!(" [dnssec {}]", s.name()))

@@ -6,7 +6,7 @@ mod common;
 
 use std::process::Command;
 
-use common::dns::{TLSA_HASH, dns};
+use common::dns::{TLSA_HASH, dns, tlsa_sha256};
 use common::*;
 use serde_json::Value;
 
@@ -130,29 +130,57 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
     );
 }
 
-#[test]
-fn starttls_probe_tells_verified_encrypted_and_plaintext_mx_hosts_apart() {
+/// A STARTTLS server (Sluis) at `addr` with a certificate for `name` under a fresh test CA;
+/// with `send_ca`, the CA certificate follows the leaf in the chain it sends (for DANE-TA).
+fn mx_server(addr: &str, name: &str, send_ca: bool) -> (Pki, Sluis, Sink, tempfile::TempDir) {
     let dir = scratch("mxpki");
-    let p = pki(dir.path(), "mx.dane.test");
-    // mx.dane.test is 127.0.3.1: a STARTTLS server with a certificate for its name (Sluis).
+    let mut p = pki(dir.path(), name);
+    if send_ca {
+        let chain = dir.path().join("chain.crt");
+        let mut pem = std::fs::read(&p.cert).unwrap();
+        pem.extend(std::fs::read(&p.ca).unwrap());
+        std::fs::write(&chain, pem).unwrap();
+        p.cert = chain;
+    }
     let sink = Sink::start(&[]);
-    let _mx = Sluis::start_at(
-        "127.0.3.1:25".parse().unwrap(),
-        sink.port,
-        &tls_section(&p),
-        &[],
-    );
-    // mx2.dane.test is 127.0.3.2: no STARTTLS at all (smtp-sink).
-    let _mx2 = Sink::start_at("127.0.3.2:25".parse().unwrap(), &[]);
+    let mx = Sluis::start_at(addr.parse().unwrap(), sink.port, &tls_section(&p), &[]);
+    (p, mx, sink, dir)
+}
 
-    let ca = p.ca.display().to_string();
-    let v = check_domain_with(&["dane.test", "--ca-file", &ca]);
+#[test]
+fn starttls_probe_places_each_domain_on_the_ladder() {
+    let d = dns();
+    // dane.test: mx has a TLSA 3 1 1 record that matches nothing, mx2 offers no STARTTLS.
+    let (dane_pki, _mx, _s1, _d1) = mx_server("127.0.3.1:25", "mx.dane.test", false);
+    let _mx2 = Sink::start_at("127.0.3.2:25".parse().unwrap(), &[]);
+    // daneok.test: DANE-EE, the leaf's key published as TLSA 3 1 1.
+    let (ee, _mx3, _s3, _d3) = mx_server("127.0.3.11:25", "mx.daneok.test", false);
+    d.add_records(
+        "daneok.test",
+        &[&format!(
+            "_25._tcp.mx TLSA 3 1 1 {}",
+            tlsa_sha256(&ee.cert, 1)
+        )],
+    );
+    // danetaok.test: DANE-TA, the issuing CA published as TLSA 2 0 1 and sent in the chain.
+    let (ta, _mx4, _s4, _d4) = mx_server("127.0.3.13:25", "mx.danetaok.test", true);
+    d.add_records(
+        "danetaok.test",
+        &[&format!(
+            "_25._tcp.mx TLSA 2 0 1 {}",
+            tlsa_sha256(&ta.ca, 0)
+        )],
+    );
+    // webpki.test: no TLSA; a certificate under a CA given with --ca-file or not.
+    let (web, _mx5, _s5, _d5) = mx_server("127.0.3.12:25", "mx.webpki.test", false);
+
+    let v = check_domain_with(&["dane.test"]);
     let tls = find(&v, "starttls:mx.dane.test");
-    assert_eq!(tls["result"], "pass", "{v}");
+    assert_eq!(tls["result"], "fail", "{v}");
     let evidence = tls["evidence"].as_str().unwrap();
     assert!(evidence.starts_with("TLSv1.3, TLS13_"), "{evidence}");
     assert!(
-        evidence.contains("certificate valid for mx.dane.test (WebPKI)"),
+        evidence.contains("does not match its TLSA records"),
         "{evidence}"
     );
     let plain = find(&v, "starttls:mx2.dane.test");
@@ -163,15 +191,75 @@ fn starttls_probe_tells_verified_encrypted_and_plaintext_mx_hosts_apart() {
             .unwrap()
             .contains("offers no STARTTLS")
     );
+    assert_eq!(v["posture"], "none", "{v}");
+    drop(dane_pki);
 
-    // Without the test CA the same certificate encrypts but proves nothing.
-    let v = check_domain_with(&["dane.test"]);
-    let tls = find(&v, "starttls:mx.dane.test");
-    assert_eq!(tls["result"], "warn", "{v}");
+    let v = check_domain_with(&["daneok.test"]);
+    assert_eq!(v["posture"], "dane", "{v}");
+    assert!(
+        find(&v, "starttls:mx.daneok.test")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("certificate matches TLSA 3 1 1 (DANE)")
+    );
+
+    let v = check_domain_with(&["danetaok.test"]);
+    assert_eq!(v["posture"], "dane", "{v}");
+    assert!(
+        find(&v, "starttls:mx.danetaok.test")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("matches TLSA 2 0 1")
+    );
+
+    let ca = web.ca.display().to_string();
+    let v = check_domain_with(&["webpki.test", "--ca-file", &ca]);
+    assert_eq!(v["posture"], "verified", "{v}");
+    let tls = find(&v, "starttls:mx.webpki.test");
+    assert_eq!(tls["result"], "pass", "{v}");
     assert!(
         tls["evidence"]
             .as_str()
             .unwrap()
+            .contains("certificate valid for mx.webpki.test (WebPKI)")
+    );
+    // Without the test CA the same certificate encrypts but proves nothing.
+    let v = check_domain_with(&["webpki.test"]);
+    assert_eq!(v["posture"], "encrypted", "{v}");
+    assert!(
+        find(&v, "starttls:mx.webpki.test")["evidence"]
+            .as_str()
+            .unwrap()
             .contains("encrypted, not authenticated")
     );
+
+    // A DANE-TA record of a CA that did not issue the certificate: the chain does not verify.
+    d.set_records(
+        "danetaok.test",
+        &[
+            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
+            "@ MX 10 mx",
+            "mx A 127.0.3.13",
+            &format!("_25._tcp.mx TLSA 2 0 1 {}", tlsa_sha256(&web.ca, 0)),
+        ],
+    );
+    // (knot reloads the zone in the background: ask until the new record is served)
+    let v = wait_for(std::time::Duration::from_secs(15), || {
+        let v = check_domain_with(&["danetaok.test"]);
+        (v["posture"] != "dane").then_some(v)
+    })
+    .expect("the new TLSA record is served");
+    assert_eq!(v["posture"], "none", "{v}");
+    assert!(
+        find(&v, "starttls:mx.danetaok.test")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("no certificate in the chain matches"),
+        "{v}"
+    );
+
+    // Lookups that fail, bogus data and no probe are never a weak level.
+    assert_eq!(check_domain_with(&["bogus.test"])["posture"], "unknown");
+    assert_eq!(check_domain("daneok.test")["posture"], "unknown");
+    assert_eq!(check_domain_with(&["nullmx.test"])["posture"], "none");
 }

@@ -5,6 +5,7 @@
 //! guessing. `sluis config check` runs exactly this code and prints the effective configuration.
 
 mod locate;
+mod policy;
 mod schema;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use toml_edit::ImDocument;
 
+pub use policy::*;
 pub use schema::*;
 
 /// Settings given as flags; each overrides the file (or the embedded default).
@@ -120,6 +122,9 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
     };
     let mut config: Config = toml::from_str(&source.text).map_err(|e| source.parse_error(e))?;
     let flags = apply(&mut config, overrides);
+    if config.policy.rules.is_empty() {
+        config.policy.rules = crate::policy::profile::nta7516(&config);
+    }
     validate(&config, &source, &flags)?;
     Ok(config)
 }
@@ -376,6 +381,45 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return err("log.level", format!("not a log filter: {e}"));
+    }
+    if let Err((i, key, msg)) = crate::policy::validate(&c.policy.rules) {
+        let at = if key.is_empty() {
+            format!("policy.rules[{i}]")
+        } else {
+            format!("policy.rules[{i}].{key}")
+        };
+        return err(&at, msg);
+    }
+    for (i, tag) in c.policy.confidential_tags.iter().enumerate() {
+        if tag.trim().is_empty() {
+            return err(
+                &format!("policy.confidential_tags[{i}]"),
+                "an empty tag would match every subject".into(),
+            );
+        }
+    }
+    if c.quarantine.max_bytes == 0 {
+        return err("quarantine.max_bytes", "must be above zero".into());
+    }
+    if c.audit.rotate_bytes < 4096 {
+        return err("audit.rotate_bytes", "must be at least 4096".into());
+    }
+    if let Some(f) = &c.posture.ca_file
+        && let Err(e) = crate::relay::tls::load_roots(f)
+    {
+        return err("posture.ca_file", e.to_string());
+    }
+    if let Some(f) = &c.review.token_file {
+        match std::fs::read_to_string(f) {
+            Ok(t) if t.trim().len() >= 16 => {}
+            Ok(_) => {
+                return err(
+                    "review.token_file",
+                    format!("{}: the token must be at least 16 characters", f.display()),
+                );
+            }
+            Err(e) => return err("review.token_file", format!("{}: {e}", f.display())),
+        }
     }
     Ok(())
 }

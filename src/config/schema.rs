@@ -29,7 +29,42 @@ pub struct Config {
     pub domains: Vec<DomainConfig>,
     pub recipients: RecipientsConfig,
     pub forwards: ForwardsConfig,
+    pub posture: PostureConfig,
+    pub policy: super::policy::PolicyConfig,
+    pub quarantine: super::policy::QuarantineConfig,
+    pub audit: super::policy::AuditConfig,
+    pub review: super::policy::ReviewConfig,
     pub log: LogConfig,
+}
+
+/// How recipient domains are placed on the TLS posture ladder (DESIGN §4).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostureConfig {
+    /// The port MX hosts are probed on (25; another only in test setups).
+    pub probe_port: u16,
+    /// Extra trusted CAs (PEM) for WebPKI checks of MX certificates, beside Mozilla's roots.
+    pub ca_file: Option<PathBuf>,
+    /// How long an assessment is kept.
+    #[serde(with = "humantime_serde")]
+    pub cache_lifetime: Duration,
+    /// How long a bogus or unknown result is kept (short: a repaired domain is seen soon).
+    #[serde(with = "humantime_serde")]
+    pub failure_lifetime: Duration,
+    /// At most this many domains are kept.
+    pub max_domains: usize,
+}
+
+impl Default for PostureConfig {
+    fn default() -> Self {
+        PostureConfig {
+            probe_port: 25,
+            ca_file: None,
+            cache_lifetime: Duration::from_secs(3600),
+            failure_lifetime: Duration::from_secs(60),
+            max_domains: 10_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -126,6 +161,10 @@ pub enum StartTls {
 pub struct LaneConfig {
     /// `host:port` of the upstream SMTP service.
     pub address: String,
+    /// The weakest TLS posture this lane's MTA enforces when it delivers (e.g. `dane` for a
+    /// Postfix service with `smtp_tls_security_level = dane-only`). The policy sends mail that
+    /// requires a level only through a lane that enforces it.
+    pub level: crate::posture::Level,
     pub starttls: StartTls,
     /// Verify the upstream's certificate against this PEM CA bundle (and `server_name`).
     pub ca_file: Option<PathBuf>,
@@ -396,6 +435,7 @@ impl Default for LaneConfig {
     fn default() -> Self {
         LaneConfig {
             address: "127.0.0.1:10025".to_string(),
+            level: crate::posture::Level::None,
             starttls: StartTls::Opportunistic,
             ca_file: None,
             server_name: None,

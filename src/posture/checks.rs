@@ -1,10 +1,11 @@
 //! The DNS evidence about a recipient domain, as checks a reviewer can read (like internet.nl's
 //! mail test): MX, DANE availability per MX host, the MTA-STS announcement, the NTA 7516
-//! record. The STARTTLS probe, the MTA-STS policy fetch and the posture ladder build on these.
+//! record; then the STARTTLS probe of each MX host, which places it on the ladder.
 
 use serde::Serialize;
 
-use super::dns::{Dns, Outcome, Security};
+use super::dns::{Dns, Outcome, Security, Tlsa};
+use super::ladder::Level;
 use super::records;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -44,19 +45,67 @@ fn check(
 /// At most this many MX hosts are looked at (the rest would only repeat the picture).
 const MAX_MX_HOSTS: usize = 5;
 
-/// The DNS checks of `domain`, and the MX hosts to probe (none when mail cannot go there).
-pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, Vec<String>) {
-    let mut hosts = Vec::new();
-    let checks = dns_checks_into(dns, domain, &mut hosts).await;
-    (checks, hosts)
+/// What the DNS said about the MX RRset, for the ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MxFacts {
+    /// MX hosts (or the implicit MX); `secure` when the answer was DNSSEC-secure.
+    Hosts {
+        secure: bool,
+    },
+    /// Null MX (RFC 7505): the domain takes no mail.
+    Null,
+    Bogus,
+    Failed,
 }
 
-async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) -> Vec<Check> {
+/// The TLSA situation of one MX host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsaFacts {
+    /// The MX answer was not secure, or the TLSA RRset is not: DANE does not apply.
+    NotApplicable,
+    /// Secure denial: no TLSA.
+    None,
+    /// Usable DANE-TA / DANE-EE records: the certificate must match one.
+    Usable(Vec<Tlsa>),
+    /// Secure TLSA records, none usable: TLS is mandatory, unauthenticated (RFC 7672 2.2).
+    Unusable,
+    Bogus,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub host: String,
+    pub tlsa: TlsaFacts,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsFacts {
+    pub mx: MxFacts,
+    /// MX hosts in preference order (at most `MAX_MX_HOSTS`); empty when mail cannot go there.
+    pub hosts: Vec<HostFacts>,
+    /// The domain publishes an NTA 7516 record (a claim, never proof).
+    pub nta7516: bool,
+}
+
+/// The DNS checks of `domain`, and the facts the ladder is built from.
+pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, DnsFacts) {
+    let mut facts = DnsFacts {
+        mx: MxFacts::Failed,
+        hosts: Vec::new(),
+        nta7516: false,
+    };
+    let checks = dns_checks_into(dns, domain, &mut facts).await;
+    (checks, facts)
+}
+
+async fn dns_checks_into(dns: &Dns, domain: &str, facts: &mut DnsFacts) -> Vec<Check> {
     use CheckResult::*;
     let mut out = Vec::new();
     let (hosts, mx_security) = match dns.mx(domain).await {
         Outcome::Found { records, security } => {
             if records.iter().any(|m| m.host.is_empty()) {
+                facts.mx = MxFacts::Null;
                 out.push(check(
                     "mx",
                     Fail,
@@ -90,6 +139,7 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
             (vec![domain.to_string()], security)
         }
         Outcome::Bogus => {
+            facts.mx = MxFacts::Bogus;
             out.push(check(
                 "mx",
                 Fail,
@@ -99,6 +149,7 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
             return out;
         }
         Outcome::Failed(e) => {
+            facts.mx = MxFacts::Failed;
             out.push(check(
                 "mx",
                 Fail,
@@ -108,7 +159,9 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
             return out;
         }
     };
-    mx_hosts.extend(hosts.iter().take(MAX_MX_HOSTS).cloned());
+    facts.mx = MxFacts::Hosts {
+        secure: mx_security == Security::Secure,
+    };
     if mx_security != Security::Secure {
         out.push(check(
             "dane",
@@ -116,9 +169,20 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
             "the MX answer is not DNSSEC-secure: DANE does not apply (RFC 7672 2.2.1)".into(),
             Some(mx_security),
         ));
+        facts
+            .hosts
+            .extend(hosts.iter().take(MAX_MX_HOSTS).map(|h| HostFacts {
+                host: h.clone(),
+                tlsa: TlsaFacts::NotApplicable,
+            }));
     } else {
         for host in hosts.iter().take(MAX_MX_HOSTS) {
-            out.push(dane_check(dns, host).await);
+            let (c, tlsa) = dane_check(dns, host).await;
+            out.push(c);
+            facts.hosts.push(HostFacts {
+                host: host.clone(),
+                tlsa,
+            });
         }
     }
     let sts_name = format!("_mta-sts.{domain}");
@@ -165,6 +229,7 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
     out.push(match dns.txt(domain).await {
         Outcome::Found { records, security } => match records::nta7516(&records) {
             Some(r) => {
+                facts.nta7516 = true;
                 let mx: Vec<String> = r.mx.iter().map(|(p, h)| format!("{p} {h}")).collect();
                 check(
                     "nta7516-record",
@@ -191,63 +256,148 @@ async fn dns_checks_into(dns: &Dns, domain: &str, mx_hosts: &mut Vec<String>) ->
     out
 }
 
-/// Probes each MX host: STARTTLS offered, what TLS it negotiates, whether the certificate is
-/// WebPKI-valid for the MX name.
-pub async fn starttls_checks(
+/// Probes one MX host and places it on the ladder: STARTTLS offered, what TLS it negotiates,
+/// whether the certificate matches the host's TLSA records or is WebPKI-valid for its name.
+pub async fn probe_host(
     dns: &Dns,
-    hosts: &[String],
+    facts: &HostFacts,
     roots: std::sync::Arc<rustls::RootCertStore>,
     helo: &str,
-) -> Vec<Check> {
+    port: u16,
+) -> (Check, Level) {
+    use super::dane::{DaneResult, verify};
     use super::probe::{Probe, probe};
     use CheckResult::*;
-    let mut out = Vec::new();
-    for host in hosts {
-        let label = format!("starttls:{host}");
-        let ip = match dns.ips(host).await {
-            Outcome::Found { records, .. } => records[0],
-            other => {
-                out.push(check(
+    let host = &facts.host;
+    let label = format!("starttls:{host}");
+    match &facts.tlsa {
+        TlsaFacts::Bogus => {
+            return (
+                check(
+                    label,
+                    Fail,
+                    "not probed: its TLSA answer is bogus".into(),
+                    None,
+                ),
+                Level::Bogus,
+            );
+        }
+        TlsaFacts::Failed => {
+            return (
+                check(
+                    label,
+                    Fail,
+                    "not probed: its TLSA lookup failed".into(),
+                    None,
+                ),
+                Level::Unknown,
+            );
+        }
+        _ => {}
+    }
+    let ip = match dns.ips(host).await {
+        Outcome::Found { records, .. } => records[0],
+        Outcome::Bogus => {
+            return (
+                check(label, Fail, format!("address of {host} is bogus"), None),
+                Level::Bogus,
+            );
+        }
+        other => {
+            return (
+                check(
                     label,
                     Fail,
                     format!("no address for {host}: {other:?}"),
                     None,
-                ));
-                continue;
+                ),
+                Level::Unknown,
+            );
+        }
+    };
+    match probe(host, ip, port, roots, helo).await {
+        Probe::Tls {
+            params,
+            webpki,
+            chain,
+        } => {
+            let tls = format!(
+                "{}, {}{} (NCSC: good)",
+                params.version,
+                params.cipher,
+                params.group.map(|g| format!(", {g}")).unwrap_or_default()
+            );
+            if let TlsaFacts::Usable(tlsa) = &facts.tlsa {
+                let now = rustls_pki_types::UnixTime::now();
+                return match verify(tlsa, &chain, host, now) {
+                    DaneResult::Matched(rec) => (
+                        check(
+                            label,
+                            Pass,
+                            format!("{tls}; certificate matches TLSA {rec} (DANE)"),
+                            None,
+                        ),
+                        Level::Dane,
+                    ),
+                    DaneResult::NoMatch(why) => (
+                        check(
+                            label,
+                            Fail,
+                            format!(
+                                "{tls}; certificate does not match its TLSA records ({why}): \
+                                 a DANE client must not deliver to {host}"
+                            ),
+                            None,
+                        ),
+                        Level::None,
+                    ),
+                };
             }
-        };
-        out.push(match probe(host, ip, 25, roots.clone(), helo).await {
-            Probe::Tls { params, webpki } => {
-                let tls = format!(
-                    "{}, {}{} (NCSC: good)",
-                    params.version,
-                    params.cipher,
-                    params.group.map(|g| format!(", {g}")).unwrap_or_default()
-                );
-                match webpki {
-                    Ok(()) => check(label, Pass, format!("{tls}; certificate valid for {host} (WebPKI)"), None),
-                    Err(e) => check(
+            match webpki {
+                Ok(()) => (
+                    check(
                         label,
-                        Warn,
-                        format!("{tls}; certificate not valid for {host} ({e}): encrypted, not authenticated"),
+                        Pass,
+                        format!("{tls}; certificate valid for {host} (WebPKI)"),
                         None,
                     ),
-                }
+                    Level::Verified,
+                ),
+                Err(e) => (
+                    check(
+                        label,
+                        Warn,
+                        format!(
+                            "{tls}; certificate not valid for {host} ({e}): encrypted, not authenticated"
+                        ),
+                        None,
+                    ),
+                    Level::Encrypted,
+                ),
             }
-            Probe::NoStartTls => check(
+        }
+        Probe::NoStartTls => (
+            check(
                 label,
                 Fail,
                 format!("{host} offers no STARTTLS: mail to it would travel in plaintext"),
                 None,
             ),
-            Probe::Failed(e) => check(label, Fail, format!("{host} ({ip}): {e}"), None),
-        });
+            Level::None,
+        ),
+        Probe::Unreachable(e) => (
+            check(label, Fail, format!("{host} ({ip}) unreachable: {e}"), None),
+            Level::Unknown,
+        ),
+        Probe::Failed(e) => (
+            check(label, Fail, format!("{host} ({ip}): {e}"), None),
+            Level::None,
+        ),
     }
-    out
 }
 
 /// DANE for one MX host whose MX answer was secure (RFC 7672 2.2).
-async fn dane_check(dns: &Dns, host: &str) -> Check {
+async fn dane_check(dns: &Dns, host: &str) -> (Check, TlsaFacts) {
     use CheckResult::*;
     let name = format!("_25._tcp.{host}");
     let label = format!("dane:{host}");
@@ -256,61 +406,87 @@ async fn dane_check(dns: &Dns, host: &str) -> Check {
             records,
             security: Security::Secure,
         } => {
-            let usable: Vec<String> = records
+            let usable: Vec<Tlsa> = records
                 .iter()
                 .filter(|t| t.usable_for_smtp())
-                .map(|t| {
-                    format!(
-                        "{} {} {} {}…",
-                        t.usage,
-                        t.selector,
-                        t.matching,
-                        &t.data[..t.data.len().min(16)]
-                    )
-                })
+                .cloned()
                 .collect();
             if usable.is_empty() {
-                check(
-                    label,
-                    Warn,
-                    format!(
-                        "{name}: {} TLSA record(s), none usable for SMTP: TLS is mandatory, without authentication (RFC 7672 2.2)",
-                        records.len()
+                (
+                    check(
+                        label,
+                        Warn,
+                        format!(
+                            "{name}: {} TLSA record(s), none usable for SMTP: TLS is mandatory, without authentication (RFC 7672 2.2)",
+                            records.len()
+                        ),
+                        Some(Security::Secure),
                     ),
-                    Some(Security::Secure),
+                    TlsaFacts::Unusable,
                 )
             } else {
-                check(
-                    label,
-                    Pass,
-                    format!("{name}: TLSA {}", usable.join(", ")),
-                    Some(Security::Secure),
+                let shown: Vec<String> = usable
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {} {} {}…",
+                            t.usage,
+                            t.selector,
+                            t.matching,
+                            &t.data[..t.data.len().min(16)]
+                        )
+                    })
+                    .collect();
+                (
+                    check(
+                        label,
+                        Pass,
+                        format!("{name}: TLSA {}", shown.join(", ")),
+                        Some(Security::Secure),
+                    ),
+                    TlsaFacts::Usable(usable),
                 )
             }
         }
-        Outcome::Found { security, .. } => check(
-            label,
-            Info,
-            format!("{name}: TLSA not DNSSEC-secure, ignored: no DANE"),
-            Some(security),
+        Outcome::Found { security, .. } => (
+            check(
+                label,
+                Info,
+                format!("{name}: TLSA not DNSSEC-secure, ignored: no DANE"),
+                Some(security),
+            ),
+            TlsaFacts::NotApplicable,
         ),
-        Outcome::NotFound { security } => check(
-            label,
-            Info,
-            format!("{name}: no TLSA: no DANE"),
-            Some(security),
+        Outcome::NotFound { security } => (
+            check(
+                label,
+                Info,
+                format!("{name}: no TLSA: no DANE"),
+                Some(security),
+            ),
+            if security == Security::Secure {
+                TlsaFacts::None
+            } else {
+                TlsaFacts::NotApplicable
+            },
         ),
-        Outcome::Bogus => check(
-            label,
-            Fail,
-            format!("{name}: bogus: delivery is deferred, never downgraded"),
-            Some(Security::Bogus),
+        Outcome::Bogus => (
+            check(
+                label,
+                Fail,
+                format!("{name}: bogus: delivery is deferred, never downgraded"),
+                Some(Security::Bogus),
+            ),
+            TlsaFacts::Bogus,
         ),
-        Outcome::Failed(e) => check(
-            label,
-            Fail,
-            format!("{name}: lookup failed ({e}): delivery is deferred, never downgraded"),
-            None,
+        Outcome::Failed(e) => (
+            check(
+                label,
+                Fail,
+                format!("{name}: lookup failed ({e}): delivery is deferred, never downgraded"),
+                None,
+            ),
+            TlsaFacts::Failed,
         ),
     }
 }

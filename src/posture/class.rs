@@ -8,7 +8,7 @@ use crate::config::{Config, DomainClass};
 
 /// A recipient's class, as configured; ownership decides whether managed and partner domains
 /// count as such right now (see `ownership`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecipientClass {
     Managed,

@@ -1,13 +1,16 @@
 //! What Sluis knows about a recipient's domain: its class, whether a managed or partner domain
 //! is still ours (ownership), and the DNS answers behind that. The TLS posture ladder of
-//! DESIGN §4 (DANE, MTA-STS, probes) will live here too.
+//! DESIGN §4 (`ladder`: DNS facts, DANE, the STARTTLS probe) lives here too.
 
 pub mod checks;
 pub mod class;
+pub mod dane;
 pub mod dns;
+pub mod ladder;
 pub mod ownership;
 pub mod probe;
 pub mod records;
 
 pub use class::{Classifier, RecipientClass, domain_of};
+pub use ladder::{Assessment, Level, PostureCache};
 pub use ownership::{Ownership, OwnershipStatus, Registry};

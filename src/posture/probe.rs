@@ -6,7 +6,7 @@
 //! authenticated" rather than as a failure. Handshake signatures are still checked. rustls
 //! speaks only TLS 1.2 with ECDHE and AEAD ciphers and TLS 1.3: all "good" or "sufficient" under
 //! the NCSC-NL TLS guidelines, so a host rustls cannot agree with offers nothing better than
-//! "insufficient". DANE verification of the certificate against TLSA records is still to come.
+//! "insufficient". The chain the server sent is kept, for DANE matching (`dane`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -25,12 +25,17 @@ use crate::stream::TlsParams;
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Probe {
-    /// TLS negotiated; `webpki` is Ok when the certificate is valid for the MX name.
+    /// TLS negotiated; `webpki` is Ok when the certificate is valid for the MX name; `chain` is
+    /// what the server sent, leaf first (for DANE).
     Tls {
         params: TlsParams,
         webpki: Result<(), String>,
+        chain: super::dane::Chain,
     },
     NoStartTls,
+    /// No SMTP session at all (connection refused, timeout): says nothing about its TLS.
+    Unreachable(String),
+    /// An SMTP server that fails at TLS (handshake refused, nothing rustls accepts).
     Failed(String),
 }
 
@@ -88,8 +93,13 @@ pub async fn probe(
             let webpki = recording
                 .verdict()
                 .unwrap_or_else(|| Err("no certificate was checked".into()));
+            let chain = recording.chain();
             match params {
-                Some(params) => Probe::Tls { params, webpki },
+                Some(params) => Probe::Tls {
+                    params,
+                    webpki,
+                    chain,
+                },
                 None => Probe::Failed("TLS parameters unavailable".into()),
             }
         }
@@ -97,6 +107,9 @@ pub async fn probe(
         Err(UpstreamError::Tls(e)) => Probe::Failed(format!(
             "TLS handshake failed ({e}): no TLS 1.2 or 1.3 with ciphers the NCSC rates sufficient or better"
         )),
+        Err(e @ (UpstreamError::Connect { .. } | UpstreamError::Timeout(..))) => {
+            Probe::Unreachable(e.to_string())
+        }
         Err(e) => Probe::Failed(e.to_string()),
     }
 }

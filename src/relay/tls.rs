@@ -66,6 +66,7 @@ pub struct AcceptAnyCert {
     provider: Arc<CryptoProvider>,
     webpki: Option<Arc<WebPkiServerVerifier>>,
     verdict: Mutex<Option<Result<(), String>>>,
+    chain: Mutex<Vec<CertificateDer<'static>>>,
 }
 
 impl AcceptAnyCert {
@@ -74,6 +75,7 @@ impl AcceptAnyCert {
             provider,
             webpki: None,
             verdict: Mutex::new(None),
+            chain: Mutex::new(Vec::new()),
         }
     }
 
@@ -89,6 +91,7 @@ impl AcceptAnyCert {
             provider,
             webpki: Some(webpki),
             verdict: Mutex::new(None),
+            chain: Mutex::new(Vec::new()),
         })
     }
 
@@ -98,6 +101,13 @@ impl AcceptAnyCert {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+}
+
+impl AcceptAnyCert {
+    /// The certificates the server sent, leaf first (recorded only when recording).
+    pub fn chain(&self) -> Vec<CertificateDer<'static>> {
+        self.chain.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -116,6 +126,9 @@ impl ServerCertVerifier for AcceptAnyCert {
                 .map(|_| ())
                 .map_err(|e| e.to_string());
             *self.verdict.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+            let mut chain = vec![end_entity.clone().into_owned()];
+            chain.extend(intermediates.iter().map(|c| c.clone().into_owned()));
+            *self.chain.lock().unwrap_or_else(|p| p.into_inner()) = chain;
         }
         Ok(ServerCertVerified::assertion())
     }

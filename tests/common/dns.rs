@@ -7,7 +7,9 @@
 //! managed.test, partner.test, lapsing.test (its TXT can be removed and restored), pinned.test,
 //! unsigned.test (no DS: insecure), bogus.test (a corrupted DS: bogus).
 //! dane.test has MX hosts with TLSA records (one usable, one PKIX-only), an MTA-STS
-//! announcement and an NTA 7516 record; nullmx.test has a null MX.
+//! announcement and an NTA 7516 record; nullmx.test has a null MX. daneok.test (127.0.3.11),
+//! danetaok.test (127.0.3.13) and webpki.test (127.0.3.12) have one MX host each, for tests
+//! that start a STARTTLS server there and publish TLSA records for its certificate.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +29,9 @@ const SIGNED: &[&str] = &[
     "bogus.test",
     "dane.test",
     "nullmx.test",
+    "daneok.test",
+    "danetaok.test",
+    "webpki.test",
 ];
 
 /// A made-up SHA-256 association, for TLSA records that are only looked up, not matched.
@@ -182,6 +187,16 @@ impl DnsTopology {
             r.get_mut("nullmx.test")
                 .unwrap()
                 .push("@ MX 0 .".to_string());
+            // One MX host each; tests start the servers and publish TLSA records to match.
+            for (zone, ip) in [
+                ("daneok.test", "127.0.3.11"),
+                ("danetaok.test", "127.0.3.13"),
+                ("webpki.test", "127.0.3.12"),
+            ] {
+                r.get_mut(zone)
+                    .unwrap()
+                    .extend(["@ MX 10 mx".to_string(), format!("mx A {ip}")]);
+            }
         }
         for z in std::iter::once("test")
             .chain(SIGNED.iter().copied())
@@ -271,7 +286,41 @@ impl DnsTopology {
             .args(["zone-reload", &format!("{zone}.")]));
     }
 
+    /// Adds records to `zone` and has knot reload it.
+    pub fn add_records(&self, zone: &str, lines: &[&str]) {
+        let mut all = self
+            .records
+            .lock()
+            .unwrap()
+            .get(zone)
+            .cloned()
+            .unwrap_or_default();
+        all.extend(lines.iter().map(|l| l.to_string()));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        self.set_records(zone, &all);
+    }
+
     pub fn anchor_path(&self) -> &Path {
         &self.anchor
     }
+}
+
+/// The association data of a TLSA record with selector `selector` and SHA-256 matching for the
+/// first certificate in a PEM file: "3 1 1 <this>" for a leaf, "2 0 1 <this>" for a CA.
+pub fn tlsa_sha256(pem: &Path, selector: u8) -> String {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_file(pem).expect("PEM certificate");
+    let data = match selector {
+        0 => cert.as_ref().to_vec(),
+        _ => {
+            let (_, c) = x509_parser::parse_x509_certificate(cert.as_ref()).unwrap();
+            c.tbs_certificate.subject_pki.raw.to_vec()
+        }
+    };
+    ring::digest::digest(&ring::digest::SHA256, &data)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

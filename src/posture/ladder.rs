@@ -1,0 +1,427 @@
+//! The TLS posture ladder of DESIGN §4: how strongly a recipient domain can be reached, with
+//! the evidence, computed from DNS facts and a STARTTLS probe of every MX host, and cached.
+//!
+//! A domain is as strong as its weakest MX host, because the upstream MTA may deliver to any of
+//! them. Unreachable hosts do not count (mail will not go there either) unless none is
+//! reachable. Bogus DNS anywhere that matters makes the domain `bogus`; a failed lookup makes
+//! it `unknown`: neither ever reads as "no TLS", so policy defers rather than downgrades.
+//!
+//! Not yet on the ladder: `mta-sts` (the policy fetch) and `trusted` (a partner trust list);
+//! the MTA-STS announcement is shown as evidence only.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use rustls::RootCertStore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+
+use super::checks::{Check, CheckResult, DnsFacts, MxFacts, dns_checks, probe_host};
+use super::dns::Dns;
+
+/// A rung of the ladder, strongest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Level {
+    Dane,
+    MtaSts,
+    Trusted,
+    Verified,
+    Encrypted,
+    None,
+    /// DNSSEC validation failed: defer, never downgrade.
+    Bogus,
+    /// Lookups failed or the hosts could not be reached: defer.
+    Unknown,
+}
+
+impl Level {
+    pub const ALL: [Level; 8] = [
+        Level::Dane,
+        Level::MtaSts,
+        Level::Trusted,
+        Level::Verified,
+        Level::Encrypted,
+        Level::None,
+        Level::Bogus,
+        Level::Unknown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Dane => "dane",
+            Level::MtaSts => "mta-sts",
+            Level::Trusted => "trusted",
+            Level::Verified => "verified",
+            Level::Encrypted => "encrypted",
+            Level::None => "none",
+            Level::Bogus => "bogus",
+            Level::Unknown => "unknown",
+        }
+    }
+
+    /// Position on the ladder; `None` for bogus and unknown, which are not "weak" but "not
+    /// known", and compare with nothing.
+    pub fn strength(self) -> Option<u8> {
+        match self {
+            Level::Dane => Some(5),
+            Level::MtaSts => Some(4),
+            Level::Trusted => Some(3),
+            Level::Verified => Some(2),
+            Level::Encrypted => Some(1),
+            Level::None => Some(0),
+            Level::Bogus | Level::Unknown => None,
+        }
+    }
+
+    /// Whether this level is `other` or stronger (false for bogus/unknown on either side).
+    pub fn at_least(self, other: Level) -> bool {
+        matches!((self.strength(), other.strength()), (Some(a), Some(b)) if a >= b)
+    }
+
+    /// The receiving server is authenticated (what NTA 7516 asks for sensitive mail).
+    pub fn authenticated(self) -> bool {
+        self.at_least(Level::Trusted)
+    }
+}
+
+impl std::fmt::Display for Level {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Level {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Level::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown posture level {s:?} (one of {})",
+                    Level::ALL.map(Level::name).join(", ")
+                )
+            })
+    }
+}
+
+/// A domain's place on the ladder, with everything that put it there.
+#[derive(Debug, Clone, Serialize)]
+pub struct Assessment {
+    pub domain: String,
+    pub posture: Level,
+    /// Whether the domain publishes an NTA 7516 record (a hint, not proof).
+    pub nta7516_record: bool,
+    /// RFC 3339, when the evidence was gathered.
+    pub assessed_at: String,
+    pub checks: Vec<Check>,
+}
+
+/// How to probe.
+#[derive(Clone)]
+pub struct ProbeOptions {
+    pub roots: Arc<RootCertStore>,
+    pub helo: String,
+    /// The SMTP port of MX hosts: 25 everywhere but in test setups.
+    pub port: u16,
+    /// Without a probe the level cannot be known (`unknown`); `sluis check-domain --no-probe`.
+    pub enabled: bool,
+}
+
+/// Gathers the evidence and places `domain` on the ladder.
+pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment {
+    let (mut checks, facts) = dns_checks(dns, domain).await;
+    let mut host_levels = Vec::new();
+    if opts.enabled {
+        for host in &facts.hosts {
+            let (check, level) =
+                probe_host(dns, host, opts.roots.clone(), &opts.helo, opts.port).await;
+            checks.push(check);
+            host_levels.push(level);
+        }
+    }
+    let posture = level_of(&facts, &host_levels, opts.enabled);
+    checks.push(Check {
+        check: "posture".into(),
+        result: if posture.authenticated() {
+            CheckResult::Pass
+        } else if posture.strength().is_some() {
+            CheckResult::Warn
+        } else {
+            CheckResult::Fail
+        },
+        evidence: explain(posture, &facts, opts.enabled),
+        dnssec: None,
+    });
+    Assessment {
+        domain: domain.to_string(),
+        posture,
+        nta7516_record: facts.nta7516,
+        assessed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        checks,
+    }
+}
+
+/// The domain's level from the DNS facts and each probed host's level. Pure.
+pub fn level_of(facts: &DnsFacts, hosts: &[Level], probed: bool) -> Level {
+    match facts.mx {
+        MxFacts::Bogus => return Level::Bogus,
+        MxFacts::Failed => return Level::Unknown,
+        MxFacts::Null => return Level::None,
+        MxFacts::Hosts { .. } => {}
+    }
+    if !probed || hosts.is_empty() {
+        return Level::Unknown;
+    }
+    if hosts.contains(&Level::Bogus) {
+        return Level::Bogus;
+    }
+    // Unreachable hosts do not take mail; TLSA lookups that failed do make it unknown, but
+    // they come back as `Unknown` too: tell them apart by the facts.
+    let tlsa_failed = facts
+        .hosts
+        .iter()
+        .any(|h| h.tlsa == super::checks::TlsaFacts::Failed);
+    if tlsa_failed {
+        return Level::Unknown;
+    }
+    hosts
+        .iter()
+        .filter(|l| l.strength().is_some())
+        .min_by_key(|l| l.strength())
+        .copied()
+        .unwrap_or(Level::Unknown)
+}
+
+fn explain(level: Level, facts: &DnsFacts, probed: bool) -> String {
+    match level {
+        Level::Dane => "dane: every reachable MX host is authenticated by DNSSEC-secure TLSA records".into(),
+        Level::MtaSts => "mta-sts: MTA-STS enforce policy, WebPKI-valid MX certificates".into(),
+        Level::Trusted => "trusted: a partner with its pinned expectation met".into(),
+        Level::Verified => "verified: STARTTLS with WebPKI-valid certificates, but the MX itself is not authenticated (no DANE, no MTA-STS)".into(),
+        Level::Encrypted => "encrypted: STARTTLS, but at least one MX host's certificate cannot be verified".into(),
+        Level::None if facts.mx == MxFacts::Null => "none: null MX, the domain accepts no mail".into(),
+        Level::None => "none: at least one MX host offers no usable TLS, or fails its TLSA records".into(),
+        Level::Bogus => "bogus: DNSSEC validation failed; mail is deferred, never downgraded".into(),
+        Level::Unknown if !probed => "unknown: not probed".into(),
+        Level::Unknown => "unknown: lookups failed or no MX host could be reached; mail is deferred, never downgraded".into(),
+    }
+}
+
+/// Assessments by domain: kept for a lifetime (shorter for bogus and unknown, so a repaired
+/// domain is seen soon), bounded in number, and with concurrent lookups of one domain sharing
+/// one assessment.
+pub struct PostureCache {
+    entries: Mutex<HashMap<String, Entry>>,
+    lifetime: Duration,
+    failure_lifetime: Duration,
+    max_entries: usize,
+}
+
+struct Entry {
+    created: Instant,
+    cell: Arc<OnceCell<Arc<Assessment>>>,
+}
+
+impl PostureCache {
+    pub fn new(lifetime: Duration, failure_lifetime: Duration, max_entries: usize) -> Self {
+        PostureCache {
+            entries: Mutex::new(HashMap::new()),
+            lifetime,
+            failure_lifetime,
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    fn fresh(&self, e: &Entry, now: Instant) -> bool {
+        match e.cell.get() {
+            // In flight: join it.
+            None => true,
+            Some(a) => {
+                let life = if a.posture.strength().is_some() {
+                    self.lifetime
+                } else {
+                    self.failure_lifetime
+                };
+                now.duration_since(e.created) < life
+            }
+        }
+    }
+
+    /// The assessment of `domain`, from the cache or by running `assess` (once, whoever asks
+    /// meanwhile).
+    pub async fn get<F, Fut>(&self, domain: &str, assess: F) -> Arc<Assessment>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Assessment>,
+    {
+        let cell = {
+            let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            match entries.get(domain) {
+                Some(e) if self.fresh(e, now) => e.cell.clone(),
+                _ => {
+                    if entries.len() >= self.max_entries {
+                        entries.retain(|_, e| self.fresh(e, now));
+                    }
+                    if entries.len() >= self.max_entries
+                        && let Some(oldest) = entries
+                            .iter()
+                            .min_by_key(|(_, e)| e.created)
+                            .map(|(k, _)| k.clone())
+                    {
+                        entries.remove(&oldest);
+                    }
+                    let cell = Arc::new(OnceCell::new());
+                    entries.insert(
+                        domain.to_string(),
+                        Entry {
+                            created: now,
+                            cell: cell.clone(),
+                        },
+                    );
+                    cell
+                }
+            }
+        };
+        cell.get_or_init(|| async { Arc::new(assess().await) })
+            .await
+            .clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::posture::checks::{HostFacts, TlsaFacts};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn facts(mx: MxFacts, tlsa: &[TlsaFacts]) -> DnsFacts {
+        DnsFacts {
+            mx,
+            hosts: tlsa
+                .iter()
+                .enumerate()
+                .map(|(i, t)| HostFacts {
+                    host: format!("mx{i}.test"),
+                    tlsa: t.clone(),
+                })
+                .collect(),
+            nta7516: false,
+        }
+    }
+
+    #[test]
+    fn weakest_reachable_host_sets_the_level() {
+        let f = facts(
+            MxFacts::Hosts { secure: true },
+            &[TlsaFacts::None, TlsaFacts::None, TlsaFacts::None],
+        );
+        assert_eq!(
+            level_of(&f, &[Level::Dane, Level::Unknown, Level::Verified], true),
+            Level::Verified
+        );
+        assert_eq!(
+            level_of(&f, &[Level::Dane, Level::Unknown], true),
+            Level::Dane
+        );
+        assert_eq!(level_of(&f, &[Level::Unknown], true), Level::Unknown);
+        assert_eq!(level_of(&f, &[Level::Dane, Level::None], true), Level::None);
+    }
+
+    #[test]
+    fn bogus_and_failed_lookups_are_never_weak_levels() {
+        let ok = facts(MxFacts::Hosts { secure: true }, &[TlsaFacts::None]);
+        assert_eq!(
+            level_of(&ok, &[Level::Dane, Level::Bogus], true),
+            Level::Bogus
+        );
+        assert_eq!(
+            level_of(&facts(MxFacts::Bogus, &[]), &[], true),
+            Level::Bogus
+        );
+        assert_eq!(
+            level_of(&facts(MxFacts::Failed, &[]), &[], true),
+            Level::Unknown
+        );
+        let tlsa_failed = facts(
+            MxFacts::Hosts { secure: true },
+            &[TlsaFacts::None, TlsaFacts::Failed],
+        );
+        assert_eq!(
+            level_of(&tlsa_failed, &[Level::Verified, Level::Unknown], true),
+            Level::Unknown
+        );
+        assert_eq!(level_of(&ok, &[Level::Dane], false), Level::Unknown);
+        assert_eq!(level_of(&facts(MxFacts::Null, &[]), &[], true), Level::None);
+    }
+
+    #[test]
+    fn ordering_and_names() {
+        assert!(Level::Dane.at_least(Level::Trusted));
+        assert!(Level::MtaSts.authenticated());
+        assert!(!Level::Verified.authenticated());
+        assert!(!Level::Bogus.at_least(Level::None));
+        assert!(!Level::None.at_least(Level::Unknown));
+        for l in Level::ALL {
+            assert_eq!(l.name().parse::<Level>(), Ok(l));
+            assert_eq!(serde_json::to_value(l).unwrap(), l.name());
+        }
+    }
+
+    fn assessment(domain: &str, posture: Level) -> Assessment {
+        Assessment {
+            domain: domain.into(),
+            posture,
+            nta7516_record: false,
+            assessed_at: String::new(),
+            checks: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_lookups_share_one_assessment_and_failures_expire_sooner() {
+        let cache = PostureCache::new(Duration::from_secs(3600), Duration::ZERO, 10);
+        let runs = AtomicUsize::new(0);
+        let slow = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            assessment("a.test", Level::Dane)
+        };
+        let (a, b) = tokio::join!(cache.get("a.test", slow), cache.get("a.test", slow));
+        assert_eq!((a.posture, b.posture), (Level::Dane, Level::Dane));
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        cache.get("a.test", slow).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "cached");
+
+        let failing = || async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            assessment("b.test", Level::Unknown)
+        };
+        cache.get("b.test", failing).await;
+        cache.get("b.test", failing).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 3, "unknown is not kept");
+    }
+
+    #[tokio::test]
+    async fn the_cache_is_bounded() {
+        let cache = PostureCache::new(Duration::from_secs(3600), Duration::from_secs(60), 3);
+        for i in 0..10 {
+            let d = format!("d{i}.test");
+            cache
+                .get(&d, || async { assessment(&d, Level::None) })
+                .await;
+        }
+        assert_eq!(cache.len(), 3);
+    }
+}
