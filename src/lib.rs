@@ -5,11 +5,13 @@
 //! with `config`, `metrics` and `admin` around them.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod inspect;
 pub mod metrics;
 pub mod policy;
 pub mod posture;
+pub mod quarantine;
 pub mod relay;
 pub mod smtp;
 pub mod spool;

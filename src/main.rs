@@ -26,6 +26,8 @@ macro_rules! out {
     }};
 }
 
+mod review_cli;
+
 #[derive(Parser)]
 #[command(
     name = "sluis",
@@ -48,14 +50,24 @@ enum Command {
     },
     /// Print a credentials-file line for USER; the password is read from standard input.
     Passwd { user: String },
-    /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
-    /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
     /// Say what Sluis knows about a recipient domain: its class, for managed and partner
     /// domains whether their ownership proof holds, and the evidence about its mail transport.
     CheckDomain(CheckDomainArgs),
     /// Print the manual page (roff), as packaged in sluis(8).
     #[command(hide = true)]
     Manpage,
+    /// Review held mail: list, show, release, reject, purge.
+    Quarantine {
+        #[command(subcommand)]
+        command: review_cli::QuarantineCommand,
+    },
+    /// The audit log.
+    Audit {
+        #[command(subcommand)]
+        command: review_cli::AuditCommand,
+    },
+    /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
+    /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
     Scan {
         /// Configuration file: its [inspect] section applies.
         #[arg(long, short)]
@@ -89,7 +101,7 @@ struct CheckDomainArgs {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum ScanFormat {
+pub(crate) enum ScanFormat {
     Text,
     Json,
 }
@@ -182,6 +194,8 @@ fn main() -> ExitCode {
         Command::Passwd { user } => passwd(&user),
         Command::Manpage => manpage(),
         Command::CheckDomain(args) => check_domain(args),
+        Command::Quarantine { command } => review_cli::quarantine(command),
+        Command::Audit { command } => return review_cli::audit(command),
         Command::Scan {
             config,
             format,

@@ -19,6 +19,12 @@ struct Metrics {
     session_seconds: Histogram,
     messages_total: IntCounterVec,
     upstream_seconds: HistogramVec,
+    recipients_total: IntCounterVec,
+    posture_lookup_seconds: HistogramVec,
+    quarantine_items: IntGauge,
+    quarantine_bytes: IntGauge,
+    quarantine_reviews_total: IntCounterVec,
+    audit_failures_total: prometheus::IntCounter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -76,6 +82,46 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["rule"],
     )
     .expect("metric");
+    let recipients_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_recipients_total",
+            "Policy decisions per recipient, by verdict, the domain's posture and its class",
+        ),
+        &["verdict", "posture", "class"],
+    )
+    .expect("metric");
+    let posture_lookup_seconds = HistogramVec::new(
+        HistogramOpts::new(
+            "sluis_posture_lookup_seconds",
+            "Time to assess a recipient domain's TLS posture (DNS and probe), by resulting level",
+        )
+        .buckets(vec![0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0]),
+        &["result"],
+    )
+    .expect("metric");
+    let quarantine_items = IntGauge::new(
+        "sluis_quarantine_items",
+        "Messages held in quarantine for review",
+    )
+    .expect("metric");
+    let quarantine_bytes = IntGauge::new(
+        "sluis_quarantine_bytes",
+        "Bytes used by the quarantine store",
+    )
+    .expect("metric");
+    let quarantine_reviews_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_quarantine_reviews_total",
+            "Review actions on quarantined messages (release, reject, purge)",
+        ),
+        &["action"],
+    )
+    .expect("metric");
+    let audit_failures_total = prometheus::IntCounter::new(
+        "sluis_audit_write_failures_total",
+        "Audit records that could not be written (the transaction was deferred)",
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -100,6 +146,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(inspect_seconds.clone()),
         Box::new(domain_ownership_ok.clone()),
         Box::new(recipients_refused_total.clone()),
+        Box::new(recipients_total.clone()),
+        Box::new(posture_lookup_seconds.clone()),
+        Box::new(quarantine_items.clone()),
+        Box::new(quarantine_bytes.clone()),
+        Box::new(quarantine_reviews_total.clone()),
+        Box::new(audit_failures_total.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
@@ -114,6 +166,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         session_seconds,
         messages_total,
         upstream_seconds,
+        recipients_total,
+        posture_lookup_seconds,
+        quarantine_items,
+        quarantine_bytes,
+        quarantine_reviews_total,
+        audit_failures_total,
     }
 });
 
@@ -137,7 +195,7 @@ impl Drop for SessionGuard {
 }
 
 /// The verdict a message got, by reply class: deliver (2xx), defer (4xx), refuse (5xx).
-pub fn message(code: u16, rule: &'static str) {
+pub fn message(code: u16, rule: &str) {
     let verdict = match code / 100 {
         2 => "deliver",
         4 => "defer",
@@ -186,6 +244,41 @@ pub fn upstream_seconds(lane: &str, d: Duration) {
         .upstream_seconds
         .with_label_values(&[lane])
         .observe(d.as_secs_f64());
+}
+
+/// One recipient's decision (verdict and rule names, levels and classes: bounded sets).
+pub fn recipient_decided(verdict: &str, posture: &str, class: &str) {
+    METRICS
+        .recipients_total
+        .with_label_values(&[verdict, posture, class])
+        .inc();
+}
+
+pub fn posture_lookup(result: &str, d: Duration) {
+    METRICS
+        .posture_lookup_seconds
+        .with_label_values(&[result])
+        .observe(d.as_secs_f64());
+}
+
+pub fn quarantine_usage(items: usize, bytes: u64) {
+    METRICS
+        .quarantine_items
+        .set(i64::try_from(items).unwrap_or(i64::MAX));
+    METRICS
+        .quarantine_bytes
+        .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
+pub fn quarantine_review(action: &'static str) {
+    METRICS
+        .quarantine_reviews_total
+        .with_label_values(&[action])
+        .inc();
+}
+
+pub fn audit_failure() {
+    METRICS.audit_failures_total.inc();
 }
 
 /// The text exposition format for /metrics.

@@ -246,9 +246,17 @@ fn dashboard_and_alerts_refer_only_to_metrics_sluis_exports() {
     let r = c.send_message(
         "a@org.test",
         &["b@partner.test"],
-        b"Subject: x\r\n\r\nPatient BSN 123456782\r\n",
+        b"Subject: x\r\n\r\nHello\r\n",
     );
     assert!(r.starts_with("250"), "{r}");
+    // Patient data to a domain whose posture cannot be established (no resolver here):
+    // deferred, never sent on a guess.
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: x\r\n\r\nPatient BSN 123456782\r\n",
+    );
+    assert!(r.starts_with("451 4.4.3"), "{r}");
     let (_, scrape) = http_get(admin, "/metrics");
     for family in [
         "sluis_messages_total",

@@ -11,7 +11,7 @@ use common::*;
 #[test]
 fn gateway_inspects_the_corpus_like_scan_and_logs_no_identifier() {
     let sink = Sink::start(&[]);
-    let (sluis, admin) = Sluis::start_with_admin(sink.port, "");
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, DELIVER_ALL);
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string("tests/corpus/manifest.json").unwrap())
             .unwrap();

@@ -271,7 +271,7 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
     let (status, metrics) = http_get(admin, "/metrics");
     assert!(status.contains("200"));
     assert!(
-        metrics.contains("sluis_messages_total{rule=\"relay\",verdict=\"deliver\"} 1"),
+        metrics.contains("sluis_messages_total{rule=\"deliver\",verdict=\"deliver\"} 1"),
         "{metrics}"
     );
     assert!(metrics.contains("sluis_smtp_sessions_active 1"));

@@ -145,7 +145,7 @@ fn kill9_during_data_loses_nothing_and_delivers_once() {
 #[test]
 fn mixed_upstream_refusal_delivers_the_rest_and_notifies_the_sender() {
     let receiver = postfix_receiver();
-    let sluis = Sluis::start(receiver.port, "");
+    let sluis = Sluis::start(receiver.port, DELIVER_ALL);
     let mut c = Smtp::connect(sluis.port);
     c.hello();
     assert!(c.cmd("MAIL FROM:<dsn-sender@org.test>").starts_with("250"));

@@ -3,7 +3,8 @@
 //! `/healthz` says the process is alive. `/readyz` says whether it can do its work right now
 //! (spool writable, the default upstream lane answering, and when domains must be proven, the
 //! resolver answering with validating DNSSEC), so that a load balancer or Kubernetes sends mail
-//! elsewhere while it cannot. `/metrics` is for Prometheus.
+//! elsewhere while it cannot. `/metrics` is for Prometheus. `/quarantine...` is the review API
+//! (`review`), behind a bearer token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +14,14 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::smtp::Runtime;
+
+mod review;
 
 type Shared = watch::Receiver<Arc<Runtime>>;
 
@@ -29,7 +32,11 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn metrics(State(rt): State<Shared>) -> impl IntoResponse {
+    let store = rt.borrow().quarantine.clone();
+    if let Ok(Ok((bytes, items))) = tokio::task::spawn_blocking(move || store.usage()).await {
+        crate::metrics::quarantine_usage(items, bytes);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         crate::metrics::render(),
@@ -95,6 +102,11 @@ pub fn router(runtime: Shared) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/quarantine", get(review::list))
+        .route("/quarantine/purge", post(review::purge))
+        .route("/quarantine/{id}", get(review::show))
+        .route("/quarantine/{id}/release", post(review::release))
+        .route("/quarantine/{id}/reject", post(review::reject))
         .with_state(runtime)
 }
 

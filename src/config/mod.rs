@@ -424,6 +424,24 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
     Ok(())
 }
 
+impl Config {
+    /// Where quarantined mail is kept.
+    pub fn quarantine_dir(&self) -> PathBuf {
+        self.quarantine
+            .dir
+            .clone()
+            .unwrap_or_else(|| self.server.spool_dir.join("quarantine"))
+    }
+
+    /// The current audit log file.
+    pub fn audit_file(&self) -> PathBuf {
+        self.audit
+            .file
+            .clone()
+            .unwrap_or_else(|| self.server.spool_dir.join("audit/audit.jsonl"))
+    }
+}
+
 /// The effective configuration as TOML, as `sluis config check` prints it.
 pub fn render(config: &Config) -> String {
     toml::to_string_pretty(config).unwrap_or_else(|e| format!("# cannot render: {e}\n"))

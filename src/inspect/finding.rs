@@ -84,6 +84,12 @@ pub struct Inspection {
     /// The From address, for the envelope heuristics; never shown or logged.
     #[serde(skip)]
     pub header_from: Option<String>,
+    /// The decoded Subject, for the sender's confidentiality tags; never shown or logged.
+    #[serde(skip)]
+    pub subject: Option<String>,
+    /// The Message-ID (without angle brackets), for the audit log.
+    #[serde(skip)]
+    pub message_id: Option<String>,
 }
 
 impl Inspection {

@@ -103,6 +103,8 @@ impl Inspector {
             findings,
             forward: top.forward,
             header_from: top.from,
+            subject: top.subject,
+            message_id: top.message_id,
         }
     }
 }

@@ -30,6 +30,8 @@ const ADDRESSES: &[&str] = &[
 pub struct TopLevel {
     pub forward: Vec<&'static str>,
     pub from: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
 }
 
 pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
@@ -42,6 +44,8 @@ pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
                     .and_then(|a| a.first())
                     .and_then(|a| a.address.as_ref())
                     .map(|a| a.to_string()),
+                subject: msg.subject().map(str::to_string),
+                message_id: msg.message_id().map(str::to_string),
             };
             message(&msg, "", 0, budget, out);
             top

@@ -157,7 +157,12 @@ pub async fn send_failure_notice(
     }
 }
 
-async fn send(lane: &Lane, hostname: &str, to: &str, report: &[u8]) -> Result<(), String> {
+pub(crate) async fn send(
+    lane: &Lane,
+    hostname: &str,
+    to: &str,
+    report: &[u8],
+) -> Result<(), String> {
     let t = lane.config.command_timeout;
     let mut up = Client::connect(lane, hostname)
         .await
@@ -206,6 +211,7 @@ mod tests {
                 ..Default::default()
             },
             rcpts: vec![],
+            require_tls: false,
         };
         let rcpt = smtp_proto::RcptTo {
             address: "gone@partner.test".to_string(),

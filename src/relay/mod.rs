@@ -13,7 +13,7 @@
 //! - all refused: the refusal.
 
 pub mod client;
-mod dsn;
+pub mod dsn;
 pub mod received;
 pub mod tls;
 
@@ -37,6 +37,9 @@ pub struct Envelope {
     pub id: String,
     pub mail_from: MailFrom<String>,
     pub rcpts: Vec<RcptTo<String>>,
+    /// Ask the upstream to require TLS for the onward delivery (RFC 8689) where it offers
+    /// REQUIRETLS: set for confidential mail.
+    pub require_tls: bool,
 }
 
 /// One upstream lane, ready to use.
@@ -98,6 +101,10 @@ impl Lanes {
             default: config.upstream.default_lane.clone(),
             lanes,
         })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Lane>> {
+        self.lanes.get(name).cloned()
     }
 
     pub fn default_lane(&self) -> Arc<Lane> {
@@ -170,7 +177,8 @@ fn unavailable(lane: &Lane, e: &UpstreamError) -> Reply {
     )
 }
 
-fn mail_command(from: &MailFrom<String>, client: &Client, size: usize) -> Result<String, Reply> {
+fn mail_command(env: &Envelope, client: &Client, size: usize) -> Result<String, Reply> {
+    let from = &env.mail_from;
     use smtp_proto::*;
     let caps = &client.caps;
     let mut cmd = format!("MAIL FROM:<{}>", from.address);
@@ -208,6 +216,10 @@ fn mail_command(from: &MailFrom<String>, client: &Client, size: usize) -> Result
         if let Some(id) = &from.env_id {
             cmd.push_str(&format!(" ENVID={}", xtext(id)));
         }
+    }
+    // RFC 8689 4.1: only over a TLS session, and only to a server that offers it.
+    if env.require_tls && client.is_tls() && caps.has_capability(EXT_REQUIRE_TLS) {
+        cmd.push_str(" REQUIRETLS");
     }
     cmd.push_str("\r\n");
     Ok(cmd)
@@ -304,7 +316,7 @@ async fn try_relay(
     let mut up = Client::connect(lane, helo).await?;
     tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), "upstream session open");
     let size = trace_header.len() + body.len();
-    let mail = match mail_command(&env.mail_from, &up, size) {
+    let mail = match mail_command(env, &up, size) {
         Ok(m) => m,
         Err(reply) => {
             up.quit().await;

@@ -12,10 +12,14 @@ use std::sync::Arc;
 
 use tokio_rustls::TlsAcceptor;
 
+use crate::audit::AuditLog;
 use crate::config::Config;
 use crate::inspect::Inspector;
+use crate::policy::{Policy, PostureSource};
 use crate::posture::dns::Dns;
-use crate::posture::{Classifier, Registry};
+use crate::posture::ladder::{ProbeOptions, assess};
+use crate::posture::{Assessment, Classifier, PostureCache, Registry};
+use crate::quarantine::Store;
 use crate::relay::Lanes;
 
 /// Everything a session needs, built from one configuration. A reload builds a new one; sessions
@@ -24,7 +28,7 @@ pub struct Runtime {
     pub config: Arc<Config>,
     pub tls: TlsAcceptor,
     pub credentials: Option<Arc<auth::Credentials>>,
-    pub lanes: Lanes,
+    pub lanes: Arc<Lanes>,
     pub inspector: Arc<Inspector>,
     /// Messages being inspected at once: each is held whole in memory while it is parsed.
     pub inspect_slots: Arc<tokio::sync::Semaphore>,
@@ -32,6 +36,13 @@ pub struct Runtime {
     pub classifier: Classifier,
     /// Ownership proofs; shared across reloads, so a reload does not forget them.
     pub ownership: Arc<Registry>,
+    pub policy: Arc<Policy>,
+    pub postures: PostureCache,
+    pub probe: ProbeOptions,
+    pub quarantine: Arc<Store>,
+    pub audit: Arc<AuditLog>,
+    /// The review API's bearer token (`review.token_file`); `None`: the API is off.
+    pub review_token: Option<String>,
 }
 
 impl Runtime {
@@ -41,12 +52,43 @@ impl Runtime {
             (true, Some(path)) => Some(Arc::new(auth::Credentials::load(path)?)),
             _ => None,
         };
-        let lanes = Lanes::from_config(&config).map_err(anyhow::Error::msg)?;
+        let lanes = Arc::new(Lanes::from_config(&config).map_err(anyhow::Error::msg)?);
         let inspector = Arc::new(Inspector::new(&config.inspect)?);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let dns = Arc::new(Dns::new(&config.dns)?);
         let classifier = Classifier::new(&config);
+        let policy = Arc::new(Policy::from_config(&config));
+        let p = &config.posture;
+        let postures = PostureCache::new(p.cache_lifetime, p.failure_lifetime, p.max_domains);
+        let extra = match &p.ca_file {
+            Some(f) => Some(crate::relay::tls::load_roots(f)?),
+            None => None,
+        };
+        let probe = ProbeOptions {
+            roots: Arc::new(crate::posture::probe::roots(extra)),
+            helo: config.server.hostname.clone(),
+            port: p.probe_port,
+            enabled: true,
+        };
+        let quarantine = Arc::new(Store::open(
+            &config.quarantine_dir(),
+            config.quarantine.max_bytes,
+        )?);
+        let audit = Arc::new(AuditLog::open(
+            &config.audit_file(),
+            config.audit.rotate_bytes,
+        )?);
+        let review_token = match &config.review.token_file {
+            Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
+            None => None,
+        };
         Ok(Runtime {
+            review_token,
+            policy,
+            postures,
+            probe,
+            quarantine,
+            audit,
             dns,
             classifier,
             ownership,
@@ -57,5 +99,19 @@ impl Runtime {
             inspector,
             inspect_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
         })
+    }
+}
+
+impl PostureSource for Runtime {
+    async fn posture(&self, domain: &str) -> Arc<Assessment> {
+        self.postures
+            .get(domain, || async {
+                let started = std::time::Instant::now();
+                let a = assess(&self.dns, domain, &self.probe).await;
+                crate::metrics::posture_lookup(a.posture.name(), started.elapsed());
+                tracing::info!(%domain, posture = %a.posture, "recipient domain assessed");
+                a
+            })
+            .await
     }
 }

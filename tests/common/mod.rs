@@ -159,6 +159,16 @@ impl Drop for Sink {
     }
 }
 
+/// A policy that delivers everything through the default lane (inspection and logging only):
+/// for tests about something other than the NTA 7516 decisions.
+pub const DELIVER_ALL: &str = "[[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
+/// Only the automated-forward rule of the NTA 7516 profile, then delivery.
+pub const FORWARD_RULE_ONLY: &str = "[[policy.rules]]\nname = \"automated-forward\"\n\
+    action = \"refuse\"\nreason = \"Automated forward refused\"\n\
+    when = { automated_forward = true, class = [\"partner\", \"personal\", \"unmanaged\"] }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
 /// The base configuration of a test gateway; tests append sections of their own.
 pub fn base_config(listen: SocketAddr, upstream: u16, spool: &Path) -> String {
     format!(

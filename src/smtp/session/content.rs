@@ -1,12 +1,10 @@
-//! Message content: DATA and BDAT framing into the checker and the spool, inspection, the
-//! built-in rules, and the hand-over to the upstream lane.
+//! Message content: DATA and BDAT framing into the checker and the spool, then the hand-over to
+//! the decision (`decide`).
 
-use crate::posture::domain_of;
+use crate::relay::Envelope;
 use crate::relay::received::Trace;
-use crate::relay::{self, Envelope};
 use crate::spool::SpooledBody;
 
-use super::rules::forward_refusal;
 use super::{Flow, Session};
 use crate::smtp::body::{BodyChecker, BodyProblem, DataDecoder};
 use crate::smtp::connection::ReadError;
@@ -159,63 +157,7 @@ impl Session {
                 crate::metrics::message(reply.code, "message-format");
                 reply
             }
-            Ok(()) => {
-                let inspection = self.inspect(&mut body, &tx.id).await;
-                let signals = self.forward_signals(&tx.mail_from.address, inspection.as_ref());
-                let refusals = if self.rt.config.forwards.refuse_to_unmanaged && !signals.is_empty()
-                {
-                    self.forward_refusals(&tx.rcpts)
-                } else {
-                    Vec::new()
-                };
-                let mut env = Envelope {
-                    id: tx.id.clone(),
-                    mail_from: tx.mail_from,
-                    rcpts: Vec::new(),
-                };
-                let mut refused = Vec::new();
-                for (i, rcpt) in tx.rcpts.into_iter().enumerate() {
-                    match refusals.iter().find(|(r, _)| *r == i) {
-                        Some((_, why)) => refused.push((rcpt, forward_refusal(why, &signals))),
-                        None => env.rcpts.push(rcpt),
-                    }
-                }
-                let (reply, lane, rule) = if env.rcpts.is_empty() {
-                    let (rcpt, response) = &refused[0];
-                    let mut reply = relay::from_upstream(response);
-                    reply.lines[0] = format!("<{}>: {}", rcpt.address, reply.lines[0]);
-                    (reply, None, "automated-forward")
-                } else {
-                    let lane = self.rt.lanes.default_lane();
-                    let trace = self.trace_header(&env);
-                    let reply =
-                        relay::relay(&lane, self.hostname(), &env, &trace, &mut body, &refused)
-                            .await;
-                    (reply, Some(lane), "relay")
-                };
-                crate::metrics::message(reply.code, rule);
-                tracing::info!(
-                    id = %env.id,
-                    client = %self.peer.ip(),
-                    user = self.auth_user.as_deref().unwrap_or("-"),
-                    from_domain = domain_of(&env.mail_from.address),
-                    rcpt_domains = %env.rcpts.iter().map(|r| domain_of(&r.address)).collect::<Vec<_>>().join(","),
-                    rcpts = env.rcpts.len(),
-                    refused_domains = %refused.iter().map(|(r, _)| domain_of(&r.address)).collect::<Vec<_>>().join(","),
-                    refused = refused.len(),
-                    size,
-                    lane = %lane.map(|l| l.name.clone()).unwrap_or_else(|| "-".into()),
-                    status = reply.code,
-                    rule,
-                    forward = %signals.join(","),
-                    sensitive = inspection.as_ref().map(|i| i.sensitive),
-                    score = inspection.as_ref().map(|i| i.score),
-                    detectors = %inspection.as_ref().map(|i| i.detectors().join(",")).unwrap_or_default(),
-                    uninspectable = inspection.as_ref().map(|i| i.uninspectable()),
-                    "transaction"
-                );
-                reply
-            }
+            Ok(()) => self.judge_and_relay(&tx, &mut body, size).await,
         };
         if !reply.is_positive() && !reply.is_transient() {
             // Code and status only: reply texts can name recipients.
@@ -243,8 +185,8 @@ impl Session {
         }
         .header()
     }
-    /// Inspects the message as `sluis scan` does. The policy will decide on the result; for
-    /// now it is logged (detector names and score only) and counted.
+    /// Inspects the message as `sluis scan` does; `None` when it could not be read at all (the
+    /// policy then treats it as uninspectable).
     pub(super) async fn inspect(
         &self,
         body: &mut SpooledBody,

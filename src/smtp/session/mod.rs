@@ -21,7 +21,8 @@ use super::connection::{Connection, Line, ReadError};
 use super::reply::Reply;
 
 mod content;
-mod rules;
+mod decide;
+mod forward;
 mod tls_auth;
 
 struct Helo {

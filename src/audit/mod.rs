@@ -1,0 +1,374 @@
+//! The audit log (DESIGN §9, NEN 7513): one JSON line per decision, per relay outcome and per
+//! review action, each carrying the SHA-256 of the line before it, so that editing, deleting,
+//! reordering or cutting off records breaks the chain where it happened (`verify`).
+//!
+//! A record is on disk (fsync) before the SMTP reply or the review result it records is given.
+//! The server and the review commands may write at the same time: appends take an exclusive
+//! lock on `<file>.lock` and read the chain's tail from the file itself, so the chain stays one.
+//! Past `rotate_bytes` the file is renamed with a timestamp and a new one continues the chain
+//! (its first record points at the last of the renamed file). `<file>.head` holds the sequence
+//! number and hash of the newest record, so that cutting records off the end is noticed too.
+
+pub mod verify;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{Map, Value};
+
+/// The `prev` of the very first record.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuditError {
+    #[error("audit log {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("audit log {path}: the last record is damaged ({what}); run `sluis audit verify`")]
+    Damaged { path: String, what: String },
+}
+
+pub struct AuditLog {
+    path: PathBuf,
+    rotate_bytes: u64,
+}
+
+/// SHA-256 of a record line (without its newline), in hex.
+pub fn line_hash(line: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, line)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl AuditLog {
+    /// Opens (creating the directory, mode 0700, and the file, mode 0600) the log at `path`.
+    pub fn open(path: &Path, rotate_bytes: u64) -> Result<AuditLog, AuditError> {
+        let io = |source| AuditError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        open_log(path).map_err(io)?;
+        Ok(AuditLog {
+            path: path.to_path_buf(),
+            rotate_bytes,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one record (an object: `event` and its fields) and makes it durable. Blocking:
+    /// call it from `spawn_blocking` in async code.
+    pub fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
+        self.append_all(vec![fields])
+    }
+
+    /// Appends several records under one lock and one fsync.
+    pub fn append_all(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
+        let io = |source| AuditError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(lock_path(&self.path))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let mut file = open_log(&self.path).map_err(io)?;
+        let (mut seq, mut prev) = match last_record(&mut file).map_err(io)? {
+            Tail::Empty => (0u64, GENESIS.to_string()),
+            Tail::Record { seq, hash } => (seq + 1, hash),
+            Tail::Damaged(what) => {
+                return Err(AuditError::Damaged {
+                    path: self.path.display().to_string(),
+                    what,
+                });
+            }
+        };
+        if file.metadata().map_err(io)?.len() >= self.rotate_bytes {
+            file = self.rotate(seq).map_err(io)?;
+        }
+        let start = file.metadata().map_err(io)?.len();
+        let mut out = Vec::new();
+        for fields in records {
+            let mut record = Map::new();
+            record.insert("seq".into(), Value::from(seq));
+            record.insert(
+                "time".into(),
+                Value::from(humantime::format_rfc3339_millis(SystemTime::now()).to_string()),
+            );
+            record.insert("prev".into(), Value::from(prev.clone()));
+            for (k, v) in fields {
+                if !matches!(k.as_str(), "seq" | "time" | "prev") {
+                    record.insert(k, v);
+                }
+            }
+            let line = serde_json::to_vec(&Value::Object(record)).unwrap_or_default();
+            prev = line_hash(&line);
+            out.extend_from_slice(&line);
+            out.push(b'\n');
+            seq += 1;
+        }
+        let written = file.write_all(&out).and_then(|_| file.sync_data());
+        if let Err(e) = written {
+            // Leave no half record behind: the next append would chain onto garbage.
+            let _ = file.set_len(start);
+            let _ = file.sync_data();
+            return Err(io(e));
+        }
+        let head = serde_json::json!({"seq": seq - 1, "hash": prev}).to_string();
+        let tmp = head_path(&self.path).with_extension("head.tmp");
+        // The head only ever trails the durable log, so it needs no fsync of its own.
+        std::fs::write(&tmp, head)
+            .and_then(|_| std::fs::rename(&tmp, head_path(&self.path)))
+            .map_err(io)?;
+        drop(lock);
+        Ok(())
+    }
+
+    /// Renames the log to `<stem>-<time>-<next seq>.jsonl`: names sort in chain order.
+    fn rotate(&self, next_seq: u64) -> std::io::Result<File> {
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        let stem = self
+            .path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "audit".into());
+        let rotated = self
+            .path
+            .with_file_name(format!("{stem}-{stamp}-{next_seq:012}.jsonl"));
+        std::fs::rename(&self.path, &rotated)?;
+        let file = open_log(&self.path)?;
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            File::open(dir)?.sync_all()?;
+        }
+        tracing::info!(rotated = %rotated.display(), "audit log rotated; the chain continues in a new file");
+        Ok(file)
+    }
+}
+
+fn open_log(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .mode(0o600)
+        .open(path)
+}
+
+pub fn head_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".head");
+    PathBuf::from(p)
+}
+
+fn lock_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+enum Tail {
+    Empty,
+    Record { seq: u64, hash: String },
+    Damaged(String),
+}
+
+/// The sequence number and hash of the file's last record, reading backwards from the end.
+fn last_record(file: &mut File) -> std::io::Result<Tail> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(Tail::Empty);
+    }
+    let mut window = 4096u64;
+    loop {
+        let from = len.saturating_sub(window);
+        file.seek(SeekFrom::Start(from))?;
+        let mut buf = Vec::with_capacity((len - from) as usize);
+        Read::by_ref(file).take(len - from).read_to_end(&mut buf)?;
+        if buf.last() != Some(&b'\n') {
+            return Ok(Tail::Damaged("it does not end with a newline".into()));
+        }
+        let body = &buf[..buf.len() - 1];
+        match memchr::memrchr(b'\n', body) {
+            Some(i) => return Ok(parse_tail(&body[i + 1..])),
+            None if from == 0 => return Ok(parse_tail(body)),
+            None => window *= 4,
+        }
+    }
+}
+
+fn parse_tail(line: &[u8]) -> Tail {
+    match serde_json::from_slice::<Value>(line)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(Value::as_u64))
+    {
+        Some(seq) => Tail::Record {
+            seq,
+            hash: line_hash(line),
+        },
+        None => Tail::Damaged("it is not a JSON record with a seq".into()),
+    }
+}
+
+/// Builds a record's fields from `event` and key/value pairs.
+#[macro_export]
+macro_rules! audit_record {
+    ($event:expr, { $($key:literal : $value:expr),* $(,)? }) => {{
+        let mut m = serde_json::Map::new();
+        m.insert("event".to_string(), serde_json::Value::from($event));
+        $( m.insert($key.to_string(), serde_json::json!($value)); )*
+        m
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::verify::{Verdict, verify_files};
+    use super::*;
+
+    fn record(n: usize) -> Map<String, Value> {
+        audit_record!("decision", {"transaction": format!("T{n}"), "decision": "deliver"})
+    }
+
+    fn log(dir: &Path, rotate: u64) -> AuditLog {
+        AuditLog::open(&dir.join("audit/audit.jsonl"), rotate).unwrap()
+    }
+
+    fn lines(p: &Path) -> Vec<String> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn records_chain_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        for n in 0..5 {
+            log.append(record(n)).unwrap();
+        }
+        let l = lines(log.path());
+        assert_eq!(l.len(), 5);
+        let first: Value = serde_json::from_str(&l[0]).unwrap();
+        assert_eq!(first["prev"], GENESIS);
+        let second: Value = serde_json::from_str(&l[1]).unwrap();
+        assert_eq!(second["prev"], line_hash(l[0].as_bytes()));
+        assert_eq!(second["seq"], 1);
+        let mode = std::fs::metadata(log.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(
+            verify_files(&[log.path().to_path_buf()]).verdict,
+            Verdict::Intact { records: 5 }
+        );
+    }
+
+    fn damaged_at(path: &Path) -> Option<u64> {
+        match verify_files(&[path.to_path_buf()]).verdict {
+            Verdict::Broken { seq, .. } => Some(seq),
+            Verdict::Intact { .. } => None,
+        }
+    }
+
+    #[test]
+    fn edits_deletions_reordering_and_truncation_are_found() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        for n in 0..6 {
+            log.append(record(n)).unwrap();
+        }
+        let path = log.path().to_path_buf();
+        let original = lines(&path);
+        let write = |l: &[String]| std::fs::write(&path, l.join("\n") + "\n").unwrap();
+
+        let mut edited = original.clone();
+        edited[2] = edited[2].replace("deliver", "refuse");
+        write(&edited);
+        assert_eq!(
+            damaged_at(&path),
+            Some(3),
+            "the record after the edit no longer links"
+        );
+
+        let mut deleted = original.clone();
+        deleted.remove(3);
+        write(&deleted);
+        assert_eq!(damaged_at(&path), Some(4));
+
+        let mut swapped = original.clone();
+        swapped.swap(1, 2);
+        write(&swapped);
+        assert_eq!(damaged_at(&path), Some(2));
+
+        write(&original[..4]);
+        assert!(
+            damaged_at(&path).is_some(),
+            "cut-off tail is noticed through the head"
+        );
+
+        let mut partial = original.join("\n");
+        partial.truncate(partial.len() - 10);
+        std::fs::write(&path, partial).unwrap();
+        assert_eq!(damaged_at(&path), Some(5));
+        assert!(matches!(
+            log.append(record(9)),
+            Err(AuditError::Damaged { .. })
+        ));
+
+        write(&original);
+        assert_eq!(damaged_at(&path), None);
+    }
+
+    #[test]
+    fn rotation_keeps_the_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 4096);
+        for n in 0..60 {
+            log.append(record(n)).unwrap();
+        }
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("audit"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                name.starts_with("audit-") && name.ends_with(".jsonl")
+            })
+            .collect();
+        assert!(!files.is_empty(), "rotated");
+        files.sort();
+        files.push(log.path().to_path_buf());
+        assert_eq!(
+            verify_files(&files).verdict,
+            Verdict::Intact { records: 60 }
+        );
+        // The current file alone: its first link points into a file not given.
+        let alone = verify_files(&[log.path().to_path_buf()]);
+        assert!(matches!(alone.verdict, Verdict::Intact { .. }));
+        assert!(alone.notes.iter().any(|n| n.contains("continues")));
+        // Dropping a rotated file from the middle breaks the chain.
+        if files.len() >= 3 {
+            let mut gap = files.clone();
+            gap.remove(1);
+            assert!(matches!(verify_files(&gap).verdict, Verdict::Broken { .. }));
+        }
+    }
+}

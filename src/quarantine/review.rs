@@ -1,0 +1,301 @@
+//! Review operations, shared by `sluis quarantine ...` and the admin API: release (deliver
+//! through the lane the rule requires: never weaker), reject, purge. Every action is recorded
+//! in the audit log with the reviewer and the reason before it takes effect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use smtp_proto::{MailFrom, RcptTo};
+
+use super::{Item, ItemState, Store, StoreError};
+use crate::audit::{AuditError, AuditLog};
+use crate::audit_record;
+use crate::policy::Policy;
+use crate::relay::{self, Envelope, Lanes};
+use crate::spool::SpooledBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What a release did, per lane.
+#[derive(Debug, Clone, Serialize)]
+pub struct Released {
+    pub id: String,
+    pub delivered: Vec<LaneResult>,
+    /// Recipients still held (their lane failed); the item stays for another try.
+    pub still_held: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LaneResult {
+    pub lane: String,
+    pub recipients: Vec<String>,
+    pub reply: String,
+    pub ok: bool,
+}
+
+pub struct Reviewer {
+    pub store: Arc<Store>,
+    pub audit: Arc<AuditLog>,
+    pub policy: Arc<Policy>,
+    pub lanes: Arc<Lanes>,
+    pub hostname: String,
+    pub spool_dir: std::path::PathBuf,
+}
+
+fn check_identity(reviewer: &str, reason: &str) -> Result<(), ReviewError> {
+    if reviewer.trim().is_empty() || reason.trim().is_empty() {
+        return Err(ReviewError::Refused(
+            "a review needs the reviewer's name and a reason (NEN 7513)".into(),
+        ));
+    }
+    if reviewer.len() > 200 || reason.len() > 2000 {
+        return Err(ReviewError::Refused("reviewer or reason too long".into()));
+    }
+    Ok(())
+}
+
+impl Reviewer {
+    async fn audit(
+        &self,
+        records: Vec<serde_json::Map<String, serde_json::Value>>,
+    ) -> Result<(), ReviewError> {
+        let audit = self.audit.clone();
+        tokio::task::spawn_blocking(move || audit.append_all(records))
+            .await
+            .map_err(|e| ReviewError::Refused(format!("audit task failed: {e}")))??;
+        Ok(())
+    }
+
+    /// Delivers a held item to its recipients, each through the weakest lane that still enforces
+    /// what its rule required; removes the item once all are delivered.
+    pub async fn release(
+        &self,
+        id: &str,
+        reviewer: &str,
+        reason: &str,
+    ) -> Result<Released, ReviewError> {
+        check_identity(reviewer, reason)?;
+        let mut item = self.store.get(id)?;
+        if item.state != ItemState::Held {
+            return Err(ReviewError::Refused(format!("item {id} is not held")));
+        }
+        // Group by lane; a recipient whose requirement no lane meets is not released at all.
+        let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        for (i, r) in item.recipients.iter().enumerate() {
+            match self.policy.release_lane(r.require) {
+                Some(lane) => groups.entry(lane).or_default().push(i),
+                None => {
+                    return Err(ReviewError::Refused(format!(
+                        "no lane enforces {} (required for {} by rule {}): configure one with \
+                         upstream.lanes.<name>.level; nothing released",
+                        r.require.map(|l| l.name()).unwrap_or("-"),
+                        r.address,
+                        r.rule
+                    )));
+                }
+            }
+        }
+        self.audit(vec![audit_record!("review", {
+            "action": "release",
+            "quarantine_id": id,
+            "transaction": item.transaction,
+            "reviewer": reviewer,
+            "reason": reason,
+            "sender": item.sender,
+            "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+            "lanes": groups.keys().cloned().collect::<Vec<_>>(),
+        })])
+        .await?;
+
+        let message = self.store.read_message(id)?;
+        let mut delivered = Vec::new();
+        let mut still_held = Vec::new();
+        for (lane_name, idx) in &groups {
+            let Some(lane) = self.lanes.get(lane_name) else {
+                still_held.extend(idx.iter().map(|&i| item.recipients[i].address.clone()));
+                continue;
+            };
+            let env = Envelope {
+                id: item.transaction.clone(),
+                mail_from: mail_from(&item),
+                rcpts: idx
+                    .iter()
+                    .map(|&i| RcptTo {
+                        address: item.recipients[i].address.clone(),
+                        orcpt: item.recipients[i].orcpt.clone(),
+                        ..Default::default()
+                    })
+                    .collect(),
+                require_tls: item.sensitive,
+            };
+            let mut body = SpooledBody::new(self.spool_dir.clone(), 1024 * 1024);
+            let reply = match body.write(&message).await {
+                Ok(()) => relay::relay(&lane, &self.hostname, &env, b"", &mut body, &[]).await,
+                Err(e) => crate::smtp::reply::Reply::new(451, "4.3.0", format!("spool: {e}")),
+            };
+            let ok = reply.is_positive();
+            if !ok {
+                still_held.extend(env.rcpts.iter().map(|r| r.address.clone()));
+            }
+            delivered.push(LaneResult {
+                lane: lane_name.clone(),
+                recipients: env.rcpts.iter().map(|r| r.address.clone()).collect(),
+                reply: format!("{} {} {}", reply.code, reply.status, reply.lines.join(" ")),
+                ok,
+            });
+        }
+        let records = delivered
+            .iter()
+            .map(|d| {
+                audit_record!("release-result", {
+                    "quarantine_id": id,
+                    "transaction": item.transaction,
+                    "reviewer": reviewer,
+                    "lane": d.lane,
+                    "recipients": d.recipients,
+                    "upstream_reply": d.reply,
+                    "delivered": d.ok,
+                })
+            })
+            .collect();
+        self.audit(records).await?;
+        if still_held.is_empty() {
+            self.store.remove(id).await?;
+        } else {
+            item.recipients.retain(|r| still_held.contains(&r.address));
+            self.store.update(&item).await?;
+        }
+        crate::metrics::quarantine_review("release");
+        Ok(Released {
+            id: id.to_string(),
+            delivered,
+            still_held,
+        })
+    }
+
+    /// Discards a held item: it is never delivered.
+    pub async fn reject(&self, id: &str, reviewer: &str, reason: &str) -> Result<(), ReviewError> {
+        check_identity(reviewer, reason)?;
+        let item = self.store.get(id)?;
+        self.audit(vec![audit_record!("review", {
+            "action": "reject",
+            "quarantine_id": id,
+            "transaction": item.transaction,
+            "reviewer": reviewer,
+            "reason": reason,
+            "sender": item.sender,
+            "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+        })])
+        .await?;
+        self.store.remove(id).await?;
+        crate::metrics::quarantine_review("reject");
+        Ok(())
+    }
+
+    /// Removes items older than `age`; returns their ids.
+    pub async fn purge(&self, age: Duration, reviewer: &str) -> Result<Vec<String>, ReviewError> {
+        let old = self.store.older_than(age)?;
+        if old.is_empty() {
+            return Ok(Vec::new());
+        }
+        let records = old
+            .iter()
+            .map(|item| {
+                audit_record!("review", {
+                    "action": "purge",
+                    "quarantine_id": item.id,
+                    "transaction": item.transaction,
+                    "reviewer": reviewer,
+                    "reason": format!("older than {}", humantime::format_duration(age)),
+                    "sender": item.sender,
+                    "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        self.audit(records).await?;
+        let mut ids = Vec::new();
+        for item in old {
+            self.store.remove(&item.id).await?;
+            crate::metrics::quarantine_review("purge");
+            ids.push(item.id);
+        }
+        Ok(ids)
+    }
+}
+
+fn mail_from(item: &Item) -> MailFrom<String> {
+    let mut flags = 0;
+    if item.body_8bit {
+        flags |= smtp_proto::MAIL_BODY_8BITMIME;
+    }
+    if item.smtputf8 {
+        flags |= smtp_proto::MAIL_SMTPUTF8;
+    }
+    MailFrom {
+        address: item.sender.clone(),
+        flags,
+        env_id: item.envid.clone(),
+        ..Default::default()
+    }
+}
+
+impl Reviewer {
+    /// A reviewer over the stores and lanes of `config` (the command line's view).
+    pub fn from_config(config: &crate::config::Config) -> Result<Reviewer, ReviewError> {
+        Ok(Reviewer {
+            store: Arc::new(Store::open(
+                &config.quarantine_dir(),
+                config.quarantine.max_bytes,
+            )?),
+            audit: Arc::new(AuditLog::open(
+                &config.audit_file(),
+                config.audit.rotate_bytes,
+            )?),
+            policy: Arc::new(Policy::from_config(config)),
+            lanes: Arc::new(Lanes::from_config(config).map_err(ReviewError::Refused)?),
+            hostname: config.server.hostname.clone(),
+            spool_dir: config.server.spool_dir.clone(),
+        })
+    }
+
+    /// What a reviewer sees of an item: its record, the message's header block, and where a
+    /// release would send each recipient.
+    pub fn show(&self, id: &str) -> Result<serde_json::Value, ReviewError> {
+        let item = self.store.get(id)?;
+        let message = self.store.read_message(id)?;
+        let end = memchr::memmem::find(&message, b"\r\n\r\n")
+            .map(|i| i + 2)
+            .unwrap_or(message.len().min(64 * 1024));
+        let headers = String::from_utf8_lossy(&message[..end]).into_owned();
+        let release_lanes: Vec<serde_json::Value> = item
+            .recipients
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "recipient": r.address,
+                    "require": r.require,
+                    "lane": self.policy.release_lane(r.require),
+                })
+            })
+            .collect();
+        let mut v = serde_json::to_value(&item).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("headers".into(), serde_json::Value::from(headers));
+            o.insert(
+                "release_lanes".into(),
+                serde_json::Value::from(release_lanes),
+            );
+        }
+        Ok(v)
+    }
+}
