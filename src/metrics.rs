@@ -25,6 +25,7 @@ struct Metrics {
     quarantine_bytes: IntGauge,
     quarantine_reviews_total: IntCounterVec,
     audit_failures_total: prometheus::IntCounter,
+    upstream_results_total: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -122,6 +123,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Audit records that could not be written (the transaction was deferred)",
     )
     .expect("metric");
+    let upstream_results_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_upstream_results_total",
+            "Upstream transactions by lane and result (accepted, deferred, refused, unavailable)",
+        ),
+        &["lane", "result"],
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -152,6 +161,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(quarantine_bytes.clone()),
         Box::new(quarantine_reviews_total.clone()),
         Box::new(audit_failures_total.clone()),
+        Box::new(upstream_results_total.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
@@ -172,6 +182,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         quarantine_bytes,
         quarantine_reviews_total,
         audit_failures_total,
+        upstream_results_total,
     }
 });
 
@@ -274,6 +285,14 @@ pub fn quarantine_review(action: &'static str) {
     METRICS
         .quarantine_reviews_total
         .with_label_values(&[action])
+        .inc();
+}
+
+/// How one upstream transaction ended: `result` is one of four fixed names.
+pub fn upstream_result(lane: &str, result: &'static str) {
+    METRICS
+        .upstream_results_total
+        .with_label_values(&[lane, result])
         .inc();
 }
 

@@ -266,6 +266,10 @@ fn dashboard_and_alerts_refer_only_to_metrics_sluis_exports() {
         "sluis_smtp_sessions_active",
         "sluis_smtp_session_seconds",
         "sluis_build_info",
+        "sluis_recipients_total",
+        "sluis_quarantine_items",
+        "sluis_upstream_results_total",
+        "sluis_posture_lookup_seconds",
     ] {
         assert!(
             used.iter().any(|u| u == family),

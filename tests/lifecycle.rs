@@ -102,6 +102,19 @@ fn example_config_documents_every_key() {
         }
     }
     assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+    // The effective policy is printed: the NTA 7516 profile when none is configured.
+    for rule in [
+        "automated-forward",
+        "confidential-to-personal",
+        "confidential-posture-unknown",
+        "confidential-unauthenticated",
+        "confidential-authenticated",
+    ] {
+        assert!(
+            effective.contains(&format!("name = \"{rule}\"")),
+            "{rule} not printed"
+        );
+    }
 }
 
 #[test]

@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::Shared;
 use crate::quarantine::StoreError;
-use crate::quarantine::review::{ReviewError, Reviewer};
+use crate::quarantine::review::ReviewError;
 use crate::smtp::Runtime;
 
 #[derive(Deserialize)]
@@ -63,17 +63,6 @@ fn authorised(rt: &Shared, headers: &HeaderMap) -> Result<Arc<Runtime>, Box<Resp
     Ok(rt)
 }
 
-fn reviewer(rt: &Runtime) -> Reviewer {
-    Reviewer {
-        store: rt.quarantine.clone(),
-        audit: rt.audit.clone(),
-        policy: rt.policy.clone(),
-        lanes: rt.lanes.clone(),
-        hostname: rt.config.server.hostname.clone(),
-        spool_dir: rt.config.server.spool_dir.clone(),
-    }
-}
-
 fn review_error(e: ReviewError) -> Response {
     match e {
         ReviewError::Store(StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
@@ -103,7 +92,7 @@ pub async fn show(
         Ok(rt) => rt,
         Err(r) => return *r,
     };
-    match reviewer(&rt).show(&id) {
+    match rt.reviewer().show(&id) {
         Ok(v) => Json(v).into_response(),
         Err(e) => review_error(e),
     }
@@ -119,7 +108,8 @@ pub async fn release(
         Ok(rt) => rt,
         Err(r) => return *r,
     };
-    match reviewer(&rt)
+    match rt
+        .reviewer()
         .release(&id, &body.reviewer, &body.reason)
         .await
     {
@@ -139,7 +129,8 @@ pub async fn reject(
         Ok(rt) => rt,
         Err(r) => return *r,
     };
-    match reviewer(&rt)
+    match rt
+        .reviewer()
         .reject(&id, &body.reviewer, &body.reason)
         .await
     {
@@ -162,7 +153,7 @@ pub async fn purge(
         Some(Ok(d)) => d,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
     };
-    match reviewer(&rt).purge(age, &body.reviewer).await {
+    match rt.reviewer().purge(age, &body.reviewer).await {
         Ok(ids) => Json(json!({ "purged": ids })).into_response(),
         Err(e) => review_error(e),
     }

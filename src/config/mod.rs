@@ -390,6 +390,16 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
         };
         return err(&at, msg);
     }
+    for (i, r) in c.policy.rules.iter().enumerate() {
+        if let Some(lane) = &r.lane
+            && !c.upstream.lanes.contains_key(lane)
+        {
+            return err(
+                &format!("policy.rules[{i}].lane"),
+                format!("no lane named {lane:?} in upstream.lanes"),
+            );
+        }
+    }
     for (i, tag) in c.policy.confidential_tags.iter().enumerate() {
         if tag.trim().is_empty() {
             return err(

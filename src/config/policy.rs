@@ -69,6 +69,10 @@ pub struct RuleConfig {
     /// the recipient's domain supports at or above it (DESIGN §1 lanes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require: Option<Level>,
+    /// deliver: always through this lane (instead of `require`); the lane's MTA must enforce
+    /// whatever this rule's mail needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
     /// refuse / defer / quarantine: the human part of the reply (and of the notice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

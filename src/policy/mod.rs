@@ -158,7 +158,11 @@ impl Policy {
                 };
                 return self.deliver_at_least(rule, required, reasons, p);
             }
-            let lane = (rule.action == ActionKind::Deliver).then(|| self.default_lane.clone());
+            let lane = (rule.action == ActionKind::Deliver).then(|| {
+                rule.lane
+                    .clone()
+                    .unwrap_or_else(|| self.default_lane.clone())
+            });
             return Decision {
                 rule: rule.name.clone(),
                 action: rule.action,
@@ -444,6 +448,15 @@ pub fn validate(rules: &[RuleConfig]) -> Result<(), (usize, &'static str, String
                 i,
                 "when.posture_below",
                 format!("{l} is not on the ladder; use `posture = [\"{l}\"]`"),
+            ));
+        }
+        if r.lane.is_some() && (r.action != ActionKind::Deliver || r.require.is_some()) {
+            return Err((
+                i,
+                "lane",
+                "only deliver rules name a lane, and not together with `require` (which \
+                 chooses the lane by the recipient's posture)"
+                    .into(),
             ));
         }
         if r.notify && r.action != ActionKind::Quarantine {

@@ -10,6 +10,7 @@ fn rule(name: &str, when: When, action: ActionKind) -> RuleConfig {
         when,
         action,
         require: None,
+        lane: None,
         reason: None,
         notify: false,
     }

@@ -286,6 +286,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             },
             action: ActionKind::Refuse,
             require: None,
+            lane: None,
             reason: Some("no".into()),
             notify: false,
         },
@@ -297,6 +298,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             },
             action: ActionKind::Defer,
             require: None,
+            lane: None,
             reason: None,
             notify: false,
         },
@@ -305,6 +307,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             when: When::default(),
             action: ActionKind::Deliver,
             require: None,
+            lane: None,
             reason: None,
             notify: false,
         },
@@ -348,4 +351,31 @@ fn validation_names_the_problem() {
     let mut rules = profile::nta7516(&Config::default());
     rules[0].when.posture_below = Some(Level::Bogus);
     assert_eq!(validate(&rules).unwrap_err().1, "when.posture_below");
+
+    let mut rules = profile::nta7516(&Config::default());
+    let last = rules.len() - 2;
+    rules[last].lane = Some("dane".into());
+    assert_eq!(validate(&rules).unwrap_err().1, "lane", "lane with require");
+}
+
+#[test]
+fn a_deliver_rule_can_name_its_lane() {
+    let rules = vec![RuleConfig {
+        name: "all-secure".into(),
+        when: When::default(),
+        action: ActionKind::Deliver,
+        require: None,
+        lane: Some("secure".into()),
+        reason: None,
+        notify: false,
+    }];
+    assert_eq!(validate(&rules), Ok(()));
+    let p = Policy::new(rules, lanes(), "default".into());
+    let d = decide(
+        &p,
+        &sensitive(),
+        &rcpt("x.test", RecipientClass::Unmanaged),
+        &Fixed::new(&[]),
+    );
+    assert_eq!(d.lane.as_deref(), Some("secure"));
 }

@@ -135,9 +135,12 @@ pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment 
     let (mut checks, facts) = dns_checks(dns, domain).await;
     let mut host_levels = Vec::new();
     if opts.enabled {
-        for host in &facts.hosts {
-            let (check, level) =
-                probe_host(dns, host, opts.roots.clone(), &opts.helo, opts.port).await;
+        // All MX hosts at once: a dead host costs one timeout, not one per host.
+        let probes = facts
+            .hosts
+            .iter()
+            .map(|host| probe_host(dns, host, opts.roots.clone(), &opts.helo, opts.port));
+        for (check, level) in futures_util::future::join_all(probes).await {
             checks.push(check);
             host_levels.push(level);
         }

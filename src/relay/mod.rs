@@ -177,10 +177,16 @@ fn unavailable(lane: &Lane, e: &UpstreamError) -> Reply {
     )
 }
 
-fn mail_command(env: &Envelope, client: &Client, size: usize) -> Result<String, Reply> {
+/// The MAIL command for `env` to an upstream with these capabilities (`tls`: the session is
+/// encrypted).
+fn mail_command(
+    env: &Envelope,
+    caps: &smtp_proto::EhloResponse<String>,
+    tls: bool,
+    size: usize,
+) -> Result<String, Reply> {
     let from = &env.mail_from;
     use smtp_proto::*;
-    let caps = &client.caps;
     let mut cmd = format!("MAIL FROM:<{}>", from.address);
     if from.flags & MAIL_BODY_8BITMIME != 0 {
         if !caps.has_capability(EXT_8BIT_MIME) {
@@ -218,7 +224,7 @@ fn mail_command(env: &Envelope, client: &Client, size: usize) -> Result<String, 
         }
     }
     // RFC 8689 4.1: only over a TLS session, and only to a server that offers it.
-    if env.require_tls && client.is_tls() && caps.has_capability(EXT_REQUIRE_TLS) {
+    if env.require_tls && tls && caps.has_capability(EXT_REQUIRE_TLS) {
         cmd.push_str(" REQUIRETLS");
     }
     cmd.push_str("\r\n");
@@ -294,9 +300,18 @@ pub async fn relay(
 ) -> Reply {
     let started = Instant::now();
     let reply = match try_relay(lane, helo, env, trace_header, body, refused).await {
-        Ok(reply) => reply,
+        Ok(reply) => {
+            let result = match reply.code / 100 {
+                2 => "accepted",
+                4 => "deferred",
+                _ => "refused",
+            };
+            crate::metrics::upstream_result(&lane.name, result);
+            reply
+        }
         Err(e) => {
             tracing::warn!(id = %env.id, lane = %lane.name, error = %e, "upstream failed");
+            crate::metrics::upstream_result(&lane.name, "unavailable");
             unavailable(lane, &e)
         }
     };
@@ -316,7 +331,7 @@ async fn try_relay(
     let mut up = Client::connect(lane, helo).await?;
     tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), "upstream session open");
     let size = trace_header.len() + body.len();
-    let mail = match mail_command(env, &up, size) {
+    let mail = match mail_command(env, &up.caps, up.is_tls(), size) {
         Ok(m) => m,
         Err(reply) => {
             up.quit().await;
@@ -451,6 +466,45 @@ mod tests {
         });
         assert_eq!(r.lines, vec![String::new()]);
         assert_eq!(r.status, "5.0.0");
+    }
+
+    #[test]
+    fn requiretls_only_for_confidential_mail_over_tls_to_a_server_offering_it() {
+        let mut caps = smtp_proto::EhloResponse::<String> {
+            capabilities: smtp_proto::EXT_REQUIRE_TLS | smtp_proto::EXT_SIZE,
+            ..Default::default()
+        };
+        let mut env = Envelope {
+            id: "T".into(),
+            mail_from: MailFrom {
+                address: "a@org.test".into(),
+                ..Default::default()
+            },
+            rcpts: vec![],
+            require_tls: true,
+        };
+        assert_eq!(
+            mail_command(&env, &caps, true, 10).unwrap(),
+            "MAIL FROM:<a@org.test> SIZE=10 REQUIRETLS\r\n"
+        );
+        assert!(
+            !mail_command(&env, &caps, false, 10)
+                .unwrap()
+                .contains("REQUIRETLS")
+        );
+        env.require_tls = false;
+        assert!(
+            !mail_command(&env, &caps, true, 10)
+                .unwrap()
+                .contains("REQUIRETLS")
+        );
+        env.require_tls = true;
+        caps.capabilities = smtp_proto::EXT_SIZE;
+        assert!(
+            !mail_command(&env, &caps, true, 10)
+                .unwrap()
+                .contains("REQUIRETLS")
+        );
     }
 
     #[test]

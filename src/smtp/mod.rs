@@ -102,6 +102,20 @@ impl Runtime {
     }
 }
 
+impl Runtime {
+    /// Review operations over this runtime's quarantine, audit log, policy and lanes.
+    pub fn reviewer(&self) -> crate::quarantine::review::Reviewer {
+        crate::quarantine::review::Reviewer {
+            store: self.quarantine.clone(),
+            audit: self.audit.clone(),
+            policy: self.policy.clone(),
+            lanes: self.lanes.clone(),
+            hostname: self.config.server.hostname.clone(),
+            spool_dir: self.config.server.spool_dir.clone(),
+        }
+    }
+}
+
 impl PostureSource for Runtime {
     async fn posture(&self, domain: &str) -> Arc<Assessment> {
         self.postures

@@ -146,6 +146,7 @@ impl Server {
         }
         let server = Arc::new(self);
         tokio::spawn(server.clone().ownership_schedule());
+        tokio::spawn(server.clone().retention_schedule());
         for listener in listeners {
             let s = server.clone();
             tokio::spawn(async move { s.accept_loop(listener).await });
@@ -175,6 +176,29 @@ impl Server {
             }
             let rt = self.runtime.borrow().clone();
             rt.ownership.check_all(&rt.dns, &rt.config).await;
+        }
+    }
+
+    /// Removes quarantine items older than `quarantine.retention`, at start and hourly; each
+    /// removal is audited (reviewer "retention").
+    async fn retention_schedule(self: Arc<Self>) {
+        loop {
+            let rt = self.runtime.borrow().clone();
+            let retention = rt.config.quarantine.retention;
+            match rt.reviewer().purge(retention, "retention").await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::info!(
+                        count = ids.len(),
+                        "quarantine items past their retention removed"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(3600)) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
         }
     }
 

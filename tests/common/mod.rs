@@ -755,6 +755,30 @@ pub fn http_get(port: u16, path: &str) -> (String, String) {
     )
 }
 
+/// One HTTP/1.1 request with an optional bearer token and JSON body; the whole response text.
+pub fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{auth}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text
+}
+
 /// Every identifier in the inspection corpus: the 9-digit numbers of its generator, and its
 /// IBAN. Tests check that none of them ever shows up in output or logs.
 pub fn corpus_identifiers() -> Vec<String> {
