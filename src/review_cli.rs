@@ -75,7 +75,36 @@ pub enum AuditCommand {
 
 fn reviewer(config: Option<&Path>) -> anyhow::Result<(Reviewer, config::Config)> {
     let cfg = config::load(config, &Overrides::default())?;
+    same_user_as_the_spool(&cfg.server.spool_dir)?;
     Ok((Reviewer::from_config(&cfg)?, cfg))
+}
+
+/// The quarantine and the audit log belong to the user Sluis runs as. A command run as another
+/// user (root, typically) would create files the server can no longer write, and the server
+/// defers mail it cannot record: refuse, and say how to run it instead.
+fn same_user_as_the_spool(spool: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = match std::fs::metadata(spool) {
+        Ok(m) => m.uid(),
+        Err(e) => anyhow::bail!(
+            "{}: {e}; the spool directory (server.spool_dir) is made by `sluis serve`: start \
+             it first, or point --config at its configuration",
+            spool.display()
+        ),
+    };
+    // /proc/self belongs to this process's user.
+    let me = std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(owner);
+    if me != owner {
+        anyhow::bail!(
+            "{} belongs to uid {owner}, this command runs as uid {me}: run it as the user \
+             Sluis runs as (e.g. `sudo -u sluis sluis quarantine ...`), so that the quarantine \
+             and the audit log stay writable for the server",
+            spool.display()
+        );
+    }
+    Ok(())
 }
 
 pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {

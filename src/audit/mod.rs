@@ -58,7 +58,8 @@ impl AuditLog {
             std::fs::create_dir_all(dir).map_err(io)?;
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
-        open_log(path).map_err(io)?;
+        let mut file = open_log(path).map_err(io)?;
+        repair_torn_tail(path, &mut file).map_err(io)?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             rotate_bytes,
@@ -133,10 +134,14 @@ impl AuditLog {
         }
         let head = serde_json::json!({"seq": seq - 1, "hash": prev}).to_string();
         let tmp = head_path(&self.path).with_extension("head.tmp");
-        // The head only ever trails the durable log, so it needs no fsync of its own.
-        std::fs::write(&tmp, head)
-            .and_then(|_| std::fs::rename(&tmp, head_path(&self.path)))
-            .map_err(io)?;
+        // The head only ever trails the durable log, so it needs no fsync of its own; and the
+        // records are already durable, so a head that cannot be written is worth a warning,
+        // not a failed append (which would defer mail whose decision is on record).
+        if let Err(e) =
+            std::fs::write(&tmp, head).and_then(|_| std::fs::rename(&tmp, head_path(&self.path)))
+        {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot update the audit log head");
+        }
         drop(lock);
         Ok(())
     }
@@ -162,6 +167,59 @@ impl AuditLog {
         tracing::info!(rotated = %rotated.display(), "audit log rotated; the chain continues in a new file");
         Ok(file)
     }
+}
+
+/// A crash in the middle of an append can leave a last line without its newline. Its head was
+/// never written (the head follows the fsync), so when the head names the last complete record
+/// (or there is no head), the torn bytes are an unfinished write, not tampering: cut them off
+/// and say so. Anything else is left for `sluis audit verify` to report.
+fn repair_torn_tail(path: &Path, file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let from = len.saturating_sub(1 << 20);
+    file.seek(SeekFrom::Start(from))?;
+    let mut buf = Vec::new();
+    Read::by_ref(file).read_to_end(&mut buf)?;
+    if buf.last() == Some(&b'\n') {
+        return Ok(());
+    }
+    let keep = match memchr::memrchr(b'\n', &buf) {
+        Some(i) => from + i as u64 + 1,
+        None if from == 0 => 0,
+        None => return Ok(()),
+    };
+    let last_complete = (keep > 0).then(|| {
+        let start = buf[..(keep - from) as usize - 1]
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(0, |i| i + 1);
+        parse_tail(&buf[start..(keep - from) as usize - 1])
+    });
+    let head: Option<Value> = std::fs::read(head_path(path))
+        .ok()
+        .and_then(|h| serde_json::from_slice(&h).ok());
+    let head_seq = head
+        .as_ref()
+        .and_then(|h| h.get("seq"))
+        .and_then(Value::as_u64);
+    let consistent = match (head_seq, last_complete) {
+        (None, _) => true,
+        (Some(h), Some(Tail::Record { seq, .. })) => h == seq,
+        _ => false,
+    };
+    if !consistent {
+        return Ok(());
+    }
+    file.set_len(keep)?;
+    file.sync_data()?;
+    tracing::warn!(
+        path = %path.display(),
+        removed = len - keep,
+        "audit log: removed the unfinished last record of an append cut off by a crash"
+    );
+    Ok(())
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -336,6 +394,40 @@ mod tests {
 
         write(&original);
         assert_eq!(damaged_at(&path), None);
+    }
+
+    #[test]
+    fn a_record_torn_by_a_crash_is_cut_off_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = {
+            let log = log(dir.path(), 1 << 20);
+            for n in 0..3 {
+                log.append(record(n)).unwrap();
+            }
+            log.path().to_path_buf()
+        };
+        let intact = std::fs::read(&path).unwrap();
+        // What a crash mid-append leaves: half a line, the head not yet updated.
+        let mut torn = intact.clone();
+        torn.extend_from_slice(b"{\"seq\":3,\"time\":\"2026");
+        std::fs::write(&path, &torn).unwrap();
+        let log = AuditLog::open(&path, 1 << 20).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), intact);
+        log.append(record(3)).unwrap();
+        assert_eq!(
+            verify_files(std::slice::from_ref(&path)).verdict,
+            Verdict::Intact { records: 4 }
+        );
+        // A cut-off that the head contradicts is not repaired but reported.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let cut = format!("{}\n{}", lines[..2].join("\n"), &lines[2][..10]);
+        std::fs::write(&path, cut).unwrap();
+        AuditLog::open(&path, 1 << 20).unwrap();
+        assert!(matches!(
+            verify_files(&[path]).verdict,
+            Verdict::Broken { .. }
+        ));
     }
 
     #[test]
