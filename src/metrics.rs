@@ -26,6 +26,7 @@ struct Metrics {
     quarantine_reviews_total: IntCounterVec,
     audit_failures_total: prometheus::IntCounter,
     upstream_results_total: IntCounterVec,
+    domain_dns_failing: IntGaugeVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -131,6 +132,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["lane", "result"],
     )
     .expect("metric");
+    let domain_dns_failing = IntGaugeVec::new(
+        Opts::new(
+            "sluis_domain_dns_failing",
+            "1 while a listed domain's ownership lookup is bogus or fails (behind a validating \
+             resolver, broken DNSSEC shows as a failed lookup)",
+        ),
+        &["domain", "class"],
+    )
+    .expect("metric");
     let build_info = IntGaugeVec::new(
         Opts::new("sluis_build_info", "Build of the running Sluis"),
         &["version"],
@@ -162,6 +172,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(quarantine_reviews_total.clone()),
         Box::new(audit_failures_total.clone()),
         Box::new(upstream_results_total.clone()),
+        Box::new(domain_dns_failing.clone()),
         Box::new(build_info),
     ] {
         registry.register(c).expect("unique metric names");
@@ -183,6 +194,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         quarantine_reviews_total,
         audit_failures_total,
         upstream_results_total,
+        domain_dns_failing,
     }
 });
 
@@ -238,8 +250,21 @@ pub fn domain_ownership(domain: &str, ok: bool) {
         .set(i64::from(ok));
 }
 
+/// Whether a listed domain's lookups fail (listed domains only: a bounded label set).
+pub fn domain_dns_failing(domain: &str, class: &str, failing: bool) {
+    METRICS
+        .domain_dns_failing
+        .with_label_values(&[domain, class])
+        .set(i64::from(failing));
+}
+
 pub fn forget_domain(domain: &str) {
     let _ = METRICS.domain_ownership_ok.remove_label_values(&[domain]);
+    for class in ["managed", "partner"] {
+        let _ = METRICS
+            .domain_dns_failing
+            .remove_label_values(&[domain, class]);
+    }
 }
 
 /// A recipient refused at RCPT; `rule` is one of a fixed set of names.

@@ -268,7 +268,8 @@ async fn starttls_discards_commands_pipelined_in_plaintext() {
 #[test]
 fn admin_listener_serves_health_and_metrics_that_count_messages() {
     let sink = Sink::start(&[]);
-    let (sluis, admin) = Sluis::start_with_admin(sink.port, "");
+    // A policy that never needs a posture: ready without a resolver.
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, DELIVER_ALL);
     let (status, body) = http_get(admin, "/healthz");
     assert!(status.contains("200"), "{status}");
     assert!(body.contains("\"status\":\"ok\""));
@@ -292,6 +293,9 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
     let (status, body) = http_get(admin, "/readyz");
     assert!(status.contains("200"), "{status} {body}");
     assert!(body.contains("\"upstream:default\":\"ok\""), "{body}");
+    assert!(body.contains("\"quarantine\":\"ok\""), "{body}");
+    assert!(body.contains("\"audit\":\"ok\""), "{body}");
+    assert!(!body.contains("\"dns\""), "{body}");
     assert!(metrics.contains("sluis_upstream_seconds_count{lane=\"default\"} 1"));
     assert!(
         !metrics.contains("partner.test"),
@@ -308,7 +312,10 @@ fn readyz_says_what_is_not_ready() {
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["ready"], false);
     assert_eq!(v["checks"]["spool"], "ok");
+    assert_eq!(v["checks"]["quarantine"], "ok");
     assert_ne!(v["checks"]["upstream:default"], "ok");
+    // The NTA 7516 profile needs postures, so DNS must answer; nothing listens on 127.0.0.1:53.
+    assert_ne!(v["checks"]["dns"], "ok", "{v}");
     let (status, _) = http_get(admin, "/healthz");
     assert!(status.contains("200"), "alive even when not ready");
     drop(sluis);

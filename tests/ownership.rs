@@ -218,6 +218,14 @@ fn managed_domain_whose_token_disappears_lapses_and_mail_to_it_is_refused() {
         "{metrics}"
     );
     assert!(metrics.contains("sluis_domain_ownership_ok{domain=\"managed.test\"} 1"));
+    // bogus.test's DNSSEC is broken: its lookups fail, which the partner alert watches.
+    assert!(
+        metrics.contains("sluis_domain_dns_failing{class=\"managed\",domain=\"bogus.test\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("sluis_domain_dns_failing{class=\"managed\",domain=\"managed.test\"} 0")
+    );
     // Any mail to it is held back now, refused per recipient at RCPT: a person's message and
     // an automated forward alike, while the other recipients still get theirs.
     assert!(c.cmd("MAIL FROM:<jansen@managed.test>").starts_with("250"));

@@ -1,9 +1,9 @@
 //! The admin HTTP listener: liveness, readiness and metrics for operators and Prometheus.
 //!
 //! `/healthz` says the process is alive. `/readyz` says whether it can do its work right now
-//! (spool writable, the default upstream lane answering, and when domains must be proven, the
-//! resolver answering with validating DNSSEC), so that a load balancer or Kubernetes sends mail
-//! elsewhere while it cannot. `/metrics` is for Prometheus. `/quarantine...` is the review API
+//! (spool, quarantine and audit log writable, the default upstream lane answering, and when
+//! domains must be proven or the policy needs postures, the resolver answering with validating
+//! DNSSEC), so that a load balancer or Kubernetes sends mail elsewhere while it cannot. `/metrics` is for Prometheus. `/quarantine...` is the review API
 //! (`review`), behind a bearer token.
 
 use std::net::SocketAddr;
@@ -76,12 +76,30 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
         .and_then(|r| r.map_err(|e| e.to_string()));
     let lane = rt.lanes.default_lane();
     let lane_ok = upstream_answers(&lane.host, lane.port).await;
+    let quarantine = rt.quarantine.dir().to_path_buf();
+    let audit = rt.audit.path().to_path_buf();
+    let stores_ok = tokio::task::spawn_blocking(move || {
+        let q = tempfile::tempfile_in(&quarantine)
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", quarantine.display()));
+        let a = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&audit)
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", audit.display()));
+        (q, a)
+    })
+    .await
+    .unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())));
     let mut results = vec![
         ("spool".to_string(), spool_ok),
+        ("quarantine".to_string(), stores_ok.0),
+        ("audit".to_string(), stores_ok.1),
         (format!("upstream:{}", lane.name), lane_ok),
     ];
-    // DNS matters once domains must be proven: resolver answering, DNSSEC validating.
-    if !rt.config.domains.is_empty() {
+    // DNS matters once domains must be proven or the policy needs postures: resolver
+    // answering, DNSSEC validating.
+    if !rt.config.domains.is_empty() || rt.policy.needs_posture() {
         results.push(("dns".to_string(), rt.dns.self_test().await));
     }
     for (name, result) in results {

@@ -260,6 +260,13 @@ impl Policy {
         }
     }
 
+    /// Whether some rule may need a recipient domain's posture (so DNS must work).
+    pub fn needs_posture(&self) -> bool {
+        self.rules.iter().any(|r| {
+            r.when.needs_posture() || (r.action == ActionKind::Deliver && r.require.is_some())
+        })
+    }
+
     pub fn rules(&self) -> &[RuleConfig] {
         &self.rules
     }

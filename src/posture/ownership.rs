@@ -45,6 +45,10 @@ pub struct Ownership {
     pub dnssec: Option<Security>,
     /// Unix time of the check.
     pub checked_at: u64,
+    /// The TXT lookup was bogus or failed outright (SERVFAIL, timeout): behind a validating
+    /// resolver that is how broken DNSSEC shows.
+    #[serde(skip)]
+    pub lookup_failed: bool,
 }
 
 fn now() -> u64 {
@@ -60,6 +64,14 @@ fn lapsed(evidence: String, dnssec: Option<Security>) -> Ownership {
         evidence,
         dnssec,
         checked_at: now(),
+        lookup_failed: false,
+    }
+}
+
+fn lookup_failed(evidence: String, dnssec: Option<Security>) -> Ownership {
+    Ownership {
+        lookup_failed: true,
+        ..lapsed(evidence, dnssec)
     }
 }
 
@@ -88,12 +100,14 @@ pub async fn check(dns: &Dns, config: &Config, domain: &DomainConfig) -> Ownersh
             return lapsed(format!("no TXT record at {name}"), Some(security));
         }
         Outcome::Bogus => {
-            return lapsed(
+            return lookup_failed(
                 format!("DNSSEC validation of {name} failed (bogus)"),
                 Some(Security::Bogus),
             );
         }
-        Outcome::Failed(e) => return lapsed(format!("TXT lookup of {name} failed: {e}"), None),
+        Outcome::Failed(e) => {
+            return lookup_failed(format!("TXT lookup of {name} failed: {e}"), None);
+        }
     };
     let mut evidence = txt_evidence;
     if !domain.pinned_ns.is_empty() {
@@ -135,6 +149,7 @@ pub async fn check(dns: &Dns, config: &Config, domain: &DomainConfig) -> Ownersh
         evidence,
         dnssec: Some(dnssec),
         checked_at: now(),
+        lookup_failed: false,
     }
 }
 
@@ -179,6 +194,11 @@ impl Registry {
                 _ => {}
             }
             crate::metrics::domain_ownership(&name, result.status == OwnershipStatus::Proven);
+            let class = match d.class {
+                crate::config::DomainClass::Managed => "managed",
+                crate::config::DomainClass::Partner => "partner",
+            };
+            crate::metrics::domain_dns_failing(&name, class, result.lookup_failed);
             fresh.insert(name, result);
         }
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
