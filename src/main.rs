@@ -264,7 +264,14 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
         Some(f) => Some(sluis::relay::tls::load_roots(f)?),
         None => None,
     };
+    // The gateway's policy cache, when its spool is there (check-domain then sees what the
+    // gateway sees); otherwise policies are fetched fresh.
+    let sts_dir = cfg.server.spool_dir.join("mta-sts");
     let opts = sluis::posture::ladder::ProbeOptions {
+        sts_cache: std::sync::Arc::new(sluis::posture::mta_sts::Cache::new(
+            cfg.server.spool_dir.is_dir().then_some(sts_dir.as_path()),
+        )),
+        sts_port: 443,
         roots: std::sync::Arc::new(sluis::posture::probe::roots(extra)),
         helo: cfg.server.hostname.clone(),
         port: cfg.posture.probe_port,

@@ -263,3 +263,135 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     assert_eq!(check_domain("daneok.test")["posture"], "unknown");
     assert_eq!(check_domain_with(&["nullmx.test"])["posture"], "none");
 }
+
+const STS_ENFORCE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.stsok.test\r\nmx: *.backup.stsok.test\r\nmax_age: 86400\r\n";
+
+#[test]
+fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
+    use common::web::web;
+    let d = dns();
+    let w = web();
+    // The MX hosts carry certificates from the web server's CA.
+    let sink = Sink::start(&[]);
+    let tls = tls_section(&w.pki);
+    let _mx = Sluis::start_at("127.0.3.14:25".parse().unwrap(), sink.port, &tls, &[]);
+    let _mx2 = Sluis::start_at("127.0.3.16:25".parse().unwrap(), sink.port, &tls, &[]);
+    let ca = w.ca().display().to_string();
+    // A configuration whose spool holds the policy cache, as the gateway's does.
+    let dir = scratch("sts");
+    let cfg = dir.path().join("sluis.toml");
+    std::fs::create_dir_all(dir.path().join("spool")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nspool_dir = \"{}\"\n",
+            dir.path().join("spool").display()
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.display().to_string();
+    let check = |domain: &str| check_domain_with(&[domain, "--ca-file", &ca, "--config", &cfg]);
+
+    w.set_policy("stsok.test", Some(STS_ENFORCE));
+    let v = check("stsok.test");
+    assert_eq!(v["posture"], "mta-sts", "{v}");
+    let policy = find(&v, "mta-sts-policy");
+    assert_eq!(policy["result"], "pass");
+    let evidence = policy["evidence"].as_str().unwrap();
+    assert!(evidence.contains("mode enforce, mx mx.stsok.test *.backup.stsok.test, max_age 86400 (fetched from https://mta-sts.stsok.test/"), "{evidence}");
+    assert!(
+        find(&v, "starttls:mx.stsok.test")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("listed in the MTA-STS policy (enforce)")
+    );
+
+    // The web server goes away, then the id changes: the cached policy stays in force.
+    w.set_policy("stsok.test", None);
+    let v = check("stsok.test");
+    assert_eq!(v["posture"], "mta-sts", "same id: from the cache {v}");
+    assert!(
+        find(&v, "mta-sts-policy")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("cached (same id)")
+    );
+    d.set_records(
+        "stsok.test",
+        &[
+            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
+            "@ MX 10 mx",
+            "mx A 127.0.3.14",
+            &format!("mta-sts A {}", common::web::WEB_IP),
+            "_mta-sts TXT \"v=STSv1; id=2\"",
+        ],
+    );
+    let v = wait_for(std::time::Duration::from_secs(15), || {
+        let v = check("stsok.test");
+        find(&v, "mta-sts-policy")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("kept because")
+            .then_some(v)
+    })
+    .expect("the new id is seen and the refetch fails");
+    assert_eq!(v["posture"], "mta-sts", "{v}");
+    assert!(
+        find(&v, "mta-sts-policy")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("404"),
+        "{v}"
+    );
+
+    // A new policy under the new id: testing mode proves nothing beyond WebPKI.
+    w.set_policy(
+        "stsok.test",
+        Some("version: STSv1\nmode: testing\nmx: mx.stsok.test\nmax_age: 600\n"),
+    );
+    let v = check("stsok.test");
+    assert_eq!(v["posture"], "verified", "{v}");
+    assert_eq!(find(&v, "mta-sts-policy")["result"], "info");
+
+    // Enforce, but the MX is not listed: an MTA-STS sender must not deliver there.
+    d.set_records(
+        "stsok.test",
+        &[
+            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
+            "@ MX 10 mx",
+            "mx A 127.0.3.14",
+            &format!("mta-sts A {}", common::web::WEB_IP),
+            "_mta-sts TXT \"v=STSv1; id=3\"",
+        ],
+    );
+    w.set_policy(
+        "stsok.test",
+        Some("version: STSv1\nmode: enforce\nmx: *.elsewhere.test\nmax_age: 600\n"),
+    );
+    let v = wait_for(std::time::Duration::from_secs(15), || {
+        let v = check("stsok.test");
+        (v["posture"] == "none").then_some(v)
+    })
+    .expect("the unlisted MX makes the domain unusable under its own policy");
+    assert!(
+        find(&v, "starttls:mx.stsok.test")["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("matches no mx pattern")
+    );
+
+    // A redirect is never followed: no policy, the domain is only as good as WebPKI.
+    w.set_policy("stsredir.test", Some(STS_ENFORCE));
+    w.redirect("stsredir.test");
+    let v = check("stsredir.test");
+    assert_eq!(v["posture"], "verified", "{v}");
+    let p = find(&v, "mta-sts-policy");
+    assert_eq!(p["result"], "fail");
+    assert!(
+        p["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("redirects are not followed"),
+        "{p}"
+    );
+}

@@ -86,6 +86,8 @@ pub struct DnsFacts {
     pub hosts: Vec<HostFacts>,
     /// The domain publishes an NTA 7516 record (a claim, never proof).
     pub nta7516: bool,
+    /// The policy id of a valid `_mta-sts` TXT record.
+    pub sts_id: Option<String>,
 }
 
 /// The DNS checks of `domain`, and the facts the ladder is built from.
@@ -94,6 +96,7 @@ pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, DnsFacts) {
         mx: MxFacts::Failed,
         hosts: Vec::new(),
         nta7516: false,
+        sts_id: None,
     };
     let checks = dns_checks_into(dns, domain, &mut facts).await;
     (checks, facts)
@@ -188,12 +191,15 @@ async fn dns_checks_into(dns: &Dns, domain: &str, facts: &mut DnsFacts) -> Vec<C
     let sts_name = format!("_mta-sts.{domain}");
     out.push(match dns.txt(&sts_name).await {
         Outcome::Found { records, security } => match records::mta_sts(&records) {
-            Ok(Some(r)) => check(
-                "mta-sts-record",
-                Pass,
-                format!("{sts_name}: v=STSv1, id={}", r.id),
-                Some(security),
-            ),
+            Ok(Some(r)) => {
+                facts.sts_id = Some(r.id.clone());
+                check(
+                    "mta-sts-record",
+                    Pass,
+                    format!("{sts_name}: v=STSv1, id={}", r.id),
+                    Some(security),
+                )
+            }
             Ok(None) => check(
                 "mta-sts-record",
                 Info,
@@ -264,6 +270,7 @@ pub async fn probe_host(
     roots: std::sync::Arc<rustls::RootCertStore>,
     helo: &str,
     port: u16,
+    sts: Option<&super::mta_sts::Policy>,
 ) -> (Check, Level) {
     use super::dane::{DaneResult, verify};
     use super::probe::{Probe, probe};
@@ -346,6 +353,48 @@ pub async fn probe_host(
                             format!(
                                 "{tls}; certificate does not match its TLSA records ({why}): \
                                  a DANE client must not deliver to {host}"
+                            ),
+                            None,
+                        ),
+                        Level::None,
+                    ),
+                };
+            }
+            if let Some(policy) = sts {
+                // MTA-STS enforce: only listed MX hosts, only with a WebPKI-valid certificate.
+                return match (policy.allows(host), webpki) {
+                    (false, _) => (
+                        check(
+                            label,
+                            Fail,
+                            format!(
+                                "{tls}; {host} matches no mx pattern of the MTA-STS policy ({}): \
+                                 an MTA-STS sender must not deliver to it",
+                                policy.mx.join(", ")
+                            ),
+                            None,
+                        ),
+                        Level::None,
+                    ),
+                    (true, Ok(())) => (
+                        check(
+                            label,
+                            Pass,
+                            format!(
+                                "{tls}; certificate valid for {host} (WebPKI), listed in the \
+                                 MTA-STS policy (enforce)"
+                            ),
+                            None,
+                        ),
+                        Level::MtaSts,
+                    ),
+                    (true, Err(e)) => (
+                        check(
+                            label,
+                            Fail,
+                            format!(
+                                "{tls}; certificate not valid for {host} ({e}): the MTA-STS \
+                                 policy (enforce) forbids delivery to it"
                             ),
                             None,
                         ),

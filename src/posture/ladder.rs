@@ -6,8 +6,7 @@
 //! reachable. Bogus DNS anywhere that matters makes the domain `bogus`; a failed lookup makes
 //! it `unknown`: neither ever reads as "no TLS", so policy defers rather than downgrades.
 //!
-//! Not yet on the ladder: `mta-sts` (the policy fetch) and `trusted` (a partner trust list);
-//! the MTA-STS announcement is shown as evidence only.
+//! Not yet on the ladder: `trusted` (a partner trust list).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -122,6 +121,10 @@ pub struct Assessment {
 /// How to probe.
 #[derive(Clone)]
 pub struct ProbeOptions {
+    /// MTA-STS policies, cached on disk.
+    pub sts_cache: Arc<super::mta_sts::Cache>,
+    /// The HTTPS port of `mta-sts.<domain>` (443).
+    pub sts_port: u16,
     pub roots: Arc<RootCertStore>,
     pub helo: String,
     /// The SMTP port of MX hosts: 25 everywhere but in test setups.
@@ -133,13 +136,21 @@ pub struct ProbeOptions {
 /// Gathers the evidence and places `domain` on the ladder.
 pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment {
     let (mut checks, facts) = dns_checks(dns, domain).await;
+    let (sts_check, enforce) = mta_sts_check(dns, domain, &facts, opts).await;
+    checks.extend(sts_check);
     let mut host_levels = Vec::new();
     if opts.enabled {
         // All MX hosts at once: a dead host costs one timeout, not one per host.
-        let probes = facts
-            .hosts
-            .iter()
-            .map(|host| probe_host(dns, host, opts.roots.clone(), &opts.helo, opts.port));
+        let probes = facts.hosts.iter().map(|host| {
+            probe_host(
+                dns,
+                host,
+                opts.roots.clone(),
+                &opts.helo,
+                opts.port,
+                enforce.as_ref(),
+            )
+        });
         for (check, level) in futures_util::future::join_all(probes).await {
             checks.push(check);
             host_levels.push(level);
@@ -165,6 +176,74 @@ pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment 
         assessed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         checks,
     }
+}
+
+/// The MTA-STS policy in force (fetched, or cached), as a check; the policy when it enforces.
+async fn mta_sts_check(
+    dns: &Dns,
+    domain: &str,
+    facts: &DnsFacts,
+    opts: &ProbeOptions,
+) -> (Option<Check>, Option<super::mta_sts::Policy>) {
+    use super::mta_sts::{Mode, Source, policy_for};
+    if matches!(facts.mx, MxFacts::Null | MxFacts::Bogus | MxFacts::Failed) {
+        return (None, None);
+    }
+    let result = policy_for(
+        dns,
+        domain,
+        facts.sts_id.as_deref(),
+        &opts.sts_cache,
+        opts.roots.clone(),
+        opts.sts_port,
+    )
+    .await;
+    let (policy, source) = match result {
+        Ok(p) => p,
+        Err(e) if facts.sts_id.is_none() => {
+            let _ = e;
+            return (None, None);
+        }
+        Err(e) => {
+            return (
+                Some(Check {
+                    check: "mta-sts-policy".into(),
+                    result: CheckResult::Fail,
+                    evidence: format!(
+                        "announced, but no policy could be fetched ({e}): MTA-STS does not apply"
+                    ),
+                    dnssec: None,
+                }),
+                None,
+            );
+        }
+    };
+    let from = match &source {
+        Source::Fetched => format!("fetched from https://mta-sts.{domain}/.well-known/mta-sts.txt"),
+        Source::Cached(None) => "cached (same id)".to_string(),
+        Source::Cached(Some(why)) => format!("cached, kept because {why}"),
+    };
+    let mode = match policy.mode {
+        Mode::Enforce => "enforce",
+        Mode::Testing => "testing",
+        Mode::None => "none",
+    };
+    let check = Check {
+        check: "mta-sts-policy".into(),
+        result: if policy.mode == Mode::Enforce {
+            CheckResult::Pass
+        } else {
+            CheckResult::Info
+        },
+        evidence: format!(
+            "mode {mode}, mx {}, max_age {} ({from})",
+            policy.mx.join(" "),
+            policy.max_age
+        ),
+        dnssec: None,
+    };
+    let enforce = (policy.mode == Mode::Enforce).then_some(policy);
+    (Some(check), enforce)
 }
 
 /// The domain's level from the DNS facts and each probed host's level. Pure.
@@ -321,6 +400,7 @@ mod tests {
                 })
                 .collect(),
             nta7516: false,
+            sts_id: None,
         }
     }
 

@@ -7,6 +7,7 @@ pub mod class;
 pub mod dane;
 pub mod dns;
 pub mod ladder;
+pub mod mta_sts;
 pub mod ownership;
 pub mod probe;
 pub mod records;

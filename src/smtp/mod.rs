@@ -65,6 +65,10 @@ impl Runtime {
             None => None,
         };
         let probe = ProbeOptions {
+            sts_cache: Arc::new(crate::posture::mta_sts::Cache::new(Some(
+                &config.server.spool_dir.join("mta-sts"),
+            ))),
+            sts_port: 443,
             roots: Arc::new(crate::posture::probe::roots(extra)),
             helo: config.server.hostname.clone(),
             port: p.probe_port,

@@ -10,6 +10,8 @@
 //! announcement and an NTA 7516 record; nullmx.test has a null MX. daneok.test (127.0.3.11),
 //! danetaok.test (127.0.3.13) and webpki.test (127.0.3.12) have one MX host each, for tests
 //! that start a STARTTLS server there and publish TLSA records for its certificate.
+//! stsok.test (MX 127.0.3.14) and stsredir.test (MX 127.0.3.16) announce MTA-STS (id=1), their
+//! `mta-sts` hosts being nginx on 127.0.4.1 (`web.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,6 +34,8 @@ const SIGNED: &[&str] = &[
     "daneok.test",
     "danetaok.test",
     "webpki.test",
+    "stsok.test",
+    "stsredir.test",
 ];
 
 /// A made-up SHA-256 association, for TLSA records that are only looked up, not matched.
@@ -196,6 +200,18 @@ impl DnsTopology {
                 r.get_mut(zone)
                     .unwrap()
                     .extend(["@ MX 10 mx".to_string(), format!("mx A {ip}")]);
+            }
+            // MTA-STS domains: the MX host and the policy host (nginx, tests/common/web.rs).
+            for (zone, ip) in [
+                ("stsok.test", "127.0.3.14"),
+                ("stsredir.test", "127.0.3.16"),
+            ] {
+                r.get_mut(zone).unwrap().extend([
+                    "@ MX 10 mx".to_string(),
+                    format!("mx A {ip}"),
+                    format!("mta-sts A {}", super::web::WEB_IP),
+                    "_mta-sts TXT \"v=STSv1; id=1\"".to_string(),
+                ]);
             }
         }
         for z in std::iter::once("test")

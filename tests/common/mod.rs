@@ -11,6 +11,7 @@
 #![allow(dead_code)]
 
 pub mod dns;
+pub mod web;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -826,6 +827,12 @@ pub struct Pki {
 }
 
 pub fn pki(dir: &Path, name: &str) -> Pki {
+    pki_for(dir, &[name])
+}
+
+/// A test CA and one leaf for all of `names` (subjectAltName DNS entries).
+pub fn pki_for(dir: &Path, names: &[&str]) -> Pki {
+    let name = names[0];
     let openssl = require("openssl");
     let run = |args: &[&str]| {
         let out = Command::new(&openssl)
@@ -870,7 +877,12 @@ pub fn pki(dir: &Path, name: &str) -> Pki {
         "-subj",
         &format!("/CN={name}"),
     ]);
-    std::fs::write(dir.join("ext"), format!("subjectAltName=DNS:{name}\n")).unwrap();
+    let sans: Vec<String> = names.iter().map(|n| format!("DNS:{n}")).collect();
+    std::fs::write(
+        dir.join("ext"),
+        format!("subjectAltName={}\n", sans.join(",")),
+    )
+    .unwrap();
     run(&[
         "x509",
         "-req",
