@@ -28,6 +28,11 @@ fn check_domain_with(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// The evidence of the named check.
+fn evidence_of<'a>(v: &'a Value, name: &str) -> &'a str {
+    find(v, name)["evidence"].as_str().unwrap_or("")
+}
+
 fn find<'a>(v: &'a Value, name: &str) -> &'a Value {
     v["checks"]
         .as_array()
@@ -80,12 +85,7 @@ fn dane_domain_shows_mx_tlsa_mta_sts_and_nta7516_evidence() {
 fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
     let null = check_domain("nullmx.test");
     assert_eq!(find(&null, "mx")["result"], "fail");
-    assert!(
-        find(&null, "mx")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("null MX")
-    );
+    assert!(evidence_of(&null, "mx").contains("null MX"));
 
     let unsigned = check_domain("unsigned.test");
     let mx = find(&unsigned, "mx");
@@ -95,12 +95,7 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
         "{unsigned}"
     );
     assert!(mx["evidence"].as_str().unwrap().contains("implicit MX"));
-    assert!(
-        find(&unsigned, "dane")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("DANE does not apply")
-    );
+    assert!(evidence_of(&unsigned, "dane").contains("DANE does not apply"));
 
     // A validating resolver (unbound) answers SERVFAIL for data that does not validate, so
     // Sluis sees a failed lookup rather than the bogus data: either way mail is deferred, never
@@ -118,12 +113,7 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
     // managed.test: signed, no MX, no TLSA for the implicit MX.
     let managed = check_domain("managed.test");
     assert_eq!(find(&managed, "mx")["dnssec"], "secure");
-    assert!(
-        find(&managed, "dane:managed.test")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("no TLSA")
-    );
+    assert!(evidence_of(&managed, "dane:managed.test").contains("no TLSA"));
     assert_eq!(
         find(&managed, "nta7516-record")["evidence"],
         "no NTA 7516 record"
@@ -197,20 +187,13 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     let v = check_domain_with(&["daneok.test"]);
     assert_eq!(v["posture"], "dane", "{v}");
     assert!(
-        find(&v, "starttls:mx.daneok.test")["evidence"]
-            .as_str()
-            .unwrap()
+        evidence_of(&v, "starttls:mx.daneok.test")
             .contains("certificate matches TLSA 3 1 1 (DANE)")
     );
 
     let v = check_domain_with(&["danetaok.test"]);
     assert_eq!(v["posture"], "dane", "{v}");
-    assert!(
-        find(&v, "starttls:mx.danetaok.test")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("matches TLSA 2 0 1")
-    );
+    assert!(evidence_of(&v, "starttls:mx.danetaok.test").contains("matches TLSA 2 0 1"));
 
     let ca = web.ca.display().to_string();
     let v = check_domain_with(&["webpki.test", "--ca-file", &ca]);
@@ -226,12 +209,7 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     // Without the test CA the same certificate encrypts but proves nothing.
     let v = check_domain_with(&["webpki.test"]);
     assert_eq!(v["posture"], "encrypted", "{v}");
-    assert!(
-        find(&v, "starttls:mx.webpki.test")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("encrypted, not authenticated")
-    );
+    assert!(evidence_of(&v, "starttls:mx.webpki.test").contains("encrypted, not authenticated"));
 
     // A DANE-TA record of a CA that did not issue the certificate: the chain does not verify.
     d.set_records(
@@ -251,9 +229,7 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     .expect("the new TLSA record is served");
     assert_eq!(v["posture"], "none", "{v}");
     assert!(
-        find(&v, "starttls:mx.danetaok.test")["evidence"]
-            .as_str()
-            .unwrap()
+        evidence_of(&v, "starttls:mx.danetaok.test")
             .contains("no certificate in the chain matches"),
         "{v}"
     );
@@ -262,6 +238,20 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     assert_eq!(check_domain_with(&["bogus.test"])["posture"], "unknown");
     assert_eq!(check_domain("daneok.test")["posture"], "unknown");
     assert_eq!(check_domain_with(&["nullmx.test"])["posture"], "none");
+}
+
+/// Publishes stsok.test's records with MTA-STS policy id `id`.
+fn announce_sts(d: &common::dns::DnsTopology, id: u32) {
+    d.set_records(
+        "stsok.test",
+        &[
+            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
+            "@ MX 10 mx",
+            "mx A 127.0.3.14",
+            &format!("mta-sts A {}", common::web::WEB_IP),
+            &format!("_mta-sts TXT \"v=STSv1; id={id}\""),
+        ],
+    );
 }
 
 const STS_ENFORCE: &str = "version: STSv1\r\nmode: enforce\r\nmx: mx.stsok.test\r\nmx: *.backup.stsok.test\r\nmax_age: 86400\r\n";
@@ -300,9 +290,7 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
     let evidence = policy["evidence"].as_str().unwrap();
     assert!(evidence.contains("mode enforce, mx mx.stsok.test *.backup.stsok.test, max_age 86400 (fetched from https://mta-sts.stsok.test/"), "{evidence}");
     assert!(
-        find(&v, "starttls:mx.stsok.test")["evidence"]
-            .as_str()
-            .unwrap()
+        evidence_of(&v, "starttls:mx.stsok.test")
             .contains("listed in the MTA-STS policy (enforce)")
     );
 
@@ -310,39 +298,17 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
     w.set_policy("stsok.test", None);
     let v = check("stsok.test");
     assert_eq!(v["posture"], "mta-sts", "same id: from the cache {v}");
-    assert!(
-        find(&v, "mta-sts-policy")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("cached (same id)")
-    );
-    d.set_records(
-        "stsok.test",
-        &[
-            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
-            "@ MX 10 mx",
-            "mx A 127.0.3.14",
-            &format!("mta-sts A {}", common::web::WEB_IP),
-            "_mta-sts TXT \"v=STSv1; id=2\"",
-        ],
-    );
+    assert!(evidence_of(&v, "mta-sts-policy").contains("cached (same id)"));
+    announce_sts(d, 2);
     let v = wait_for(std::time::Duration::from_secs(15), || {
         let v = check("stsok.test");
-        find(&v, "mta-sts-policy")["evidence"]
-            .as_str()
-            .unwrap()
+        evidence_of(&v, "mta-sts-policy")
             .contains("kept because")
             .then_some(v)
     })
     .expect("the new id is seen and the refetch fails");
     assert_eq!(v["posture"], "mta-sts", "{v}");
-    assert!(
-        find(&v, "mta-sts-policy")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("404"),
-        "{v}"
-    );
+    assert!(evidence_of(&v, "mta-sts-policy").contains("404"), "{v}");
 
     // A new policy under the new id: testing mode proves nothing beyond WebPKI.
     w.set_policy(
@@ -354,16 +320,7 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
     assert_eq!(find(&v, "mta-sts-policy")["result"], "info");
 
     // Enforce, but the MX is not listed: an MTA-STS sender must not deliver there.
-    d.set_records(
-        "stsok.test",
-        &[
-            &format!("_sluis TXT \"{}\"", common::dns::TOKEN),
-            "@ MX 10 mx",
-            "mx A 127.0.3.14",
-            &format!("mta-sts A {}", common::web::WEB_IP),
-            "_mta-sts TXT \"v=STSv1; id=3\"",
-        ],
-    );
+    announce_sts(d, 3);
     w.set_policy(
         "stsok.test",
         Some("version: STSv1\nmode: enforce\nmx: *.elsewhere.test\nmax_age: 600\n"),
@@ -373,12 +330,7 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
         (v["posture"] == "none").then_some(v)
     })
     .expect("the unlisted MX makes the domain unusable under its own policy");
-    assert!(
-        find(&v, "starttls:mx.stsok.test")["evidence"]
-            .as_str()
-            .unwrap()
-            .contains("matches no mx pattern")
-    );
+    assert!(evidence_of(&v, "starttls:mx.stsok.test").contains("matches no mx pattern"));
 
     // A redirect is never followed: no policy, the domain is only as good as WebPKI.
     w.set_policy("stsredir.test", Some(STS_ENFORCE));
