@@ -272,6 +272,9 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
             cfg.server.spool_dir.is_dir().then_some(sts_dir.as_path()),
         )),
         sts_port: 443,
+        trust: std::sync::Arc::new(
+            sluis::posture::trust::from_config(&cfg).map_err(anyhow::Error::msg)?,
+        ),
         roots: std::sync::Arc::new(sluis::posture::probe::roots(extra)),
         helo: cfg.server.hostname.clone(),
         port: cfg.posture.probe_port,

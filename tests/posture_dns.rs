@@ -211,6 +211,40 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     assert_eq!(v["posture"], "encrypted", "{v}");
     assert!(evidence_of(&v, "starttls:mx.webpki.test").contains("encrypted, not authenticated"));
 
+    // On the trust list, as a partner: its agreed CA, or its agreed key, makes it `trusted`;
+    // a key that is not the agreed one makes it an impostor (`none`).
+    let key = evidence_of(&v, "starttls:mx.webpki.test")
+        .split("key ")
+        .nth(1)
+        .and_then(|k| k.split(';').next())
+        .expect("the probe shows the key pin")
+        .to_string();
+    let listed = |extra: &str| {
+        let dir = scratch("trust").keep();
+        let cfg = dir.join("sluis.toml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "[ownership]\ntoken = \"{}\"\n\n[[domains]]\nname = \"webpki.test\"\n\
+                 class = \"partner\"\n{extra}",
+                common::dns::TOKEN
+            ),
+        )
+        .unwrap();
+        check_domain_with(&["webpki.test", "--config", cfg.to_str().unwrap()])
+    };
+    let v = listed(&format!("tls_ca_file = \"{}\"\n", web.ca.display()));
+    assert_eq!(v["posture"], "trusted", "{v}");
+    assert!(
+        evidence_of(&v, "starttls:mx.webpki.test").contains("agreed CA"),
+        "{v}"
+    );
+    let v = listed(&format!("tls_pins = [\"{key}\"]\n"));
+    assert_eq!(v["posture"], "trusted", "{v}");
+    let v = listed(&format!("tls_pins = [\"sha256:{}\"]\n", "ab".repeat(32)));
+    assert_eq!(v["posture"], "none", "{v}");
+    assert!(evidence_of(&v, "starttls:mx.webpki.test").contains("not the server agreed"));
+
     // A DANE-TA record of a CA that did not issue the certificate: the chain does not verify.
     d.set_records(
         "danetaok.test",

@@ -351,6 +351,19 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
                 ),
             );
         }
+        for (k, pin) in d.tls_pins.iter().enumerate() {
+            if crate::posture::trust::parse_pin(pin).is_none() {
+                return err(
+                    &format!("domains[{i}].tls_pins[{k}]"),
+                    format!("{pin:?} is not \"sha256:<64 hex digits>\""),
+                );
+            }
+        }
+        if let Some(ca) = &d.tls_ca_file
+            && let Err(e) = crate::relay::tls::load_roots(ca)
+        {
+            return err(&format!("domains[{i}].tls_ca_file"), e.to_string());
+        }
         if c.domains[..i]
             .iter()
             .any(|o| o.name.eq_ignore_ascii_case(&d.name))

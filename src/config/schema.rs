@@ -338,6 +338,13 @@ pub struct DomainConfig {
     /// When set, the domain's NS set must be exactly these hosts, or it counts as lapsed.
     #[serde(default)]
     pub pinned_ns: Vec<String>,
+    /// Trust list (posture `trusted`): SHA-256 pins of the SubjectPublicKeyInfo its MX hosts'
+    /// certificates must carry ("sha256:<hex>"; `sluis check-domain` shows them).
+    #[serde(default)]
+    pub tls_pins: Vec<String>,
+    /// Trust list: a CA (PEM) the MX hosts' certificates must chain to, for their names.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]

@@ -271,6 +271,7 @@ pub async fn probe_host(
     helo: &str,
     port: u16,
     sts: Option<&super::mta_sts::Policy>,
+    trust: Option<&super::trust::Expectation>,
 ) -> (Check, Level) {
     use super::dane::{DaneResult, verify};
     use super::probe::{Probe, probe};
@@ -329,10 +330,15 @@ pub async fn probe_host(
             chain,
         } => {
             let tls = format!(
-                "{}, {}{} (NCSC: good)",
+                "{}, {}{} (NCSC: good){}",
                 params.version,
                 params.cipher,
-                params.group.map(|g| format!(", {g}")).unwrap_or_default()
+                params.group.map(|g| format!(", {g}")).unwrap_or_default(),
+                chain
+                    .first()
+                    .and_then(super::trust::pin_of)
+                    .map(|p| format!(", key {p}"))
+                    .unwrap_or_default()
             );
             if let TlsaFacts::Usable(tlsa) = &facts.tlsa {
                 let now = rustls_pki_types::UnixTime::now();
@@ -395,6 +401,27 @@ pub async fn probe_host(
                             format!(
                                 "{tls}; certificate not valid for {host} ({e}): the MTA-STS \
                                  policy (enforce) forbids delivery to it"
+                            ),
+                            None,
+                        ),
+                        Level::None,
+                    ),
+                };
+            }
+            if let Some(expectation) = trust {
+                // A partner on the trust list: its agreed certificate, or an impostor.
+                return match expectation.check(&chain, host) {
+                    Ok(why) => (
+                        check(label, Pass, format!("{tls}; {why} (trust list)"), None),
+                        Level::Trusted,
+                    ),
+                    Err(why) => (
+                        check(
+                            label,
+                            Fail,
+                            format!(
+                                "{tls}; {why}: not the server agreed with the partner, mail \
+                                 must not go there"
                             ),
                             None,
                         ),

@@ -113,6 +113,8 @@ mod tests {
             class: DomainClass::Managed,
             token: None,
             pinned_ns: vec![],
+            tls_pins: vec![],
+            tls_ca_file: None,
         });
         c.recipients
             .personal_domains

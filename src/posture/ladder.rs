@@ -6,7 +6,7 @@
 //! reachable. Bogus DNS anywhere that matters makes the domain `bogus`; a failed lookup makes
 //! it `unknown`: neither ever reads as "no TLS", so policy defers rather than downgrades.
 //!
-//! Not yet on the ladder: `trusted` (a partner trust list).
+//! `trusted` comes from the trust list (`trust`): partners whose MX certificates were agreed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -125,6 +125,8 @@ pub struct ProbeOptions {
     pub sts_cache: Arc<super::mta_sts::Cache>,
     /// The HTTPS port of `mta-sts.<domain>` (443).
     pub sts_port: u16,
+    /// The trust list: listed domains whose MX certificates were agreed beforehand.
+    pub trust: Arc<HashMap<String, super::trust::Expectation>>,
     pub roots: Arc<RootCertStore>,
     pub helo: String,
     /// The SMTP port of MX hosts: 25 everywhere but in test setups.
@@ -149,6 +151,7 @@ pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment 
                 &opts.helo,
                 opts.port,
                 enforce.as_ref(),
+                opts.trust.get(domain),
             )
         });
         for (check, level) in futures_util::future::join_all(probes).await {

@@ -11,6 +11,7 @@ pub mod mta_sts;
 pub mod ownership;
 pub mod probe;
 pub mod records;
+pub mod trust;
 
 pub use class::{Classifier, RecipientClass, domain_of};
 pub use ladder::{Assessment, Level, PostureCache};

@@ -69,6 +69,9 @@ impl Runtime {
                 &config.server.spool_dir.join("mta-sts"),
             ))),
             sts_port: 443,
+            trust: Arc::new(
+                crate::posture::trust::from_config(&config).map_err(anyhow::Error::msg)?,
+            ),
             roots: Arc::new(crate::posture::probe::roots(extra)),
             helo: config.server.hostname.clone(),
             port: p.probe_port,
