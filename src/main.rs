@@ -280,7 +280,12 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
         port: cfg.posture.probe_port,
         enabled: !no_probe,
     };
-    let assessment = runtime.block_on(sluis::posture::ladder::assess(&dns, &domain, &opts));
+    let assessment = runtime.block_on(sluis::posture::ladder::assess(
+        &dns,
+        &sluis::posture::probe::StartTlsProber,
+        &domain,
+        &opts,
+    ));
     let dns_checks = &assessment.checks;
     checks.extend(
         dns_checks

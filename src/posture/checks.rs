@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::dns::{Dns, Outcome, Security, Tlsa};
+use super::dns::{Outcome, Resolve, Security, Tlsa};
 use super::ladder::Level;
 use super::records;
 
@@ -91,7 +91,7 @@ pub struct DnsFacts {
 }
 
 /// The DNS checks of `domain`, and the facts the ladder is built from.
-pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, DnsFacts) {
+pub async fn dns_checks(dns: &impl Resolve, domain: &str) -> (Vec<Check>, DnsFacts) {
     let mut facts = DnsFacts {
         mx: MxFacts::Failed,
         hosts: Vec::new(),
@@ -102,7 +102,7 @@ pub async fn dns_checks(dns: &Dns, domain: &str) -> (Vec<Check>, DnsFacts) {
     (checks, facts)
 }
 
-async fn dns_checks_into(dns: &Dns, domain: &str, facts: &mut DnsFacts) -> Vec<Check> {
+async fn dns_checks_into(dns: &impl Resolve, domain: &str, facts: &mut DnsFacts) -> Vec<Check> {
     use CheckResult::*;
     let mut out = Vec::new();
     let (hosts, mx_security) = match dns.mx(domain).await {
@@ -264,8 +264,10 @@ async fn dns_checks_into(dns: &Dns, domain: &str, facts: &mut DnsFacts) -> Vec<C
 
 /// Probes one MX host and places it on the ladder: STARTTLS offered, what TLS it negotiates,
 /// whether the certificate matches the host's TLSA records or is WebPKI-valid for its name.
+#[allow(clippy::too_many_arguments)]
 pub async fn probe_host(
-    dns: &Dns,
+    dns: &impl Resolve,
+    prober: &impl super::probe::Prober,
     facts: &HostFacts,
     roots: std::sync::Arc<rustls::RootCertStore>,
     helo: &str,
@@ -274,7 +276,7 @@ pub async fn probe_host(
     trust: Option<&super::trust::Expectation>,
 ) -> (Check, Level) {
     use super::dane::{DaneResult, verify};
-    use super::probe::{Probe, probe};
+    use super::probe::Probe;
     use CheckResult::*;
     let host = &facts.host;
     let label = format!("starttls:{host}");
@@ -323,7 +325,7 @@ pub async fn probe_host(
             );
         }
     };
-    match probe(host, ip, port, roots, helo).await {
+    match prober.probe(host, ip, port, roots, helo).await {
         Probe::Tls {
             params,
             webpki,
@@ -473,7 +475,7 @@ pub async fn probe_host(
 }
 
 /// DANE for one MX host whose MX answer was secure (RFC 7672 2.2).
-async fn dane_check(dns: &Dns, host: &str) -> (Check, TlsaFacts) {
+async fn dane_check(dns: &impl Resolve, host: &str) -> (Check, TlsaFacts) {
     use CheckResult::*;
     let name = format!("_25._tcp.{host}");
     let label = format!("dane:{host}");

@@ -300,6 +300,33 @@ impl Dns {
     }
 }
 
+/// The lookups a posture assessment makes, behind a trait so that unit tests can answer them
+/// (`Dns` is the real one; tests of the whole path use real servers).
+pub trait Resolve: Sync {
+    fn mx(&self, domain: &str) -> impl std::future::Future<Output = Outcome<Mx>> + Send;
+    fn txt(&self, name: &str) -> impl std::future::Future<Output = Outcome<String>> + Send;
+    fn tlsa(&self, name: &str) -> impl std::future::Future<Output = Outcome<Tlsa>> + Send;
+    fn ips(
+        &self,
+        host: &str,
+    ) -> impl std::future::Future<Output = Outcome<std::net::IpAddr>> + Send;
+}
+
+impl Resolve for Dns {
+    async fn mx(&self, domain: &str) -> Outcome<Mx> {
+        Dns::mx(self, domain).await
+    }
+    async fn txt(&self, name: &str) -> Outcome<String> {
+        Dns::txt(self, name).await
+    }
+    async fn tlsa(&self, name: &str) -> Outcome<Tlsa> {
+        Dns::tlsa(self, name).await
+    }
+    async fn ips(&self, host: &str) -> Outcome<std::net::IpAddr> {
+        Dns::ips(self, host).await
+    }
+}
+
 /// The owner name of the first record in a trust anchor file ("." when there is none).
 fn anchor_zone(path: &std::path::Path) -> String {
     std::fs::read_to_string(path)

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::checks::{Check, CheckResult, DnsFacts, MxFacts, dns_checks, probe_host};
-use super::dns::Dns;
+use super::dns::Resolve;
+use super::probe::Prober;
 
 /// A rung of the ladder, strongest first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -136,7 +137,12 @@ pub struct ProbeOptions {
 }
 
 /// Gathers the evidence and places `domain` on the ladder.
-pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment {
+pub async fn assess(
+    dns: &impl Resolve,
+    prober: &impl Prober,
+    domain: &str,
+    opts: &ProbeOptions,
+) -> Assessment {
     let (mut checks, facts) = dns_checks(dns, domain).await;
     let (sts_check, enforce) = mta_sts_check(dns, domain, &facts, opts).await;
     checks.extend(sts_check);
@@ -146,6 +152,7 @@ pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment 
         let probes = facts.hosts.iter().map(|host| {
             probe_host(
                 dns,
+                prober,
                 host,
                 opts.roots.clone(),
                 &opts.helo,
@@ -183,7 +190,7 @@ pub async fn assess(dns: &Dns, domain: &str, opts: &ProbeOptions) -> Assessment 
 
 /// The MTA-STS policy in force (fetched, or cached), as a check; the policy when it enforces.
 async fn mta_sts_check(
-    dns: &Dns,
+    dns: &impl Resolve,
     domain: &str,
     facts: &DnsFacts,
     opts: &ProbeOptions,
@@ -389,6 +396,8 @@ impl PostureCache {
 mod tests {
     use super::*;
     use crate::posture::checks::{HostFacts, TlsaFacts};
+    use crate::posture::dns::{Mx, Outcome, Security, Tlsa};
+    use crate::posture::probe::Probe;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     fn facts(mx: MxFacts, tlsa: &[TlsaFacts]) -> DnsFacts {
@@ -509,5 +518,148 @@ mod tests {
                 .await;
         }
         assert_eq!(cache.len(), 3);
+    }
+
+    /// Answers from tables, like Stalwart's test resolvers: the ladder logic without servers.
+    #[derive(Default)]
+    struct FakeDns {
+        mx: HashMap<String, Outcome<Mx>>,
+        tlsa: HashMap<String, Outcome<Tlsa>>,
+    }
+
+    impl Resolve for FakeDns {
+        async fn mx(&self, domain: &str) -> Outcome<Mx> {
+            self.mx
+                .get(domain)
+                .cloned()
+                .unwrap_or(Outcome::Failed("no answer".into()))
+        }
+        async fn txt(&self, _: &str) -> Outcome<String> {
+            Outcome::NotFound {
+                security: Security::Secure,
+            }
+        }
+        async fn tlsa(&self, name: &str) -> Outcome<Tlsa> {
+            self.tlsa.get(name).cloned().unwrap_or(Outcome::NotFound {
+                security: Security::Secure,
+            })
+        }
+        async fn ips(&self, _: &str) -> Outcome<std::net::IpAddr> {
+            Outcome::Found {
+                records: vec![std::net::IpAddr::from([192, 0, 2, 1])],
+                security: Security::Secure,
+            }
+        }
+    }
+
+    struct FakeProber(HashMap<String, Probe>);
+
+    impl Prober for FakeProber {
+        async fn probe(
+            &self,
+            host: &str,
+            _: std::net::IpAddr,
+            _: u16,
+            _: Arc<RootCertStore>,
+            _: &str,
+        ) -> Probe {
+            self.0
+                .get(host)
+                .cloned()
+                .unwrap_or(Probe::Unreachable("down".into()))
+        }
+    }
+
+    fn tls(chain: Vec<rustls_pki_types::CertificateDer<'static>>, webpki: bool) -> Probe {
+        Probe::Tls {
+            params: crate::stream::TlsParams {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_128_GCM_SHA256".into(),
+                group: None,
+            },
+            webpki: if webpki {
+                Ok(())
+            } else {
+                Err("unknown issuer".into())
+            },
+            chain,
+        }
+    }
+
+    fn opts() -> ProbeOptions {
+        ProbeOptions {
+            sts_cache: Arc::new(crate::posture::mta_sts::Cache::new(None)),
+            sts_port: 443,
+            trust: Arc::new(HashMap::new()),
+            roots: Arc::new(RootCertStore::empty()),
+            helo: "gw.test".into(),
+            port: 25,
+            enabled: true,
+        }
+    }
+
+    fn mx(hosts: &[&str], security: Security) -> Outcome<Mx> {
+        Outcome::Found {
+            records: hosts
+                .iter()
+                .enumerate()
+                .map(|(i, h)| Mx {
+                    preference: 10 * (i as u16 + 1),
+                    host: h.to_string(),
+                })
+                .collect(),
+            security,
+        }
+    }
+
+    #[tokio::test]
+    async fn injected_answers_walk_the_ladder() {
+        let leaf = rcgen::generate_simple_self_signed(vec!["mx.a.test".into()]).unwrap();
+        let chain = vec![leaf.cert.der().clone()];
+        let spki = {
+            let (_, c) = x509_parser::parse_x509_certificate(chain[0].as_ref()).unwrap();
+            ring::digest::digest(&ring::digest::SHA256, c.tbs_certificate.subject_pki.raw)
+        };
+        let tlsa = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: spki.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        };
+        let mut dns = FakeDns::default();
+        dns.mx
+            .insert("a.test".into(), mx(&["mx.a.test"], Security::Secure));
+        dns.tlsa.insert(
+            "_25._tcp.mx.a.test".into(),
+            Outcome::Found {
+                records: vec![tlsa],
+                security: Security::Secure,
+            },
+        );
+        dns.mx.insert(
+            "b.test".into(),
+            mx(&["mx.b.test", "mx2.b.test"], Security::Insecure),
+        );
+        dns.mx.insert("c.test".into(), Outcome::Bogus);
+        dns.mx
+            .insert("d.test".into(), mx(&["mx.d.test"], Security::Secure));
+        dns.tlsa.insert(
+            "_25._tcp.mx.d.test".into(),
+            Outcome::Failed("SERVFAIL".into()),
+        );
+        let mut probes = HashMap::new();
+        probes.insert("mx.a.test".to_string(), tls(chain.clone(), false));
+        probes.insert("mx.b.test".to_string(), tls(chain.clone(), true));
+        probes.insert("mx2.b.test".to_string(), Probe::NoStartTls);
+        let prober = FakeProber(probes);
+        let level = |d: &'static str| {
+            let (dns, prober) = (&dns, &prober);
+            async move { assess(dns, prober, d, &opts()).await.posture }
+        };
+        assert_eq!(level("a.test").await, Level::Dane);
+        assert_eq!(level("b.test").await, Level::None, "mx2 offers no STARTTLS");
+        assert_eq!(level("c.test").await, Level::Bogus);
+        assert_eq!(level("d.test").await, Level::Unknown, "TLSA lookup failed");
+        assert_eq!(level("e.test").await, Level::Unknown, "MX lookup failed");
     }
 }

@@ -19,7 +19,7 @@ use rustls_pki_types::ServerName;
 use serde::{Deserialize, Serialize};
 use tokio_rustls::TlsConnector;
 
-use super::dns::{Dns, Outcome};
+use super::dns::{Outcome, Resolve};
 
 /// The largest policy read (RFC 8461 3.2 suggests 64 KiB).
 const MAX_POLICY: usize = 64 * 1024;
@@ -108,7 +108,7 @@ impl Policy {
 /// Fetches the policy of `domain` over HTTPS (port `port`, 443 but in test setups), the
 /// policy host's address looked up through Sluis's own resolver.
 pub async fn fetch(
-    dns: &Dns,
+    dns: &impl Resolve,
     domain: &str,
     roots: Arc<RootCertStore>,
     port: u16,
@@ -120,7 +120,7 @@ pub async fn fetch(
 }
 
 async fn fetch_inner(
-    dns: &Dns,
+    dns: &impl Resolve,
     domain: &str,
     roots: Arc<RootCertStore>,
     port: u16,
@@ -259,7 +259,7 @@ pub enum Source {
 /// The policy in force for `domain`, given the id its TXT record announces (`None`: no
 /// record). Returns the policy and where it came from, or why there is none.
 pub async fn policy_for(
-    dns: &Dns,
+    dns: &impl Resolve,
     domain: &str,
     announced_id: Option<&str>,
     cache: &Cache,

@@ -39,6 +39,34 @@ pub enum Probe {
     Failed(String),
 }
 
+/// The STARTTLS probe, behind a trait so that unit tests can answer for MX hosts.
+pub trait Prober: Sync {
+    fn probe(
+        &self,
+        host: &str,
+        ip: IpAddr,
+        port: u16,
+        roots: Arc<RootCertStore>,
+        helo: &str,
+    ) -> impl std::future::Future<Output = Probe> + Send;
+}
+
+/// The real probe: an SMTP session with STARTTLS.
+pub struct StartTlsProber;
+
+impl Prober for StartTlsProber {
+    async fn probe(
+        &self,
+        host: &str,
+        ip: IpAddr,
+        port: u16,
+        roots: Arc<RootCertStore>,
+        helo: &str,
+    ) -> Probe {
+        probe(host, ip, port, roots, helo).await
+    }
+}
+
 /// Mozilla's roots (webpki-roots) plus `extra`.
 pub fn roots(extra: Option<RootCertStore>) -> RootCertStore {
     let mut roots = RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());

@@ -128,7 +128,13 @@ impl PostureSource for Runtime {
         self.postures
             .get(domain, || async {
                 let started = std::time::Instant::now();
-                let a = assess(&self.dns, domain, &self.probe).await;
+                let a = assess(
+                    &*self.dns,
+                    &crate::posture::probe::StartTlsProber,
+                    domain,
+                    &self.probe,
+                )
+                .await;
                 crate::metrics::posture_lookup(a.posture.name(), started.elapsed());
                 tracing::info!(%domain, posture = %a.posture, "recipient domain assessed");
                 a
