@@ -110,6 +110,30 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
         "{bogus}"
     );
 
+    // Behind a resolver that passes signatures on without judging them, Sluis's own validation
+    // sees the broken signatures: bogus, which defers as well, and never reads as "no TLS".
+    let d = dns();
+    let out = Command::new(SLUIS)
+        .args([
+            "check-domain",
+            "bogus.test",
+            "--format",
+            "json",
+            "--no-probe",
+        ])
+        .args([
+            "--resolver",
+            common::dns::PASSTHROUGH_RESOLVER,
+            "--trust-anchor",
+        ])
+        .arg(d.anchor_path())
+        .output()
+        .unwrap();
+    assert_success(&out, "sluis check-domain");
+    let bogus: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(bogus["posture"], "bogus", "{bogus}");
+    assert!(evidence_of(&bogus, "mx").contains("bogus"), "{bogus}");
+
     // managed.test: signed, no MX, no TLSA for the implicit MX.
     let managed = check_domain("managed.test");
     assert_eq!(find(&managed, "mx")["dnssec"], "secure");
@@ -210,6 +234,28 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     let v = check_domain_with(&["webpki.test"]);
     assert_eq!(v["posture"], "encrypted", "{v}");
     assert!(evidence_of(&v, "starttls:mx.webpki.test").contains("encrypted, not authenticated"));
+
+    // Postfix MX hosts whose certificates fail WebPKI under a CA we trust: expired, and
+    // issued for another name. Encrypted, not authenticated.
+    let bad = scratch("badcerts");
+    let expired = expired_pki(bad.path(), "mx.expired.test");
+    let _pf1 = postfix_mx("127.0.3.17", &expired);
+    let other_dir = bad.path().join("other");
+    std::fs::create_dir_all(&other_dir).unwrap();
+    let other = pki(&other_dir, "mx.someone-else.test");
+    let _pf2 = postfix_mx("127.0.3.18", &other);
+    let b = check_domain_with(&["expired.test", "--ca-file", expired.ca.to_str().unwrap()]);
+    assert_eq!(b["posture"], "encrypted", "{b}");
+    let e = evidence_of(&b, "starttls:mx.expired.test");
+    assert!(e.contains("Expired") || e.contains("expired"), "{e}");
+    assert!(e.contains("valid until 2021-01-01"), "{e}");
+    let b = check_domain_with(&["wrongname.test", "--ca-file", other.ca.to_str().unwrap()]);
+    assert_eq!(b["posture"], "encrypted", "{b}");
+    let e = evidence_of(&b, "starttls:mx.wrongname.test");
+    assert!(
+        e.contains("NotValidForName") || e.contains("not valid for"),
+        "{e}"
+    );
 
     // On the trust list, as a partner: its agreed CA, or its agreed key, makes it `trusted`;
     // a key that is not the agreed one makes it an impostor (`none`).

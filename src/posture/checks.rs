@@ -331,15 +331,16 @@ pub async fn probe_host(
             webpki,
             chain,
         } => {
+            let (_, rating) = super::ncsc::rate(&params);
             let tls = format!(
-                "{}, {}{} (NCSC: good){}",
+                "{}, {}{} (NCSC: {rating}){}",
                 params.version,
                 params.cipher,
                 params.group.map(|g| format!(", {g}")).unwrap_or_default(),
                 chain
                     .first()
-                    .and_then(super::trust::pin_of)
-                    .map(|p| format!(", key {p}"))
+                    .and_then(super::trust::facts_of)
+                    .map(|f| format!("; {f}"))
                     .unwrap_or_default()
             );
             if let TlsaFacts::Usable(tlsa) = &facts.tlsa {

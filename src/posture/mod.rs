@@ -8,6 +8,7 @@ pub mod dane;
 pub mod dns;
 pub mod ladder;
 pub mod mta_sts;
+pub mod ncsc;
 pub mod ownership;
 pub mod probe;
 pub mod records;

@@ -52,6 +52,26 @@ pub fn pin_of(cert: &CertificateDer<'_>) -> Option<String> {
     ))
 }
 
+/// What a reviewer wants to know of a certificate: subject, issuer, expiry, key pin.
+pub fn facts_of(cert: &CertificateDer<'_>) -> Option<String> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+    let expires = u64::try_from(parsed.validity().not_after.timestamp())
+        .ok()
+        .map(|t| {
+            humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(t),
+            )
+            .to_string()
+        })
+        .unwrap_or_else(|| "?".into());
+    Some(format!(
+        "certificate subject {}, issuer {}, valid until {expires}, key {}",
+        parsed.subject(),
+        parsed.issuer(),
+        pin_of(cert)?
+    ))
+}
+
 /// The trust list of a configuration: listed domains with pins or a CA.
 pub fn from_config(config: &Config) -> Result<HashMap<String, Expectation>, String> {
     let mut list = HashMap::new();

@@ -10,7 +10,8 @@
 //! announcement and an NTA 7516 record; nullmx.test has a null MX. daneok.test (127.0.3.11),
 //! danetaok.test (127.0.3.13) and webpki.test (127.0.3.12) have one MX host each, for tests
 //! that start a STARTTLS server there and publish TLSA records for its certificate.
-//! stsok.test (MX 127.0.3.14) and stsredir.test (MX 127.0.3.16) announce MTA-STS (id=1), their
+//! expired.test (127.0.3.17) and wrongname.test (127.0.3.18) likewise, for Postfix MX hosts
+//! with an expired and a wrong-name certificate. stsok.test (MX 127.0.3.14) and stsredir.test (MX 127.0.3.16) announce MTA-STS (id=1), their
 //! `mta-sts` hosts being nginx on 127.0.4.1 (`web.rs`).
 
 use std::collections::BTreeMap;
@@ -22,6 +23,8 @@ use super::{require, wait_for};
 
 pub const TOKEN: &str = "sluis-verification=t0k3n-e2e";
 pub const RESOLVER: &str = "127.0.2.53:53";
+/// A resolver that does not validate but passes DNSSEC records on (unbound as an iterator).
+pub const PASSTHROUGH_RESOLVER: &str = "127.0.2.54:53";
 const KNOT_ADDR: &str = "127.0.1.53";
 const SIGNED: &[&str] = &[
     "managed.test",
@@ -36,6 +39,8 @@ const SIGNED: &[&str] = &[
     "webpki.test",
     "stsok.test",
     "stsredir.test",
+    "expired.test",
+    "wrongname.test",
 ];
 
 /// A made-up SHA-256 association, for TLSA records that are only looked up, not matched.
@@ -196,6 +201,8 @@ impl DnsTopology {
                 ("daneok.test", "127.0.3.11"),
                 ("danetaok.test", "127.0.3.13"),
                 ("webpki.test", "127.0.3.12"),
+                ("expired.test", "127.0.3.17"),
+                ("wrongname.test", "127.0.3.18"),
             ] {
                 r.get_mut(zone)
                     .unwrap()
@@ -230,23 +237,40 @@ impl DnsTopology {
         });
         assert!(up.is_some(), "knot did not answer");
 
-        let unbound_conf = dir.join("unbound/unbound.conf");
-        std::fs::write(
-            &unbound_conf,
-            format!(
-                "server:\n  interface: 127.0.2.53\n  port: 53\n  outgoing-interface: 127.0.2.53\n  \
-                 username: \"\"\n  chroot: \"\"\n  directory: \"{d}/unbound\"\n  \
-                 pidfile: \"{d}/unbound/unbound.pid\"\n  logfile: \"{d}/unbound/unbound.log\"\n  \
-                 use-syslog: no\n  do-ip6: no\n  num-threads: 1\n  val-log-level: 2\n  \
-                 do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
-                 local-zone: \".\" refuse\n  local-zone: \"test.\" transparent\n  \
-                 trust-anchor: \"{test_ds}\"\n  cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n\
-                 remote-control:\n  control-enable: no\n\
-                 stub-zone:\n  name: \"test.\"\n  stub-addr: 127.0.1.53@53\n"
+        // Two resolvers: unbound validating (what deployments use), and unbound as a plain
+        // iterator that passes signatures on without judging them, so that Sluis's own
+        // validation meets bogus data instead of SERVFAIL.
+        for (name, addr, validation) in [
+            (
+                "unbound",
+                "127.0.2.53",
+                format!("trust-anchor: \"{test_ds}\""),
             ),
-        )
-        .unwrap();
-        run(Command::new("unbound").arg("-c").arg(&unbound_conf));
+            (
+                "unbound-iter",
+                "127.0.2.54",
+                "module-config: \"iterator\"".to_string(),
+            ),
+        ] {
+            std::fs::create_dir_all(dir.join(name)).unwrap();
+            let conf = dir.join(format!("{name}/unbound.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "server:\n  interface: {addr}\n  port: 53\n  outgoing-interface: {addr}\n  \
+                     username: \"\"\n  chroot: \"\"\n  directory: \"{d}/{name}\"\n  \
+                     pidfile: \"{d}/{name}/unbound.pid\"\n  logfile: \"{d}/{name}/unbound.log\"\n  \
+                     use-syslog: no\n  do-ip6: no\n  num-threads: 1\n  val-log-level: 2\n  \
+                     do-not-query-localhost: no\n  access-control: 127.0.0.0/8 allow\n  \
+                     local-zone: \".\" refuse\n  local-zone: \"test.\" transparent\n  \
+                     {validation}\n  cache-max-ttl: 1\n  cache-max-negative-ttl: 1\n\
+                     remote-control:\n  control-enable: no\n\
+                     stub-zone:\n  name: \"test.\"\n  stub-addr: 127.0.1.53@53\n"
+                ),
+            )
+            .unwrap();
+            run(Command::new("unbound").arg("-c").arg(&conf));
+        }
         let up = wait_for(std::time::Duration::from_secs(10), || {
             Command::new("kdig")
                 .args(["+dnssec", "@127.0.2.53", "_sluis.managed.test", "TXT"])
@@ -265,7 +289,8 @@ impl DnsTopology {
         // Stop both once this test binary is gone.
         super::after_exit(&format!(
             "knotc -c {d}/knot/knot.conf stop >/dev/null 2>&1; \
-             kill $(cat {d}/unbound/unbound.pid) 2>/dev/null; sleep 1; rm -rf {d}"
+             kill $(cat {d}/unbound/unbound.pid) $(cat {d}/unbound-iter/unbound.pid) 2>/dev/null; \
+             sleep 1; rm -rf {d}"
         ));
         topo
     }

@@ -907,6 +907,53 @@ pub fn pki_for(dir: &Path, names: &[&str]) -> Pki {
     }
 }
 
+/// A test CA and a leaf for `name` whose validity ended in 2021, as PEM files in `dir` (made
+/// with rcgen: this openssl cannot backdate a certificate).
+pub fn expired_pki(dir: &Path, name: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "Sluis Expired Test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec![name.to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let leaf = params.signed_by(&key, &issuer).unwrap();
+    let p = Pki {
+        ca: dir.join("expired-ca.crt"),
+        cert: dir.join("expired-leaf.crt"),
+        key: dir.join("expired-leaf.key"),
+    };
+    std::fs::write(&p.ca, ca.pem()).unwrap();
+    std::fs::write(&p.cert, leaf.pem()).unwrap();
+    std::fs::write(&p.key, key.serialize_pem()).unwrap();
+    p
+}
+
+/// A Postfix MX host: smtpd on `ip`:25 offering STARTTLS with `p`'s certificate.
+pub fn postfix_mx(ip: &str, p: &Pki) -> PostfixClient {
+    let main = format!(
+        "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
+        p.cert.display(),
+        p.key.display()
+    );
+    let mx = PostfixClient::start_with_master(
+        &format!("mx-{}", ip.replace('.', "-")),
+        &main,
+        &format!("{ip}:25 inet n - n - - smtpd\n"),
+    );
+    let up = wait_for(Duration::from_secs(15), || {
+        TcpStream::connect((ip, 25)).ok()
+    });
+    assert!(up.is_some(), "postfix MX on {ip}:25 did not listen");
+    mx
+}
+
 pub fn tls_section(p: &Pki) -> String {
     format!(
         "[tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n",
