@@ -1,6 +1,9 @@
-//! The DNS evidence `sluis check-domain` shows for a domain (issue 4, DNS part): MX, null and
-//! implicit MX, DANE availability per MX host, the MTA-STS announcement and the NTA 7516
-//! record, each with its DNSSEC status, against the knot + unbound test zone.
+//! A recipient domain's place on the TLS posture ladder, as `sluis check-domain` shows it
+//! (issue 4): MX, null and implicit MX, DANE, MTA-STS, the NTA 7516 record, each with its
+//! DNSSEC status, and the STARTTLS probe of every MX host. Against real servers started by the
+//! suite: knot serving a signed zone, unbound validating it (and one passing signatures on
+//! unjudged), Postfix MX hosts on 127.0.3.x:25 (TLSA 3 1 1 and 2 0 1 matches and mismatches,
+//! test-CA, expired and wrong-name certificates, no STARTTLS), nginx serving MTA-STS policies.
 
 mod common;
 
@@ -144,9 +147,9 @@ fn null_implicit_insecure_and_bogus_mx_are_told_apart() {
     );
 }
 
-/// A STARTTLS server (Sluis) at `addr` with a certificate for `name` under a fresh test CA;
-/// with `send_ca`, the CA certificate follows the leaf in the chain it sends (for DANE-TA).
-fn mx_server(addr: &str, name: &str, send_ca: bool) -> (Pki, Sluis, Sink, tempfile::TempDir) {
+/// A certificate for `name` under a fresh test CA; with `send_ca`, the certificate file holds
+/// the chain, the CA after the leaf (for DANE-TA).
+fn mx_pki(name: &str, send_ca: bool) -> (Pki, tempfile::TempDir) {
     let dir = scratch("mxpki");
     let mut p = pki(dir.path(), name);
     if send_ca {
@@ -156,19 +159,38 @@ fn mx_server(addr: &str, name: &str, send_ca: bool) -> (Pki, Sluis, Sink, tempfi
         std::fs::write(&chain, pem).unwrap();
         p.cert = chain;
     }
-    let sink = Sink::start(&[]);
-    let mx = Sluis::start_at(addr.parse().unwrap(), sink.port, &tls_section(&p), &[]);
-    (p, mx, sink, dir)
+    (p, dir)
+}
+
+/// Postfix MX hosts, started together (each takes a few seconds).
+fn postfix_mxes(hosts: &[(&str, Option<&Pki>)]) -> Vec<PostfixClient> {
+    std::thread::scope(|s| {
+        let started: Vec<_> = hosts
+            .iter()
+            .map(|(ip, tls)| s.spawn(move || postfix_mx(ip, *tls)))
+            .collect();
+        started.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 #[test]
 fn starttls_probe_places_each_domain_on_the_ladder() {
     let d = dns();
-    // dane.test: mx has a TLSA 3 1 1 record that matches nothing, mx2 offers no STARTTLS.
-    let (dane_pki, _mx, _s1, _d1) = mx_server("127.0.3.1:25", "mx.dane.test", false);
-    let _mx2 = Sink::start_at("127.0.3.2:25".parse().unwrap(), &[]);
-    // daneok.test: DANE-EE, the leaf's key published as TLSA 3 1 1.
-    let (ee, _mx3, _s3, _d3) = mx_server("127.0.3.11:25", "mx.daneok.test", false);
+    // Postfix MX hosts. dane.test: mx has a TLSA 3 1 1 record that matches nothing, mx2 offers
+    // no STARTTLS. daneok.test: DANE-EE, the leaf's key published as TLSA 3 1 1. danetaok.test:
+    // DANE-TA, the issuing CA published as TLSA 2 0 1 and sent in the chain. webpki.test: no
+    // TLSA; a certificate under a CA given with --ca-file or not.
+    let (dane_pki, _d1) = mx_pki("mx.dane.test", false);
+    let (ee, _d3) = mx_pki("mx.daneok.test", false);
+    let (ta, _d4) = mx_pki("mx.danetaok.test", true);
+    let (web, _d5) = mx_pki("mx.webpki.test", false);
+    let _mxes = postfix_mxes(&[
+        ("127.0.3.1", Some(&dane_pki)),
+        ("127.0.3.2", None),
+        ("127.0.3.11", Some(&ee)),
+        ("127.0.3.13", Some(&ta)),
+        ("127.0.3.12", Some(&web)),
+    ]);
     d.add_records(
         "daneok.test",
         &[&format!(
@@ -176,8 +198,6 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
             tlsa_sha256(&ee.cert, 1)
         )],
     );
-    // danetaok.test: DANE-TA, the issuing CA published as TLSA 2 0 1 and sent in the chain.
-    let (ta, _mx4, _s4, _d4) = mx_server("127.0.3.13:25", "mx.danetaok.test", true);
     d.add_records(
         "danetaok.test",
         &[&format!(
@@ -185,8 +205,6 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
             tlsa_sha256(&ta.ca, 0)
         )],
     );
-    // webpki.test: no TLSA; a certificate under a CA given with --ca-file or not.
-    let (web, _mx5, _s5, _d5) = mx_server("127.0.3.12:25", "mx.webpki.test", false);
 
     let v = check_domain_with(&["dane.test"]);
     let tls = find(&v, "starttls:mx.dane.test");
@@ -239,11 +257,11 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
     // issued for another name. Encrypted, not authenticated.
     let bad = scratch("badcerts");
     let expired = expired_pki(bad.path(), "mx.expired.test");
-    let _pf1 = postfix_mx("127.0.3.17", &expired);
+    let _pf1 = postfix_mx("127.0.3.17", Some(&expired));
     let other_dir = bad.path().join("other");
     std::fs::create_dir_all(&other_dir).unwrap();
     let other = pki(&other_dir, "mx.someone-else.test");
-    let _pf2 = postfix_mx("127.0.3.18", &other);
+    let _pf2 = postfix_mx("127.0.3.18", Some(&other));
     let b = check_domain_with(&["expired.test", "--ca-file", expired.ca.to_str().unwrap()]);
     assert_eq!(b["posture"], "encrypted", "{b}");
     let e = evidence_of(&b, "starttls:mx.expired.test");
@@ -341,11 +359,8 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
     use common::web::web;
     let d = dns();
     let w = web();
-    // The MX hosts carry certificates from the web server's CA.
-    let sink = Sink::start(&[]);
-    let tls = tls_section(&w.pki);
-    let _mx = Sluis::start_at("127.0.3.14:25".parse().unwrap(), sink.port, &tls, &[]);
-    let _mx2 = Sluis::start_at("127.0.3.16:25".parse().unwrap(), sink.port, &tls, &[]);
+    // Postfix MX hosts with certificates from the web server's CA.
+    let _mxes = postfix_mxes(&[("127.0.3.14", Some(&w.pki)), ("127.0.3.16", Some(&w.pki))]);
     let ca = w.ca().display().to_string();
     // A configuration whose spool holds the policy cache, as the gateway's does.
     let dir = scratch("sts");

@@ -935,13 +935,17 @@ pub fn expired_pki(dir: &Path, name: &str) -> Pki {
     p
 }
 
-/// A Postfix MX host: smtpd on `ip`:25 offering STARTTLS with `p`'s certificate.
-pub fn postfix_mx(ip: &str, p: &Pki) -> PostfixClient {
-    let main = format!(
-        "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
-        p.cert.display(),
-        p.key.display()
-    );
+/// A Postfix MX host: smtpd on `ip`:25, offering STARTTLS with `tls`'s certificate (a chain
+/// when the file holds one), or no STARTTLS at all.
+pub fn postfix_mx(ip: &str, tls: Option<&Pki>) -> PostfixClient {
+    let main = match tls {
+        Some(p) => format!(
+            "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
+            p.cert.display(),
+            p.key.display()
+        ),
+        None => "smtpd_tls_security_level = none\n".to_string(),
+    };
     let mx = PostfixClient::start_with_master(
         &format!("mx-{}", ip.replace('.', "-")),
         &main,
