@@ -442,3 +442,49 @@ fn mta_sts_policies_are_fetched_checked_cached_and_never_redirected() {
         "{p}"
     );
 }
+
+#[test]
+fn resolver_validation_trusts_the_ad_bit_and_notices_a_resolver_that_does_not_validate() {
+    let d = dns();
+    let dir = scratch("ad");
+    let cfg = dir.path().join("sluis.toml");
+    std::fs::write(&cfg, "[dns]\nvalidation = \"resolver\"\n").unwrap();
+    let ask = |domain: &str, resolver: &str| -> Value {
+        let out = Command::new(SLUIS)
+            .args(["check-domain", domain, "--format", "json", "--no-probe"])
+            .args(["--resolver", resolver, "--trust-anchor"])
+            .arg(d.anchor_path())
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_success(&out, "sluis check-domain");
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    // unbound validates: its AD bit makes answers secure, unsigned zones insecure, and bogus
+    // ones a failure.
+    let v = ask("daneok.test", common::dns::RESOLVER);
+    assert_eq!(find(&v, "mx")["dnssec"], "secure", "{v}");
+    assert_eq!(find(&v, "dane:mx.daneok.test")["dnssec"], "secure", "{v}");
+    let v = ask("unsigned.test", common::dns::RESOLVER);
+    assert_eq!(find(&v, "mx")["dnssec"], "insecure", "{v}");
+    let v = ask("bogus.test", common::dns::RESOLVER);
+    assert_eq!(find(&v, "mx")["result"], "fail", "{v}");
+    // A resolver that does not validate never sets AD: nothing is secure, never falsely so.
+    let v = ask("daneok.test", common::dns::PASSTHROUGH_RESOLVER);
+    assert_eq!(find(&v, "mx")["dnssec"], "insecure", "{v}");
+
+    // The gateway's readiness says so.
+    let sink = Sink::start(&[]);
+    let (_gw, admin) = Sluis::start_with_admin(
+        sink.port,
+        &format!(
+            "[dns]\nvalidation = \"resolver\"\nresolver = \"{}\"\ntrust_anchor_file = \"{}\"\n",
+            common::dns::PASSTHROUGH_RESOLVER,
+            d.anchor_path().display()
+        ),
+    );
+    let (status, body) = http_get(admin, "/readyz");
+    assert!(status.contains("503"), "{status} {body}");
+    assert!(body.contains("without the AD bit"), "{body}");
+}

@@ -37,6 +37,13 @@ pub struct Config {
     pub log: LogConfig,
 }
 
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Validation {
+    InProcess,
+    Resolver,
+}
+
 /// How recipient domains are placed on the TLS posture ladder (DESIGN §4).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -272,8 +279,12 @@ impl Default for InspectConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
-    /// The recursive resolver Sluis asks. Sluis validates DNSSEC itself.
+    /// The recursive resolver Sluis asks.
     pub resolver: SocketAddr,
+    /// Who validates DNSSEC: Sluis itself ("in-process", against the trust anchor), or the
+    /// resolver, whose AD bit Sluis then trusts ("resolver": only for a validating resolver on
+    /// this host or a link you trust, as Postfix does).
+    pub validation: Validation,
     /// DNSKEY records (zone-file syntax) to trust; default: the IANA root keys.
     pub trust_anchor_file: Option<PathBuf>,
     #[serde(with = "humantime_serde")]
@@ -287,6 +298,7 @@ impl Default for DnsConfig {
     fn default() -> Self {
         DnsConfig {
             resolver: SocketAddr::from(([127, 0, 0, 1], 53)),
+            validation: Validation::InProcess,
             trust_anchor_file: None,
             timeout: Duration::from_secs(5),
             max_cache_ttl: Duration::from_secs(300),

@@ -17,7 +17,7 @@ use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfi
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
-use hickory_resolver::proto::rr::RData;
+use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::{Resolver, TokioResolver};
 use serde::Serialize;
 
@@ -94,6 +94,8 @@ pub enum DnsSetupError {
 
 pub struct Dns {
     resolver: TokioResolver,
+    /// Set when the resolver's AD bit is trusted instead of validating here.
+    trust_ad: Option<AdClient>,
     /// The zone of the trust anchor: its SOA must validate when DNSSEC works end to end.
     anchor_zone: String,
 }
@@ -140,11 +142,22 @@ impl Dns {
             })?;
             builder = builder.with_trust_anchor(Arc::new(anchors));
         }
+        let trust_ad =
+            (cfg.validation == crate::config::Validation::Resolver).then_some(AdClient {
+                resolver: cfg.resolver,
+                timeout: cfg.timeout,
+            });
+        if trust_ad.is_some() {
+            // The resolver validates; the in-process resolver then only serves lookup_ip for
+            // callers that need no security status.
+            builder_validate_off(&mut builder);
+        }
         let resolver = builder
             .build()
             .map_err(|e| DnsSetupError::Build(e.to_string()))?;
         Ok(Dns {
             resolver,
+            trust_ad,
             anchor_zone,
         })
     }
@@ -153,8 +166,24 @@ impl Dns {
     /// back DNSSEC-secure. A resolver that strips signatures, or none at all, fails here rather
     /// than by quietly making every managed domain lapse.
     pub async fn self_test(&self) -> Result<(), String> {
-        let result = self.resolver.soa_lookup(self.anchor_zone.as_str()).await;
-        match Dns::outcome(result, |d| matches!(d, RData::SOA(_)).then_some(())) {
+        let outcome = self
+            .query(&self.anchor_zone, RecordType::SOA, |d| {
+                matches!(d, RData::SOA(_)).then_some(())
+            })
+            .await;
+        if self.trust_ad.is_some()
+            && let Outcome::Found {
+                security: Security::Insecure,
+                ..
+            } = outcome
+        {
+            return Err(format!(
+                "SOA of {} came back without the AD bit: the resolver does not validate DNSSEC, \
+                 and dns.validation = \"resolver\" trusts it to",
+                self.anchor_zone
+            ));
+        }
+        match outcome {
             Outcome::Found {
                 security: Security::Secure,
                 ..
@@ -213,10 +242,22 @@ impl Dns {
         }
     }
 
+    /// One lookup with its security status: validated here, or the resolver's AD bit.
+    async fn query<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Outcome<T> {
+        match &self.trust_ad {
+            Some(ad) => ad.query(name, rtype, pick).await,
+            None => Dns::outcome(self.resolver.lookup(name, rtype).await, pick),
+        }
+    }
+
     /// TXT records at `name`, each record's strings joined.
     pub async fn txt(&self, name: &str) -> Outcome<String> {
-        let result = self.resolver.txt_lookup(name).await;
-        Dns::outcome(result, |d| match d {
+        self.query(name, RecordType::TXT, |d| match d {
             RData::TXT(t) => Some(
                 t.txt_data
                     .iter()
@@ -225,22 +266,24 @@ impl Dns {
             ),
             _ => None,
         })
+        .await
     }
 
     /// MX records of `domain`, by preference; the null MX ("0 .") comes back as host "".
     pub async fn mx(&self, domain: &str) -> Outcome<Mx> {
-        let result = self.resolver.mx_lookup(domain).await;
-        let mut outcome = Dns::outcome(result, |d| match d {
-            RData::MX(m) => Some(Mx {
-                preference: m.preference,
-                host: m
-                    .exchange
-                    .to_ascii()
-                    .trim_end_matches('.')
-                    .to_ascii_lowercase(),
-            }),
-            _ => None,
-        });
+        let mut outcome = self
+            .query(domain, RecordType::MX, |d| match d {
+                RData::MX(m) => Some(Mx {
+                    preference: m.preference,
+                    host: m
+                        .exchange
+                        .to_ascii()
+                        .trim_end_matches('.')
+                        .to_ascii_lowercase(),
+                }),
+                _ => None,
+            })
+            .await;
         if let Outcome::Found { records, .. } = &mut outcome {
             records.sort_by(|a, b| a.preference.cmp(&b.preference).then(a.host.cmp(&b.host)));
         }
@@ -249,8 +292,7 @@ impl Dns {
 
     /// TLSA records at `name` (e.g. `_25._tcp.mx.example.`).
     pub async fn tlsa(&self, name: &str) -> Outcome<Tlsa> {
-        let result = self.resolver.tlsa_lookup(name).await;
-        Dns::outcome(result, |d| match d {
+        self.query(name, RecordType::TLSA, |d| match d {
             RData::TLSA(t) => Some(Tlsa {
                 usage: u8::from(t.cert_usage),
                 selector: u8::from(t.selector),
@@ -259,10 +301,23 @@ impl Dns {
             }),
             _ => None,
         })
+        .await
     }
 
     /// The addresses of a host (A and AAAA).
     pub async fn ips(&self, host: &str) -> Outcome<std::net::IpAddr> {
+        if let Some(ad) = &self.trust_ad {
+            let pick = |d: &RData| match d {
+                RData::A(a) => Some(std::net::IpAddr::V4(a.0)),
+                RData::AAAA(a) => Some(std::net::IpAddr::V6(a.0)),
+                _ => None,
+            };
+            let v4 = ad.query(host, RecordType::A, pick).await;
+            return match v4 {
+                Outcome::Found { .. } | Outcome::Bogus | Outcome::Failed(_) => v4,
+                Outcome::NotFound { .. } => ad.query(host, RecordType::AAAA, pick).await,
+            };
+        }
         match self.resolver.lookup_ip(host).await {
             Ok(l) => {
                 let ips: Vec<std::net::IpAddr> = l.iter().collect();
@@ -287,11 +342,12 @@ impl Dns {
 
     /// NS host names of `domain`, lowercase and without the trailing dot, sorted.
     pub async fn ns(&self, domain: &str) -> Outcome<String> {
-        let result = self.resolver.ns_lookup(domain).await;
-        let mut outcome = Dns::outcome(result, |d| match d {
-            RData::NS(n) => Some(n.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
-            _ => None,
-        });
+        let mut outcome = self
+            .query(domain, RecordType::NS, |d| match d {
+                RData::NS(n) => Some(n.0.to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+                _ => None,
+            })
+            .await;
         if let Outcome::Found { records, .. } = &mut outcome {
             records.sort();
             records.dedup();
@@ -324,6 +380,76 @@ impl Resolve for Dns {
     }
     async fn ips(&self, host: &str) -> Outcome<std::net::IpAddr> {
         Dns::ips(self, host).await
+    }
+}
+
+fn builder_validate_off(builder: &mut hickory_resolver::ResolverBuilder<TokioRuntimeProvider>) {
+    builder.options_mut().validate = false;
+}
+
+/// Queries the resolver directly with the DO bit set and reads its AD bit: the resolver
+/// validates, Sluis trusts its word (RFC 6840 5.7: only for a resolver on a trusted path).
+struct AdClient {
+    resolver: SocketAddr,
+    timeout: Duration,
+}
+
+impl AdClient {
+    async fn query<T>(
+        &self,
+        name: &str,
+        rtype: RecordType,
+        pick: impl Fn(&RData) -> Option<T>,
+    ) -> Outcome<T> {
+        use futures_util::StreamExt;
+        use hickory_resolver::net::DnsHandle;
+        use hickory_resolver::net::client::Client;
+        use hickory_resolver::net::udp::UdpClientStream;
+        use hickory_resolver::proto::op::{DnsRequestOptions, Query, ResponseCode};
+        use hickory_resolver::proto::rr::Name;
+        let Ok(name) = Name::from_str_relaxed(name) else {
+            return Outcome::Failed(format!("{name:?} is not a domain name"));
+        };
+        let stream = UdpClientStream::builder(self.resolver, TokioRuntimeProvider::default())
+            .with_timeout(Some(self.timeout))
+            .build();
+        let (client, background) = Client::<TokioRuntimeProvider>::from_sender(stream);
+        let background = tokio::spawn(background);
+        let mut options = DnsRequestOptions::default();
+        options.use_edns = true;
+        options.edns_set_dnssec_ok = true;
+        options.recursion_desired = true;
+        let mut responses = client.lookup(Query::query(name, rtype), options);
+        let response = tokio::time::timeout(self.timeout * 2, responses.next()).await;
+        background.abort();
+        let message = match response {
+            Ok(Some(Ok(r))) => r,
+            Ok(Some(Err(e))) => return Outcome::Failed(e.to_string()),
+            Ok(None) => return Outcome::Failed("no response".into()),
+            Err(_) => return Outcome::Failed(format!("no answer within {:?}", self.timeout * 2)),
+        };
+        let security = if message.metadata.authentic_data {
+            Security::Secure
+        } else {
+            Security::Insecure
+        };
+        match message.metadata.response_code {
+            ResponseCode::NoError => {
+                let records: Vec<T> = message
+                    .answers
+                    .iter()
+                    .filter_map(|r| pick(&r.data))
+                    .collect();
+                if records.is_empty() {
+                    Outcome::NotFound { security }
+                } else {
+                    Outcome::Found { records, security }
+                }
+            }
+            ResponseCode::NXDomain => Outcome::NotFound { security },
+            // A validating resolver answers SERVFAIL for bogus data, too.
+            code => Outcome::Failed(format!("{code} from the resolver")),
+        }
     }
 }
 
