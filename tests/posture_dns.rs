@@ -476,7 +476,7 @@ fn resolver_validation_trusts_the_ad_bit_and_notices_a_resolver_that_does_not_va
 
     // The gateway's readiness says so.
     let sink = Sink::start(&[]);
-    let (_gw, admin) = Sluis::start_with_admin(
+    let (gw, admin) = Sluis::start_with_admin(
         sink.port,
         &format!(
             "[dns]\nvalidation = \"resolver\"\nresolver = \"{}\"\ntrust_anchor_file = \"{}\"\n",
@@ -487,4 +487,11 @@ fn resolver_validation_trusts_the_ad_bit_and_notices_a_resolver_that_does_not_va
     let (status, body) = http_get(admin, "/readyz");
     assert!(status.contains("503"), "{status} {body}");
     assert!(body.contains("without the AD bit"), "{body}");
+    // and so does its start-up check, in the log (the policy needs postures).
+    let logged = wait_for(std::time::Duration::from_secs(15), || {
+        gw.log()
+            .contains("DNSSEC validation does not work")
+            .then_some(())
+    });
+    assert!(logged.is_some(), "{}", gw.log());
 }

@@ -125,6 +125,20 @@ impl Server {
                     "ownership checks did not finish at start: listed domains count as lapsed until they do"
                 );
             }
+        } else if rt.policy.needs_posture() {
+            // The policy will ask for postures: check DNSSEC too, without holding up the start
+            // (confidential mail is deferred while lookups fail, nothing else waits for DNS).
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                match rt.dns.self_test().await {
+                    Ok(()) => {
+                        tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
+                    }
+                    Err(e) => {
+                        tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: confidential mail will be deferred (posture unknown)")
+                    }
+                }
+            });
         }
         let mut listeners = Vec::new();
         for addr in &rt.config.server.listen {
