@@ -79,14 +79,17 @@ def check_container():
 def check_kubernetes():
     d = "deploy/kubernetes"
     docs = {}
-    for f in ("configmap.yaml", "deployment.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"):
+    services = []
+    for f in ("configmap.yaml", "statefulset.yaml", "service.yaml", "pdb.yaml", "hpa.yaml"):
         for doc in yaml.safe_load_all(open(f"{d}/{f}")):
+            if doc["kind"] == "Service":
+                services.append(doc)
             docs[doc["kind"]] = doc
-    assert set(docs) == {"ConfigMap", "Deployment", "Service", "PodDisruptionBudget",
+    assert set(docs) == {"ConfigMap", "StatefulSet", "Service", "PodDisruptionBudget",
                          "HorizontalPodAutoscaler"}, set(docs)
     toml_text = docs["ConfigMap"]["data"]["sluis.toml"]
     cfg = tomllib.loads(toml_text)
-    dep = docs["Deployment"]
+    dep = docs["StatefulSet"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= labels.items()
     c = dep["spec"]["template"]["spec"]["containers"][0]
@@ -97,19 +100,23 @@ def check_kubernetes():
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts["spool"] == cfg["server"]["spool_dir"]
+    # The spool (quarantine, audit log) is a persistent volume per instance.
+    claims = {t["metadata"]["name"] for t in dep["spec"]["volumeClaimTemplates"]}
+    assert "spool" in claims, claims
+    assert dep["spec"]["serviceName"] in {s["metadata"]["name"] for s in services}
     assert c["args"] == ["serve", "--config", f"{mounts['config']}/sluis.toml"]
     volumes = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     assert dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
-    svc = docs["Service"]
-    assert svc["spec"]["selector"].items() <= labels.items()
-    for p in svc["spec"]["ports"]:
-        assert p["targetPort"] in ports, p
+    for svc in services:
+        assert svc["spec"]["selector"].items() <= labels.items()
+        for p in svc["spec"]["ports"]:
+            assert p["targetPort"] in ports, p
     assert docs["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"].items() <= labels.items()
     hpa = docs["HorizontalPodAutoscaler"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == dep["metadata"]["name"]
-    assert hpa["scaleTargetRef"]["kind"] == "Deployment"
+    assert hpa["scaleTargetRef"]["kind"] == "StatefulSet"
     assert hpa["metrics"][0]["resource"]["name"] == "cpu"
     return toml_text
 
