@@ -36,6 +36,55 @@ pub enum AuditError {
 pub struct AuditLog {
     path: PathBuf,
     rotate_bytes: u64,
+    /// Group commit: appends that arrive while one is being written wait and go out together
+    /// with one fsync, instead of one fsync each.
+    group: std::sync::Mutex<Group>,
+    committed: std::sync::Condvar,
+    /// The file's length, last seq and last hash after our own latest write: when the length
+    /// is still that, nobody else appended and the tail need not be read again.
+    tail: std::sync::Mutex<Option<(u64, u64, String)>>,
+    /// The lock file, the log and its head, kept open between appends.
+    files: std::sync::Mutex<Option<Files>>,
+    /// The server's writer thread (`append_async`), started on first use.
+    writer: std::sync::OnceLock<std::sync::mpsc::Sender<Pending>>,
+}
+
+/// Records waiting for the writer thread, and who to tell when they are on disk.
+type Pending = (
+    Vec<Map<String, Value>>,
+    tokio::sync::oneshot::Sender<Result<(), Failure>>,
+);
+
+struct Files {
+    lock: File,
+    log: File,
+    head: File,
+}
+
+#[derive(Default)]
+struct Group {
+    queue: Vec<(u64, Vec<Map<String, Value>>)>,
+    next_ticket: u64,
+    /// Every ticket up to this one has been written (or has failed).
+    done_upto: u64,
+    writing: bool,
+    failed: std::collections::HashMap<u64, Failure>,
+}
+
+/// An append's failure, kept for every caller in the group.
+#[derive(Debug, Clone)]
+enum Failure {
+    Damaged(String),
+    Io(std::io::ErrorKind, String),
+}
+
+impl Failure {
+    fn of(e: &AuditError) -> Failure {
+        match e {
+            AuditError::Damaged { what, .. } => Failure::Damaged(what.clone()),
+            AuditError::Io { source, .. } => Failure::Io(source.kind(), source.to_string()),
+        }
+    }
 }
 
 /// SHA-256 of a record line (without its newline), in hex.
@@ -63,6 +112,14 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             rotate_bytes,
+            group: std::sync::Mutex::new(Group {
+                next_ticket: 1,
+                ..Group::default()
+            }),
+            committed: std::sync::Condvar::new(),
+            tail: std::sync::Mutex::new(None),
+            files: std::sync::Mutex::new(None),
+            writer: std::sync::OnceLock::new(),
         })
     }
 
@@ -76,33 +133,185 @@ impl AuditLog {
         self.append_all(vec![fields])
     }
 
-    /// Appends several records under one lock and one fsync.
+    /// Appends records durably, for async code: a writer thread takes everything queued,
+    /// writes it with one fsync and then answers every waiting caller, so many sessions cost
+    /// few fsyncs and no blocking thread each.
+    pub async fn append_async(
+        self: &std::sync::Arc<Self>,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<(), AuditError> {
+        let writer = self.writer.get_or_init(|| {
+            let (tx, rx) = std::sync::mpsc::channel::<Pending>();
+            let log = self.clone();
+            std::thread::Builder::new()
+                .name("sluis-audit".into())
+                .spawn(move || log.writer_loop(rx))
+                .map(|_| ())
+                .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the audit writer"));
+            tx
+        });
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let gone = || AuditError::Io {
+            path: self.path.display().to_string(),
+            source: std::io::Error::other("the audit writer stopped"),
+        };
+        writer.send((records, done)).map_err(|_| gone())?;
+        match wait.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(f)) => Err(self.error_of(f)),
+            Err(_) => Err(gone()),
+        }
+    }
+
+    fn writer_loop(&self, rx: std::sync::mpsc::Receiver<Pending>) {
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            batch.extend(rx.try_iter());
+            let mut records = Vec::new();
+            let mut waiting = Vec::with_capacity(batch.len());
+            for (r, done) in batch {
+                records.extend(r);
+                waiting.push(done);
+            }
+            let result = self.append_all(records).map_err(|e| Failure::of(&e));
+            for done in waiting {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+
+    fn error_of(&self, f: Failure) -> AuditError {
+        let path = self.path.display().to_string();
+        match f {
+            Failure::Damaged(what) => AuditError::Damaged { path, what },
+            Failure::Io(kind, msg) => AuditError::Io {
+                path,
+                source: std::io::Error::new(kind, msg),
+            },
+        }
+    }
+
+    /// Appends several records, in order and together, durably. Concurrent callers are
+    /// committed in groups: the first writes everything queued so far under one fsync while
+    /// the others wait, so many sessions cost few fsyncs, and nobody returns before their
+    /// records are on disk.
     pub fn append_all(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
+        let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = g.next_ticket;
+        g.next_ticket += 1;
+        g.queue.push((ticket, records));
+        loop {
+            if g.done_upto >= ticket {
+                return match g.failed.remove(&ticket) {
+                    None => Ok(()),
+                    Some(f) => Err(self.error_of(f)),
+                };
+            }
+            if !g.writing {
+                g.writing = true;
+                let batch = std::mem::take(&mut g.queue);
+                drop(g);
+                let last = batch.last().map_or(ticket, |(t, _)| *t);
+                let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
+                let result = self.write_batch(batch.into_iter().flat_map(|(_, r)| r).collect());
+                g = self.group.lock().unwrap_or_else(|p| p.into_inner());
+                if let Err(e) = result {
+                    for t in tickets {
+                        g.failed.insert(t, Failure::of(&e));
+                    }
+                }
+                g.done_upto = g.done_upto.max(last);
+                g.writing = false;
+                self.committed.notify_all();
+                continue;
+            }
+            g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Writes records under the file lock and one fsync.
+    fn write_batch(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
         };
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(lock_path(&self.path))
-            .map_err(io)?;
-        lock.lock().map_err(io)?;
-        let mut file = open_log(&self.path).map_err(io)?;
-        let (mut seq, mut prev) = match last_record(&mut file).map_err(io)? {
-            Tail::Empty => (0u64, GENESIS.to_string()),
-            Tail::Record { seq, hash } => (seq + 1, hash),
-            Tail::Damaged(what) => {
-                return Err(AuditError::Damaged {
-                    path: self.path.display().to_string(),
-                    what,
-                });
-            }
+        let mut guard = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        let files = match guard.as_mut() {
+            Some(f) => f,
+            None => guard.insert(self.open_files().map_err(io)?),
+        };
+        files.lock.lock().map_err(io)?;
+        let result = self.write_locked(files, records);
+        let _ = files.lock.unlock();
+        if result.is_err() {
+            // Start from the files on disk next time.
+            *guard = None;
+        }
+        result
+    }
+
+    fn open_files(&self) -> std::io::Result<Files> {
+        let private = |path: PathBuf| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(path)
+        };
+        Ok(Files {
+            lock: private(lock_path(&self.path))?,
+            log: open_log(&self.path)?,
+            head: private(head_path(&self.path))?,
+        })
+    }
+
+    /// Appends under the file lock.
+    fn write_locked(
+        &self,
+        files: &mut Files,
+        records: Vec<Map<String, Value>>,
+    ) -> Result<(), AuditError> {
+        use std::os::unix::fs::MetadataExt;
+        let io = |source| AuditError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        // Another process (a review command) may have rotated the log meanwhile.
+        let on_disk = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
+        if on_disk != Some(files.log.metadata().map_err(io)?.ino()) {
+            files.log = open_log(&self.path).map_err(io)?;
+            files.head = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .mode(0o600)
+                .open(head_path(&self.path))
+                .map_err(io)?;
+        }
+        let file = &mut files.log;
+        let len = file.metadata().map_err(io)?.len();
+        let cached = self
+            .tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .filter(|(l, _, _)| *l == len);
+        let (mut seq, mut prev) = match cached {
+            Some((_, seq, hash)) => (seq + 1, hash),
+            None => match last_record(file).map_err(io)? {
+                Tail::Empty => (0u64, GENESIS.to_string()),
+                Tail::Record { seq, hash } => (seq + 1, hash),
+                Tail::Damaged(what) => {
+                    return Err(AuditError::Damaged {
+                        path: self.path.display().to_string(),
+                        what,
+                    });
+                }
+            },
         };
         if file.metadata().map_err(io)?.len() >= self.rotate_bytes {
-            file = self.rotate(seq).map_err(io)?;
+            *file = self.rotate(seq).map_err(io)?;
         }
         let start = file.metadata().map_err(io)?.len();
         let mut out = Vec::new();
@@ -132,17 +341,20 @@ impl AuditLog {
             let _ = file.sync_data();
             return Err(io(e));
         }
-        let head = serde_json::json!({"seq": seq - 1, "hash": prev}).to_string();
-        let tmp = head_path(&self.path).with_extension("head.tmp");
-        // The head only ever trails the durable log, so it needs no fsync of its own; and the
-        // records are already durable, so a head that cannot be written is worth a warning,
-        // not a failed append (which would defer mail whose decision is on record).
-        if let Err(e) =
-            std::fs::write(&tmp, head).and_then(|_| std::fs::rename(&tmp, head_path(&self.path)))
-        {
+        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((start + out.len() as u64, seq - 1, prev.clone()));
+        // The head only ever trails the durable log, so it needs no fsync of its own, and it is
+        // overwritten in place at a fixed width (no new file per append): a torn head is
+        // unreadable and ignored by `verify`. The records are already durable, so a head that
+        // cannot be written is worth a warning, not a failed append.
+        let head = format!(
+            "{:<127}\n",
+            serde_json::json!({"seq": seq - 1, "hash": prev})
+        );
+        let written = std::os::unix::fs::FileExt::write_all_at(&files.head, head.as_bytes(), 0);
+        if let Err(e) = written {
             tracing::warn!(path = %self.path.display(), error = %e, "cannot update the audit log head");
         }
-        drop(lock);
         Ok(())
     }
 
@@ -428,6 +640,37 @@ mod tests {
             verify_files(&[path]).verdict,
             Verdict::Broken { .. }
         ));
+    }
+
+    #[test]
+    fn concurrent_appends_are_grouped_and_all_land_in_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(log(dir.path(), 1 << 30));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    for n in 0..50 {
+                        log.append_all(vec![record(t * 100 + n), record(t * 100 + n)])
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(
+            verify_files(&[log.path().to_path_buf()]).verdict,
+            Verdict::Intact { records: 800 }
+        );
+        // A caller's records stay together.
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap()["transaction"].to_string())
+            .collect();
+        assert!(ids.chunks(2).all(|pair| pair[0] == pair[1]));
     }
 
     #[test]

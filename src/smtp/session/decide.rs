@@ -599,10 +599,10 @@ impl Session {
     }
 
     async fn audit(&self, records: Vec<Map<String, Value>>) -> Result<(), String> {
-        let audit = self.rt.audit.clone();
-        tokio::task::spawn_blocking(move || audit.append_all(records))
+        self.rt
+            .audit
+            .append_async(records)
             .await
-            .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())
     }
 
