@@ -142,10 +142,12 @@ impl AuditLog {
     ) -> Result<(), AuditError> {
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Pending>();
-            let log = self.clone();
+            // A weak reference: when the log is dropped (a reload replaced it), its sender goes
+            // with it and the thread ends.
+            let log = std::sync::Arc::downgrade(self);
             std::thread::Builder::new()
                 .name("sluis-audit".into())
-                .spawn(move || log.writer_loop(rx))
+                .spawn(move || writer_loop(&log, rx))
                 .map(|_| ())
                 .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the audit writer"));
             tx
@@ -160,23 +162,6 @@ impl AuditLog {
             Ok(Ok(())) => Ok(()),
             Ok(Err(f)) => Err(self.error_of(f)),
             Err(_) => Err(gone()),
-        }
-    }
-
-    fn writer_loop(&self, rx: std::sync::mpsc::Receiver<Pending>) {
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            batch.extend(rx.try_iter());
-            let mut records = Vec::new();
-            let mut waiting = Vec::with_capacity(batch.len());
-            for (r, done) in batch {
-                records.extend(r);
-                waiting.push(done);
-            }
-            let result = self.append_all(records).map_err(|e| Failure::of(&e));
-            for done in waiting {
-                let _ = done.send(result.clone());
-            }
         }
     }
 
@@ -434,6 +419,27 @@ fn repair_torn_tail(path: &Path, file: &mut File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The writer thread of `append_async`: everything queued goes out in one append.
+fn writer_loop(log: &std::sync::Weak<AuditLog>, rx: std::sync::mpsc::Receiver<Pending>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        batch.extend(rx.try_iter());
+        let Some(log) = log.upgrade() else {
+            return;
+        };
+        let mut records = Vec::new();
+        let mut waiting = Vec::with_capacity(batch.len());
+        for (r, done) in batch {
+            records.extend(r);
+            waiting.push(done);
+        }
+        let result = log.append_all(records).map_err(|e| Failure::of(&e));
+        for done in waiting {
+            let _ = done.send(result.clone());
+        }
+    }
+}
+
 fn open_log(path: &Path) -> std::io::Result<File> {
     OpenOptions::new()
         .create(true)
@@ -671,6 +677,29 @@ mod tests {
             .map(|l| serde_json::from_str::<Value>(l).unwrap()["transaction"].to_string())
             .collect();
         assert!(ids.chunks(2).all(|pair| pair[0] == pair[1]));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn async_appends_from_many_tasks_share_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = std::sync::Arc::new(log(dir.path(), 1 << 30));
+        let tasks: Vec<_> = (0..20)
+            .map(|t| {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    for n in 0..10 {
+                        log.append_async(vec![record(t * 100 + n)]).await.unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            verify_files(&[log.path().to_path_buf()]).verdict,
+            Verdict::Intact { records: 200 }
+        );
     }
 
     #[test]
