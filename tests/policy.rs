@@ -1,6 +1,6 @@
 //! Decisions per recipient, quarantine and review, the audit log (issue 6), end to end: a
-//! DNSSEC-signed zone (knot) behind unbound, STARTTLS MX hosts on 127.0.3.x:25 (one matching its
-//! TLSA record, one with a certificate nobody can verify), the Postfix lanes of
+//! DNSSEC-signed zone (knot) behind unbound, Postfix MX hosts on 127.0.3.x:25 (one matching
+//! its TLSA record, one with a certificate nobody can verify), the Postfix lanes of
 //! deploy/postfix/lanes-master.cf (dane-only, secure) behind the gateway, smtp-sink as its
 //! default lane.
 
@@ -38,20 +38,9 @@ fn world() -> &'static World {
         ] {
             let dir = scratch("mx").keep();
             let p = pki(&dir, &format!("mx.{zone}"));
-            let sink = Sink::start(&[]);
-            let mx = Sluis::start_at(
-                format!("{ip}:25").parse().unwrap(),
-                sink.port,
-                &tls_section(&p),
-                &[],
-            );
-            after_exit(&format!(
-                "kill -9 {} 2>/dev/null; rm -rf {}",
-                mx.pid(),
-                dir.display()
-            ));
-            std::mem::forget(mx);
-            std::mem::forget(sink);
+            // A Postfix MX; it stops with the test binary (after_exit in its start).
+            postfix_mx(ip, Some(&p));
+            after_exit(&format!("rm -rf {}", dir.display()));
             if dane {
                 d.add_records(
                     zone,
