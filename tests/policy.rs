@@ -508,3 +508,59 @@ fn a_full_quarantine_defers_and_purge_removes_old_items_with_a_record() {
             .any(|r| r["action"] == "purge" && r["reviewer"] == "ops")
     );
 }
+
+#[test]
+fn a_full_disk_under_the_audit_log_defers_and_the_retry_is_delivered_once() {
+    // The audit log and the quarantine on a small file system of their own.
+    let dir = scratch("fulldisk");
+    let fs = dir.path().join("fs");
+    std::fs::create_dir_all(&fs).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(&fs)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "cannot mount a tmpfs (needs root)");
+    after_exit(&format!("umount {} 2>/dev/null", fs.display()));
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(
+        sink.port,
+        &format!(
+            "[audit]\nfile = \"{d}/audit/audit.jsonl\"\n\n[quarantine]\ndir = \"{d}/q\"\n\n{DELIVER_ALL}",
+            d = fs.display()
+        ),
+    );
+    // Fill it: the next audit record has nowhere to go.
+    let filler = fs.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=4096"])
+        .arg(format!("of={}", filler.display()))
+        .output()
+        .unwrap();
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    let body = b"Subject: full\r\nMessage-ID: <p-full@org.test>\r\n\r\nHallo\r\n";
+    let r = c.send_message("jansen@org.test", &["a@partner.test"], body);
+    assert!(r.starts_with("451 4.3.0"), "{r}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        sink.with_token("p-full@org.test").is_empty(),
+        "relayed without its record"
+    );
+
+    // Space again: the client's retry goes through, once, and the chain is whole.
+    std::fs::remove_file(&filler).unwrap();
+    let r = c.send_message("jansen@org.test", &["a@partner.test"], body);
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(sink.wait_token("p-full@org.test", 1, WAIT).len(), 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.with_token("p-full@org.test").len(), 1);
+    let out = Command::new(SLUIS)
+        .args(["audit", "verify"])
+        .arg(fs.join("audit/audit.jsonl"))
+        .output()
+        .unwrap();
+    assert_success(&out, "audit verify");
+    drop(sluis);
+    let _ = Command::new("umount").arg(&fs).status();
+}
