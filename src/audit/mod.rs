@@ -265,6 +265,7 @@ impl AuditLog {
         // Another process (a review command) may have rotated the log meanwhile.
         let on_disk = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
         if on_disk != Some(files.log.metadata().map_err(io)?.ino()) {
+            *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = None;
             files.log = open_log(&self.path).map_err(io)?;
             files.head = OpenOptions::new()
                 .create(true)
