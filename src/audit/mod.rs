@@ -108,7 +108,18 @@ impl AuditLog {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
         let mut file = open_log(path).map_err(io)?;
-        repair_torn_tail(path, &mut file).map_err(io)?;
+        // Under the lock: a running server's append in progress must not look torn.
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(lock_path(path))
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let repaired = repair_torn_tail(path, &mut file);
+        let _ = lock.unlock();
+        repaired.map_err(io)?;
         Ok(AuditLog {
             path: path.to_path_buf(),
             rotate_bytes,
