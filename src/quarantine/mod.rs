@@ -125,8 +125,44 @@ impl Store {
         };
         std::fs::create_dir_all(dir).map_err(io)?;
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
-        for entry in std::fs::read_dir(dir).map_err(io)? {
-            let path = entry.map_err(io)?.path();
+        // Writers hold the lock shared while they write; leftovers are removed under it held
+        // exclusively, so a running writer's files (this process, another instance, or the
+        // server while a review command starts) are never mistaken for a crash's.
+        let lock = store.lock_file().map_err(io)?;
+        lock.lock().map_err(io)?;
+        let cleaned = store.remove_leftovers();
+        let _ = lock.unlock();
+        cleaned.map_err(io)?;
+        Ok(store)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn lock_file(&self) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.dir.join(".lock"))
+    }
+
+    /// The shared lock writers hold while their files are incomplete.
+    async fn writing(&self) -> Result<std::fs::File, StoreError> {
+        let file = self.lock_file().map_err(|e| self.io(e))?;
+        tokio::task::spawn_blocking(move || file.lock_shared().map(|_| file))
+            .await
+            .map_err(|e| self.io(std::io::Error::other(e)))?
+            .map_err(|e| self.io(e))
+    }
+
+    /// Removes what a crash left half-written: temporary files, and messages whose JSON was
+    /// never written. Call with the lock held exclusively.
+    fn remove_leftovers(&self) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(&self.dir)? {
+            let path = entry?.path();
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -134,17 +170,13 @@ impl Store {
             let orphan = name.starts_with(".tmp-")
                 || name
                     .strip_suffix(".eml")
-                    .is_some_and(|id| !dir.join(format!("{id}.json")).exists());
+                    .is_some_and(|id| !self.dir.join(format!("{id}.json")).exists());
             if orphan {
                 tracing::warn!(file = %path.display(), "removing an incomplete quarantine file left by a crash");
-                std::fs::remove_file(&path).map_err(io)?;
+                std::fs::remove_file(&path)?;
             }
         }
-        Ok(store)
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
+        Ok(())
     }
 
     fn io(&self, source: std::io::Error) -> StoreError {
@@ -193,6 +225,7 @@ impl Store {
             return Err(StoreError::BadId(item.id.clone()));
         }
         self.has_room((header.len() + body.len()) as u64)?;
+        let _writing = self.writing().await?;
         let eml_tmp = self.dir.join(format!(".tmp-{}.eml", item.id));
         let json_tmp = self.dir.join(format!(".tmp-{}.json", item.id));
         let result = self
@@ -246,6 +279,7 @@ impl Store {
 
     /// Rewrites an item's JSON (after a review), atomically.
     pub async fn update(&self, item: &Item) -> Result<(), StoreError> {
+        let _writing = self.writing().await?;
         let tmp = self.dir.join(format!(".tmp-{}.json", item.id));
         self.write_json(item, &tmp).await
     }
@@ -429,6 +463,29 @@ mod tests {
         assert!(matches!(store.get("../etc"), Err(StoreError::BadId(_))));
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_item_being_written_is_not_taken_for_a_crash_leftover() {
+        let dir = tempfile::tempdir().unwrap();
+        let qdir = dir.path().join("q");
+        let store = Store::open(&qdir, 1 << 30).unwrap();
+        // A writer in the middle of an item: the message renamed, its JSON not yet there.
+        let writing = store.writing().await.unwrap();
+        std::fs::write(qdir.join("BUSY.eml"), b"x").unwrap();
+        let opener = {
+            let qdir = qdir.clone();
+            std::thread::spawn(move || Store::open(&qdir, 1 << 30).map(|_| ()))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(!opener.is_finished(), "cleanup did not wait for the writer");
+        std::fs::write(qdir.join("BUSY.json"), b"{}").unwrap();
+        drop(writing);
+        opener.join().unwrap().unwrap();
+        assert!(
+            qdir.join("BUSY.eml").exists(),
+            "a finished item was removed"
+        );
+    }
+
     #[tokio::test]
     async fn a_full_store_refuses_and_crash_leftovers_are_removed() {
         let dir = tempfile::tempdir().unwrap();
@@ -444,6 +501,10 @@ mod tests {
         std::fs::write(qdir.join("HALF.eml"), b"x").unwrap();
         std::fs::write(qdir.join(".tmp-HALF.json"), b"{").unwrap();
         let store = Store::open(&qdir, 100 * 1024).unwrap();
-        assert_eq!(store.usage().unwrap(), (0, 0));
+        assert_eq!(
+            store.usage().unwrap(),
+            (0, 0),
+            "only the (empty) lock file is left"
+        );
     }
 }
