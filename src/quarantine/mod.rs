@@ -149,6 +149,22 @@ impl Store {
             .open(self.dir.join(".lock"))
     }
 
+    /// One review at a time (across processes: the command line and the server's API), so
+    /// two reviewers releasing the same item cannot deliver it twice.
+    pub async fn reviewing(&self) -> Result<std::fs::File, StoreError> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(self.dir.join(".review.lock"))
+            .map_err(|e| self.io(e))?;
+        tokio::task::spawn_blocking(move || file.lock().map(|_| file))
+            .await
+            .map_err(|e| self.io(std::io::Error::other(e)))?
+            .map_err(|e| self.io(e))
+    }
+
     /// The shared lock writers hold while their files are incomplete.
     async fn writing(&self) -> Result<std::fs::File, StoreError> {
         let file = self.lock_file().map_err(|e| self.io(e))?;

@@ -85,6 +85,7 @@ impl Reviewer {
         reason: &str,
     ) -> Result<Released, ReviewError> {
         check_identity(reviewer, reason)?;
+        let _one_review = self.store.reviewing().await?;
         let mut item = self.store.get(id)?;
         if item.state != ItemState::Held {
             return Err(ReviewError::Refused(format!("item {id} is not held")));
@@ -186,6 +187,7 @@ impl Reviewer {
     /// Discards a held item: it is never delivered.
     pub async fn reject(&self, id: &str, reviewer: &str, reason: &str) -> Result<(), ReviewError> {
         check_identity(reviewer, reason)?;
+        let _one_review = self.store.reviewing().await?;
         let item = self.store.get(id)?;
         self.audit(vec![audit_record!("review", {
             "action": "reject",
@@ -204,6 +206,7 @@ impl Reviewer {
 
     /// Removes items older than `age`; returns their ids.
     pub async fn purge(&self, age: Duration, reviewer: &str) -> Result<Vec<String>, ReviewError> {
+        let _one_review = self.store.reviewing().await?;
         let old = self.store.older_than(age)?;
         if old.is_empty() {
             return Ok(Vec::new());
