@@ -41,6 +41,60 @@ const PATTERNS: &[&str] = &[
     r"(?i-u)\b(?:0?[1-9]|[12][0-9]|3[01])\.? (?:januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|january|february|march|may|june|july|august|october|jan|feb|mrt|mar|apr|jun|jul|aug|sep|sept|okt|oct|nov|dec)\.? (?:19|20)[0-9]{2}\b",
 ];
 
+/// How far before its first digit a candidate can start (IBAN: two letters).
+const BEFORE_DIGIT: usize = 2;
+/// How far after its last digit a candidate can end (IBAN: up to 7 groups and a tail, with
+/// spaces; the other patterns end in a digit).
+const AFTER_DIGIT: usize = 48;
+
+/// The stretches of `text` that can hold a candidate: every pattern has a digit within its
+/// first three bytes and ends within `AFTER_DIGIT` bytes of a digit, so text far from any
+/// digit (most prose) need not go through the regex at all. Stretches closer than that are
+/// merged, so no candidate spans two of them; look-around at their edges still sees the whole
+/// text (the regex searches a range of the full haystack).
+fn digit_windows(text: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let first = at + next_digit(&text[at..])?;
+        let mut last = first;
+        loop {
+            let horizon = (last + AFTER_DIGIT).min(text.len());
+            match next_digit(&text[last + 1..horizon]) {
+                Some(d) => last = last + 1 + d,
+                None => {
+                    at = horizon;
+                    return Some(first.saturating_sub(BEFORE_DIGIT)..horizon);
+                }
+            }
+        }
+    })
+}
+
+/// The index of the first ASCII digit, eight bytes at a time.
+fn next_digit(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = text.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        // XOR with '0' maps exactly the digits to 0..=9; then "has a byte below 10".
+        let x = u64::from_le_bytes(word) ^ (ONES * u64::from(b'0'));
+        if x.wrapping_sub(ONES * 10) & !x & HIGHS != 0
+            && let Some(i) = chunk.iter().position(u8::is_ascii_digit)
+        {
+            return Some(base + i);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(u8::is_ascii_digit)
+        .map(|i| base + i)
+}
+
 struct Custom {
     name: String,
     regex: regex::bytes::Regex,
@@ -142,9 +196,11 @@ impl Scanner {
         let bytes = text.as_bytes();
         // Candidates that pass their own checks first: most text has none, and then the
         // context words need not be searched at all.
-        let valid: Vec<Candidate> = self
-            .candidates
-            .find_iter(bytes)
+        let valid: Vec<Candidate> = digit_windows(bytes)
+            .flat_map(|w| {
+                self.candidates
+                    .find_iter(regex_automata::Input::new(bytes).range(w))
+            })
             .filter_map(|m| {
                 Candidate::check(&text[m.start()..m.end()], m.start(), m.pattern().as_usize())
             })
@@ -419,5 +475,55 @@ impl Tables {
         self.headers
             .iter()
             .any(|&(h_start, h_d, h_col)| h_start < start && h_d == d && h_col == column)
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn all(re: &Regex, text: &[u8]) -> Vec<(usize, usize, usize)> {
+        re.find_iter(text)
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect()
+    }
+
+    fn windowed(re: &Regex, text: &[u8]) -> Vec<(usize, usize, usize)> {
+        digit_windows(text)
+            .flat_map(|w| re.find_iter(regex_automata::Input::new(text).range(w)))
+            .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
+            .collect()
+    }
+
+    proptest! {
+        /// Searching only around digits finds exactly what a search of the whole text finds.
+        #[test]
+        fn windows_find_what_the_whole_text_holds(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[0-9]{1,10}",
+                    "[0-9]{3}[ .-][0-9]{3}[ .-][0-9]{3}",
+                    "NL[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z]{1,3})?",
+                    "[0-9]{1,2}[-/.][0-9]{1,2}[-/.](19|20)[0-9]{2}",
+                    "[0-9]{1,2}\\.? (maart|december|jan)\\.? (19|20)[0-9]{2}",
+                    "[a-zA-Z ]{0,60}",
+                    "[ .,/-]{1,3}",
+                ],
+                0..40,
+            )
+        ) {
+            let re = Regex::new_many(PATTERNS).unwrap();
+            let text = parts.concat();
+            prop_assert_eq!(windowed(&re, text.as_bytes()), all(&re, text.as_bytes()));
+        }
+
+        #[test]
+        fn next_digit_agrees_with_a_plain_search(text in "[ -~\u{80}-\u{3ff}]{0,80}") {
+            prop_assert_eq!(
+                next_digit(text.as_bytes()),
+                text.bytes().position(|b| b.is_ascii_digit())
+            );
+        }
     }
 }
