@@ -2,8 +2,9 @@
 //!
 //! Speed matters (every outbound message passes here), so candidates come from a single
 //! `regex_automata::meta::Regex` built from ASCII-mode patterns (Unicode `\b`/`\d` fall back to
-//! slow engines on non-ASCII text), and context words from one Aho-Corasick automaton. The 11-
-//! proof, mod-97, dates and proximity are plain code afterwards.
+//! slow engines on non-ASCII text), searched only in windows around digits (`digit_windows`:
+//! prose without numbers never reaches the regex), and context words from one Aho-Corasick
+//! automaton. The 11-proof, mod-97, dates and proximity are plain code afterwards.
 
 pub mod checksum;
 pub mod keywords;
