@@ -62,6 +62,8 @@ fn world() -> &'static World {
 
 struct Gateway {
     sluis: Sluis,
+    /// Holds the review token file.
+    _tok: tempfile::TempDir,
     /// The default lane.
     sink: Sink,
     admin: u16,
@@ -70,8 +72,8 @@ struct Gateway {
 fn gateway(extra: &str) -> Gateway {
     let w = world();
     let sink = Sink::start(&[]);
-    let dir = scratch("tok").keep();
-    let token_file = dir.join("token");
+    let tok = scratch("tok");
+    let token_file = tok.path().join("token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let cfg = format!(
         "[upstream.lanes.dane]\naddress = \"127.0.0.1:{}\"\nlevel = \"dane\"\n\n\
@@ -84,7 +86,12 @@ fn gateway(extra: &str) -> Gateway {
         token_file.display()
     );
     let (sluis, admin) = Sluis::start_with_admin(sink.port, &cfg);
-    Gateway { sluis, sink, admin }
+    Gateway {
+        sluis,
+        _tok: tok,
+        sink,
+        admin,
+    }
 }
 
 /// One message from jansen@org.test, in a session of its own; the end-of-data reply.
@@ -460,6 +467,7 @@ fn kill9_while_quarantining_leaves_a_complete_item_or_none_and_the_retry_is_kept
     );
     let g = Gateway {
         sluis,
+        _tok: g._tok,
         sink: g.sink,
         admin: g.admin,
     };

@@ -284,8 +284,8 @@ fn starttls_probe_places_each_domain_on_the_ladder() {
         .expect("the probe shows the key pin")
         .to_string();
     let listed = |extra: &str| {
-        let dir = scratch("trust").keep();
-        let cfg = dir.join("sluis.toml");
+        let dir = scratch("trust");
+        let cfg = dir.path().join("sluis.toml");
         std::fs::write(
             &cfg,
             format!(
