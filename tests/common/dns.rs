@@ -82,6 +82,21 @@ impl DnsTopology {
             .args(["-f", "sluis-e2e-dns-"])
             .status();
         std::thread::sleep(std::time::Duration::from_millis(200));
+        // That pkill may also have ended an earlier run's clean-up watchdog: remove what such a
+        // run left behind.
+        for entry in std::fs::read_dir(std::env::temp_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("sluis-e2e-dns-")
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
         let dir = std::env::temp_dir().join(format!("sluis-e2e-dns-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for sub in ["knot/zones", "knot/db", "knot/keys", "knot/run", "unbound"] {
