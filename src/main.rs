@@ -260,26 +260,9 @@ fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let extra = match ca_file.as_ref().or(cfg.posture.ca_file.as_ref()) {
-        Some(f) => Some(sluis::relay::tls::load_roots(f)?),
-        None => None,
-    };
-    // The gateway's policy cache, when its spool is there (check-domain then sees what the
-    // gateway sees); otherwise policies are fetched fresh.
-    let sts_dir = cfg.server.spool_dir.join("mta-sts");
-    let opts = sluis::posture::ladder::ProbeOptions {
-        sts_cache: std::sync::Arc::new(sluis::posture::mta_sts::Cache::new(
-            cfg.server.spool_dir.is_dir().then_some(sts_dir.as_path()),
-        )),
-        sts_port: 443,
-        trust: std::sync::Arc::new(
-            sluis::posture::trust::from_config(&cfg).map_err(anyhow::Error::msg)?,
-        ),
-        roots: std::sync::Arc::new(sluis::posture::probe::roots(extra)),
-        helo: cfg.server.hostname.clone(),
-        port: cfg.posture.probe_port,
-        enabled: !no_probe,
-    };
+    let mut opts = sluis::posture::ladder::ProbeOptions::from_config(&cfg, ca_file.as_deref())
+        .map_err(anyhow::Error::msg)?;
+    opts.enabled = !no_probe;
     let assessment = runtime.block_on(sluis::posture::ladder::assess(
         &dns,
         &sluis::posture::probe::StartTlsProber,

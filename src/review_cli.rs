@@ -205,6 +205,16 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A JSON array's elements (none for anything else).
+fn items(v: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    v.as_array().into_iter().flatten()
+}
+
+/// A JSON string's text ("" for anything else).
+fn text(v: &serde_json::Value) -> &str {
+    v.as_str().unwrap_or("")
+}
+
 fn show_text(v: &serde_json::Value) {
     let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
     out!("id          {}", s("id"));
@@ -213,42 +223,42 @@ fn show_text(v: &serde_json::Value) {
     out!("client      {}", s("client"));
     out!("sender      {}", s("sender"));
     out!("sensitive   {} (score {})", v["sensitive"], v["score"]);
-    for f in v["findings"].as_array().into_iter().flatten() {
-        out!("finding     {}", f.as_str().unwrap_or(""));
+    for f in items(&v["findings"]) {
+        out!("finding     {}", text(f));
     }
-    for r in v["recipients"].as_array().into_iter().flatten() {
+    for r in items(&v["recipients"]) {
         out!(
             "recipient   {}  rule {}  require {}",
-            r["address"].as_str().unwrap_or(""),
-            r["rule"].as_str().unwrap_or(""),
+            text(&r["address"]),
+            text(&r["rule"]),
             r["require"].as_str().unwrap_or("-")
         );
-        for why in r["reasons"].as_array().into_iter().flatten() {
-            out!("  reason    {}", why.as_str().unwrap_or(""));
+        for why in items(&r["reasons"]) {
+            out!("  reason    {}", text(why));
         }
         if let Some(p) = r.get("posture").filter(|p| !p.is_null()) {
             out!("  posture   {}", p["posture"].as_str().unwrap_or("-"));
-            for c in p["checks"].as_array().into_iter().flatten() {
+            for c in items(&p["checks"]) {
                 out!(
                     "    {:<26} {:<4} {}",
-                    c["check"].as_str().unwrap_or(""),
-                    c["result"].as_str().unwrap_or(""),
-                    c["evidence"].as_str().unwrap_or("")
+                    text(&c["check"]),
+                    text(&c["result"]),
+                    text(&c["evidence"])
                 );
             }
         }
     }
-    for l in v["release_lanes"].as_array().into_iter().flatten() {
+    for l in items(&v["release_lanes"]) {
         out!(
             "release     {} -> lane {}",
-            l["recipient"].as_str().unwrap_or(""),
+            text(&l["recipient"]),
             l["lane"]
                 .as_str()
                 .unwrap_or("(none enforces the requirement)")
         );
     }
     out!("headers:");
-    for line in v["headers"].as_str().unwrap_or("").lines() {
+    for line in text(&v["headers"]).lines() {
         out!("  {line}");
     }
 }

@@ -99,7 +99,7 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
     ];
     // DNS matters once domains must be proven or the policy needs postures: resolver
     // answering, DNSSEC validating.
-    if !rt.config.domains.is_empty() || rt.policy.needs_posture() {
+    if rt.needs_dns() {
         results.push(("dns".to_string(), rt.dns.self_test().await));
     }
     for (name, result) in results {
@@ -116,15 +116,21 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
 }
 
 pub fn router(runtime: Shared) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+    let review = Router::new()
         .route("/quarantine", get(review::list))
         .route("/quarantine/purge", post(review::purge))
         .route("/quarantine/{id}", get(review::show))
         .route("/quarantine/{id}/release", post(review::release))
         .route("/quarantine/{id}/reject", post(review::reject))
+        .route_layer(axum::middleware::from_fn_with_state(
+            runtime.clone(),
+            review::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(review)
         .with_state(runtime)
 }
 

@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -38,16 +39,18 @@ fn digest(s: &[u8]) -> ring::digest::Digest {
     ring::digest::digest(&ring::digest::SHA256, s)
 }
 
-/// The runtime when the request may proceed, the response otherwise.
-fn authorised(rt: &Shared, headers: &HeaderMap) -> Result<Arc<Runtime>, Box<Response>> {
+/// Lets a request through to the review API only with the review token, handing the handler
+/// the runtime the token was checked against.
+pub async fn require_token(State(rt): State<Shared>, mut request: Request, next: Next) -> Response {
     let rt = rt.borrow().clone();
     let Some(token) = rt.review_token.as_deref() else {
-        return Err(Box::new(error(
+        return error(
             StatusCode::NOT_FOUND,
             "the review API is off (set review.token_file)",
-        )));
+        );
     };
-    let given = headers
+    let given = request
+        .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
@@ -55,12 +58,10 @@ fn authorised(rt: &Shared, headers: &HeaderMap) -> Result<Arc<Runtime>, Box<Resp
     // Comparing digests keeps the comparison's timing independent of the token.
     if digest(given.as_bytes()).as_ref() != digest(token.as_bytes()).as_ref() {
         tracing::warn!("review API: request with a wrong or missing token refused");
-        return Err(Box::new(error(
-            StatusCode::UNAUTHORIZED,
-            "a valid bearer token is required",
-        )));
+        return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
     }
-    Ok(rt)
+    request.extensions_mut().insert(rt);
+    next.run(request).await
 }
 
 fn review_error(e: ReviewError) -> Response {
@@ -72,26 +73,16 @@ fn review_error(e: ReviewError) -> Response {
     }
 }
 
-pub async fn list(State(rt): State<Shared>, headers: HeaderMap) -> Response {
-    let rt = match authorised(&rt, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return *r,
-    };
+type Rt = Extension<Arc<Runtime>>;
+
+pub async fn list(Extension(rt): Rt) -> Response {
     match rt.quarantine.list() {
         Ok(items) => Json(json!({ "items": items })).into_response(),
         Err(e) => review_error(e.into()),
     }
 }
 
-pub async fn show(
-    State(rt): State<Shared>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let rt = match authorised(&rt, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return *r,
-    };
+pub async fn show(Extension(rt): Rt, Path(id): Path<String>) -> Response {
     match rt.reviewer().show(&id) {
         Ok(v) => Json(v).into_response(),
         Err(e) => review_error(e),
@@ -99,15 +90,10 @@ pub async fn show(
 }
 
 pub async fn release(
-    State(rt): State<Shared>,
-    headers: HeaderMap,
+    Extension(rt): Rt,
     Path(id): Path<String>,
     Json(body): Json<ReviewBody>,
 ) -> Response {
-    let rt = match authorised(&rt, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return *r,
-    };
     match rt
         .reviewer()
         .release(&id, &body.reviewer, &body.reason)
@@ -120,15 +106,10 @@ pub async fn release(
 }
 
 pub async fn reject(
-    State(rt): State<Shared>,
-    headers: HeaderMap,
+    Extension(rt): Rt,
     Path(id): Path<String>,
     Json(body): Json<ReviewBody>,
 ) -> Response {
-    let rt = match authorised(&rt, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return *r,
-    };
     match rt
         .reviewer()
         .reject(&id, &body.reviewer, &body.reason)
@@ -139,15 +120,7 @@ pub async fn reject(
     }
 }
 
-pub async fn purge(
-    State(rt): State<Shared>,
-    headers: HeaderMap,
-    Json(body): Json<PurgeBody>,
-) -> Response {
-    let rt = match authorised(&rt, &headers) {
-        Ok(rt) => rt,
-        Err(r) => return *r,
-    };
+pub async fn purge(Extension(rt): Rt, Json(body): Json<PurgeBody>) -> Response {
     let age = match body.older_than.as_deref().map(humantime::parse_duration) {
         None => rt.config.quarantine.retention,
         Some(Ok(d)) => d,

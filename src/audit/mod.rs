@@ -36,10 +36,6 @@ pub enum AuditError {
 pub struct AuditLog {
     path: PathBuf,
     rotate_bytes: u64,
-    /// Group commit: appends that arrive while one is being written wait and go out together
-    /// with one fsync, instead of one fsync each.
-    group: std::sync::Mutex<Group>,
-    committed: std::sync::Condvar,
     /// The file's length, last seq and last hash after our own latest write: when the length
     /// is still that, nobody else appended and the tail need not be read again.
     tail: std::sync::Mutex<Option<(u64, u64, String)>>,
@@ -61,17 +57,7 @@ struct Files {
     head: File,
 }
 
-#[derive(Default)]
-struct Group {
-    queue: Vec<(u64, Vec<Map<String, Value>>)>,
-    next_ticket: u64,
-    /// Every ticket up to this one has been written (or has failed).
-    done_upto: u64,
-    writing: bool,
-    failed: std::collections::HashMap<u64, Failure>,
-}
-
-/// An append's failure, kept for every caller in the group.
+/// An append's failure, handed to every caller whose records were in the batch.
 #[derive(Debug, Clone)]
 enum Failure {
     Damaged(String),
@@ -89,11 +75,7 @@ impl Failure {
 
 /// SHA-256 of a record line (without its newline), in hex.
 pub fn line_hash(line: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, line)
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, line).as_ref())
 }
 
 impl AuditLog {
@@ -123,11 +105,6 @@ impl AuditLog {
         Ok(AuditLog {
             path: path.to_path_buf(),
             rotate_bytes,
-            group: std::sync::Mutex::new(Group {
-                next_ticket: 1,
-                ..Group::default()
-            }),
-            committed: std::sync::Condvar::new(),
             tail: std::sync::Mutex::new(None),
             files: std::sync::Mutex::new(None),
             writer: std::sync::OnceLock::new(),
@@ -138,15 +115,9 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends one record (an object: `event` and its fields) and makes it durable. Blocking:
-    /// call it from `spawn_blocking` in async code.
-    pub fn append(&self, fields: Map<String, Value>) -> Result<(), AuditError> {
-        self.append_all(vec![fields])
-    }
-
-    /// Appends records durably, for async code: a writer thread takes everything queued,
-    /// writes it with one fsync and then answers every waiting caller, so many sessions cost
-    /// few fsyncs and no blocking thread each.
+    /// Appends records durably, for async code (group commit): a writer thread takes
+    /// everything queued, writes it with one fsync and then answers every waiting caller, so
+    /// many sessions cost few fsyncs and no blocking thread each.
     pub async fn append_async(
         self: &std::sync::Arc<Self>,
         records: Vec<Map<String, Value>>,
@@ -187,46 +158,9 @@ impl AuditLog {
         }
     }
 
-    /// Appends several records, in order and together, durably. Concurrent callers are
-    /// committed in groups: the first writes everything queued so far under one fsync while
-    /// the others wait, so many sessions cost few fsyncs, and nobody returns before their
-    /// records are on disk.
+    /// Appends records, in order and together, under the file lock and one fsync. Blocking:
+    /// async code uses `append_async`, which batches concurrent callers.
     pub fn append_all(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
-        let mut g = self.group.lock().unwrap_or_else(|p| p.into_inner());
-        let ticket = g.next_ticket;
-        g.next_ticket += 1;
-        g.queue.push((ticket, records));
-        loop {
-            if g.done_upto >= ticket {
-                return match g.failed.remove(&ticket) {
-                    None => Ok(()),
-                    Some(f) => Err(self.error_of(f)),
-                };
-            }
-            if !g.writing {
-                g.writing = true;
-                let batch = std::mem::take(&mut g.queue);
-                drop(g);
-                let last = batch.last().map_or(ticket, |(t, _)| *t);
-                let tickets: Vec<u64> = batch.iter().map(|(t, _)| *t).collect();
-                let result = self.write_batch(batch.into_iter().flat_map(|(_, r)| r).collect());
-                g = self.group.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(e) = result {
-                    for t in tickets {
-                        g.failed.insert(t, Failure::of(&e));
-                    }
-                }
-                g.done_upto = g.done_upto.max(last);
-                g.writing = false;
-                self.committed.notify_all();
-                continue;
-            }
-            g = self.committed.wait(g).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Writes records under the file lock and one fsync.
-    fn write_batch(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
@@ -553,7 +487,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path(), 1 << 20);
         for n in 0..5 {
-            log.append(record(n)).unwrap();
+            log.append_all(vec![record(n)]).unwrap();
         }
         let l = lines(log.path());
         assert_eq!(l.len(), 5);
@@ -582,7 +516,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path(), 1 << 20);
         for n in 0..6 {
-            log.append(record(n)).unwrap();
+            log.append_all(vec![record(n)]).unwrap();
         }
         let path = log.path().to_path_buf();
         let original = lines(&path);
@@ -618,7 +552,7 @@ mod tests {
         std::fs::write(&path, partial).unwrap();
         assert_eq!(damaged_at(&path), Some(5));
         assert!(matches!(
-            log.append(record(9)),
+            log.append_all(vec![record(9)]),
             Err(AuditError::Damaged { .. })
         ));
 
@@ -632,7 +566,7 @@ mod tests {
         let path = {
             let log = log(dir.path(), 1 << 20);
             for n in 0..3 {
-                log.append(record(n)).unwrap();
+                log.append_all(vec![record(n)]).unwrap();
             }
             log.path().to_path_buf()
         };
@@ -643,7 +577,7 @@ mod tests {
         std::fs::write(&path, &torn).unwrap();
         let log = AuditLog::open(&path, 1 << 20).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), intact);
-        log.append(record(3)).unwrap();
+        log.append_all(vec![record(3)]).unwrap();
         assert_eq!(
             verify_files(std::slice::from_ref(&path)).verdict,
             Verdict::Intact { records: 4 }
@@ -661,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn concurrent_appends_are_grouped_and_all_land_in_one_chain() {
+    fn concurrent_appends_all_land_in_one_chain() {
         let dir = tempfile::tempdir().unwrap();
         let log = std::sync::Arc::new(log(dir.path(), 1 << 30));
         let threads: Vec<_> = (0..8)
@@ -719,7 +653,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = log(dir.path(), 4096);
         for n in 0..60 {
-            log.append(record(n)).unwrap();
+            log.append_all(vec![record(n)]).unwrap();
         }
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.path().join("audit"))
             .unwrap()

@@ -56,6 +56,13 @@ struct Source {
 }
 
 impl Source {
+    /// Whether the file sets `key` (dotted).
+    fn sets(&self, key: &str) -> bool {
+        ImDocument::parse(self.text.as_str())
+            .ok()
+            .is_some_and(|doc| locate::span_of(&doc, key).is_some())
+    }
+
     /// An error about `key`, at the key's line when the file sets it.
     fn error(&self, key: &str, message: String, flags: &[(&str, &str)]) -> ConfigError {
         if let Some((_, flag)) = flags.iter().find(|(k, _)| key.starts_with(k)) {
@@ -124,6 +131,15 @@ pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, Config
     let flags = apply(&mut config, overrides);
     if config.policy.rules.is_empty() {
         config.policy.rules = crate::policy::profile::nta7516(&config);
+    } else if source.sets("forwards.refuse_to_unmanaged") {
+        // It shapes the profile only; set next to rules of one's own it would do nothing.
+        return Err(source.error(
+            "forwards.refuse_to_unmanaged",
+            "only shapes the NTA 7516 profile, and [[policy.rules]] replace the profile: \
+             write an automated_forward rule instead (see `sluis config check` without rules)"
+                .into(),
+            &flags,
+        ));
     }
     validate(&config, &source, &flags)?;
     Ok(config)
@@ -522,6 +538,33 @@ mod tests {
             e.to_string()
                 .contains(":2: upstream.default_lane: no lane named")
         );
+    }
+
+    #[test]
+    fn policy_errors_name_the_rule_and_a_profile_switch_beside_rules_is_refused() {
+        let e = load_text(
+            "[[policy.rules]]\nname = \"x\"\naction = \"refuse\"\nrequire = \"dane\"\n\n\
+             [[policy.rules]]\nname = \"rest\"\naction = \"deliver\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains(":4: policy.rules[0].require:"),
+            "{e}"
+        );
+        let rules = "[[policy.rules]]\nname = \"rest\"\naction = \"deliver\"\n";
+        let e = load_text(&format!(
+            "[forwards]\nrefuse_to_unmanaged = false\n\n{rules}"
+        ))
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(":2: forwards.refuse_to_unmanaged: only shapes the NTA 7516 profile"),
+            "{e}"
+        );
+        // Without rules of one's own it shapes the profile: no forward rule then.
+        let c = load_text("[forwards]\nrefuse_to_unmanaged = false\n").unwrap();
+        assert!(!c.policy.rules.iter().any(|r| r.name == "automated-forward"));
+        assert!(load_text(rules).is_ok());
     }
 
     #[test]

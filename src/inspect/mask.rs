@@ -22,10 +22,7 @@ impl HashKey {
     /// 64 bits of HMAC-SHA256 over `kind:value`, in hex.
     pub fn hash(&self, kind: &str, normalised: &str) -> String {
         let tag = hmac::sign(&self.0, format!("{kind}:{normalised}").as_bytes());
-        tag.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        data_encoding::HEXLOWER.encode(&tag.as_ref()[..8])
     }
 }
 

@@ -91,6 +91,8 @@ pub struct Policy {
     rules: Vec<RuleConfig>,
     lanes: Vec<LaneLevel>,
     default_lane: String,
+    /// `policy.confidential_tags`, lowercase.
+    tags: Vec<String>,
 }
 
 impl Policy {
@@ -99,7 +101,20 @@ impl Policy {
             rules,
             lanes,
             default_lane,
+            tags: Vec::new(),
         }
+    }
+
+    /// Subject tags (any case) that make a message confidential.
+    pub fn with_tags(mut self, tags: &[String]) -> Policy {
+        self.tags = tags.iter().map(|t| t.to_lowercase()).collect();
+        self
+    }
+
+    /// Whether the sender tagged `subject` confidential.
+    pub fn tagged(&self, subject: &str) -> bool {
+        let subject = subject.to_lowercase();
+        self.tags.iter().any(|t| subject.contains(t.as_str()))
     }
 
     pub fn from_config(config: &crate::config::Config) -> Policy {
@@ -117,6 +132,7 @@ impl Policy {
             lanes,
             config.upstream.default_lane.clone(),
         )
+        .with_tags(&config.policy.confidential_tags)
     }
 
     /// Decides for one recipient.
@@ -265,10 +281,6 @@ impl Policy {
         self.rules.iter().any(|r| {
             r.when.needs_posture() || (r.action == ActionKind::Deliver && r.require.is_some())
         })
-    }
-
-    pub fn rules(&self) -> &[RuleConfig] {
-        &self.rules
     }
 }
 

@@ -243,6 +243,13 @@ fn uninspectable_and_tagged_mail_is_protected_like_sensitive_mail() {
 }
 
 #[test]
+fn subject_tags_match_in_any_case() {
+    let p = nta_policy().with_tags(&["[Vertrouwelijk]".to_string()]);
+    assert!(p.tagged("Uitslag [VERTROUWELIJK] lab"));
+    assert!(!p.tagged("Uitslag vertrouwelijk"));
+}
+
+#[test]
 fn never_a_lane_weaker_than_required() {
     // No lane enforces trusted or better: sensitive mail to a DANE domain is held.
     let p = Policy::new(

@@ -512,7 +512,7 @@ async fn dane_check(dns: &impl Resolve, host: &str) -> (Check, TlsaFacts) {
                             t.usage,
                             t.selector,
                             t.matching,
-                            &t.data[..t.data.len().min(16)]
+                            data_encoding::HEXLOWER.encode(&t.data[..t.data.len().min(8)])
                         )
                     })
                     .collect();

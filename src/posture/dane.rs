@@ -40,13 +40,10 @@ pub fn verify(
     let mut why = Vec::new();
     for t in tlsa.iter().filter(|t| t.usable_for_smtp()) {
         let label = format!("{} {} {}", t.usage, t.selector, t.matching);
-        let Ok(want) = hex(&t.data) else {
-            why.push(format!("{label}: association data is not hex"));
-            continue;
-        };
+        let want = &t.data;
         match t.usage {
             3 => match associates(leaf, t.selector, t.matching) {
-                Ok(got) if got == want => return DaneResult::Matched(label),
+                Ok(got) if got == *want => return DaneResult::Matched(label),
                 Ok(_) => why.push(format!("{label}: leaf does not match")),
                 Err(e) => why.push(format!("{label}: {e}")),
             },
@@ -54,7 +51,7 @@ pub fn verify(
                 let anchor = chain
                     .iter()
                     .skip(1)
-                    .find(|c| associates(c, t.selector, t.matching).is_ok_and(|got| got == want));
+                    .find(|c| associates(c, t.selector, t.matching).is_ok_and(|got| got == *want));
                 match anchor {
                     None => why.push(format!("{label}: no certificate in the chain matches")),
                     Some(anchor) => match chains_to(leaf, &chain[1..], anchor, host, now) {
@@ -73,7 +70,11 @@ pub fn verify(
 }
 
 /// The bytes a TLSA record of this selector and matching type would carry for `cert`.
-fn associates(cert: &CertificateDer<'_>, selector: u8, matching: u8) -> Result<Vec<u8>, String> {
+pub(crate) fn associates(
+    cert: &CertificateDer<'_>,
+    selector: u8,
+    matching: u8,
+) -> Result<Vec<u8>, String> {
     let selected: Vec<u8> = match selector {
         0 => cert.as_ref().to_vec(),
         1 => {
@@ -124,16 +125,6 @@ fn chains_to(
         .map_err(|e| format!("the leaf does not name {host} ({e:?})"))
 }
 
-fn hex(s: &str) -> Result<Vec<u8>, ()> {
-    if !s.len().is_multiple_of(2) {
-        return Err(());
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| ()))
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,7 +165,7 @@ mod tests {
             usage,
             selector,
             matching,
-            data: data.iter().map(|b| format!("{b:02x}")).collect(),
+            data,
         }
     }
 

@@ -51,13 +51,14 @@ pub struct Mx {
     pub host: String,
 }
 
-/// A TLSA record (RFC 6698), its association data in hex.
+/// A TLSA record (RFC 6698).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Tlsa {
     pub usage: u8,
     pub selector: u8,
     pub matching: u8,
-    pub data: String,
+    /// The certificate association data.
+    pub data: Vec<u8>,
 }
 
 impl Tlsa {
@@ -297,7 +298,7 @@ impl Dns {
                 usage: u8::from(t.cert_usage),
                 selector: u8::from(t.selector),
                 matching: u8::from(t.matching),
-                data: t.cert_data.iter().map(|b| format!("{b:02x}")).collect(),
+                data: t.cert_data.to_vec(),
             }),
             _ => None,
         })

@@ -136,6 +136,35 @@ pub struct ProbeOptions {
     pub enabled: bool,
 }
 
+impl ProbeOptions {
+    /// The options of a configuration: Mozilla's roots plus `posture.ca_file` (or `ca_file`
+    /// instead, for `sluis check-domain --ca-file`), the trust list, and MTA-STS policies
+    /// cached in `<spool>/mta-sts` when the spool exists (so that `check-domain` sees what the
+    /// gateway sees; without it policies are fetched fresh).
+    pub fn from_config(
+        config: &crate::config::Config,
+        ca_file: Option<&std::path::Path>,
+    ) -> Result<ProbeOptions, String> {
+        let extra = match ca_file.or(config.posture.ca_file.as_deref()) {
+            Some(f) => Some(crate::relay::tls::load_roots(f).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        let spool = &config.server.spool_dir;
+        let sts_dir = spool.join("mta-sts");
+        Ok(ProbeOptions {
+            sts_cache: Arc::new(super::mta_sts::Cache::new(
+                spool.is_dir().then_some(sts_dir.as_path()),
+            )),
+            sts_port: 443,
+            trust: Arc::new(super::trust::from_config(config)?),
+            roots: Arc::new(super::probe::roots(extra)),
+            helo: config.server.hostname.clone(),
+            port: config.posture.probe_port,
+            enabled: true,
+        })
+    }
+}
+
 /// Gathers the evidence and places `domain` on the ladder.
 pub async fn assess(
     dns: &impl Resolve,
@@ -383,12 +412,9 @@ impl PostureCache {
             .clone()
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -624,7 +650,7 @@ mod tests {
             usage: 3,
             selector: 1,
             matching: 1,
-            data: spki.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+            data: spki.as_ref().to_vec(),
         };
         let mut dns = FakeDns::default();
         dns.mx

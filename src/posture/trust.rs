@@ -17,38 +17,31 @@ use crate::config::Config;
 #[derive(Debug, Clone, Default)]
 pub struct Expectation {
     /// SHA-256 of a SubjectPublicKeyInfo somewhere in the chain.
-    pub pins: Vec<[u8; 32]>,
+    pub pins: Vec<Vec<u8>>,
     /// A CA the chain must lead to, for the MX name.
     pub ca: Option<Arc<RootCertStore>>,
 }
 
 /// "sha256:<64 hex>" → the digest.
-pub fn parse_pin(pin: &str) -> Option<[u8; 32]> {
+pub fn parse_pin(pin: &str) -> Option<Vec<u8>> {
     let hex = pin.strip_prefix("sha256:")?;
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .ok()
+        .filter(|d| d.len() == 32)
+}
+
+/// The SHA-256 of a certificate's SubjectPublicKeyInfo: what a pin (and a TLSA "x 1 1"
+/// record) names.
+fn spki_sha256(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    super::dane::associates(cert, 1, 1).ok()
 }
 
 /// The pin of a certificate, as the configuration writes it.
 pub fn pin_of(cert: &CertificateDer<'_>) -> Option<String> {
-    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-    let digest = ring::digest::digest(
-        &ring::digest::SHA256,
-        parsed.tbs_certificate.subject_pki.raw,
-    );
     Some(format!(
         "sha256:{}",
-        digest
-            .as_ref()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
+        data_encoding::HEXLOWER.encode(&spki_sha256(cert)?)
     ))
 }
 
@@ -96,11 +89,13 @@ impl Expectation {
     pub fn check(&self, chain: &[CertificateDer<'_>], host: &str) -> Result<String, String> {
         if !self.pins.is_empty() {
             for cert in chain {
-                if let Some(pin) = pin_of(cert)
-                    && let Some(digest) = parse_pin(&pin)
+                if let Some(digest) = spki_sha256(cert)
                     && self.pins.contains(&digest)
                 {
-                    return Ok(format!("certificate key matches the pinned {pin}"));
+                    return Ok(format!(
+                        "certificate key matches the pinned sha256:{}",
+                        data_encoding::HEXLOWER.encode(&digest)
+                    ));
                 }
             }
         }

@@ -52,19 +52,11 @@ pub struct HeldRecipient {
     pub posture: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ItemState {
-    Held,
-    Released,
-}
-
 /// The JSON half of an item.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Item {
     pub id: String,
     pub transaction: String,
-    pub state: ItemState,
     /// RFC 3339.
     pub created: String,
     pub created_unix: u64,
@@ -418,7 +410,6 @@ mod tests {
         Item {
             id: id.into(),
             transaction: id.into(),
-            state: ItemState::Held,
             created,
             created_unix,
             client: "127.0.0.1".into(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use smtp_proto::{MailFrom, RcptTo};
 
-use super::{Item, ItemState, Store, StoreError};
+use super::{Item, Store, StoreError};
 use crate::audit::{AuditError, AuditLog};
 use crate::audit_record;
 use crate::policy::Policy;
@@ -69,11 +69,7 @@ impl Reviewer {
         &self,
         records: Vec<serde_json::Map<String, serde_json::Value>>,
     ) -> Result<(), ReviewError> {
-        let audit = self.audit.clone();
-        tokio::task::spawn_blocking(move || audit.append_all(records))
-            .await
-            .map_err(|e| ReviewError::Refused(format!("audit task failed: {e}")))??;
-        Ok(())
+        Ok(self.audit.append_async(records).await?)
     }
 
     /// Delivers a held item to its recipients, each through the weakest lane that still enforces
@@ -87,9 +83,6 @@ impl Reviewer {
         check_identity(reviewer, reason)?;
         let _one_review = self.store.reviewing().await?;
         let mut item = self.store.get(id)?;
-        if item.state != ItemState::Held {
-            return Err(ReviewError::Refused(format!("item {id} is not held")));
-        }
         // Group by lane; a recipient whose requirement no lane meets is not released at all.
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in item.recipients.iter().enumerate() {
@@ -106,17 +99,12 @@ impl Reviewer {
                 }
             }
         }
-        self.audit(vec![audit_record!("review", {
-            "action": "release",
-            "quarantine_id": id,
-            "transaction": item.transaction,
-            "reviewer": reviewer,
-            "reason": reason,
-            "sender": item.sender,
-            "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
-            "lanes": groups.keys().cloned().collect::<Vec<_>>(),
-        })])
-        .await?;
+        let mut record = review_record("release", &item, reviewer, reason);
+        record.insert(
+            "lanes".into(),
+            serde_json::json!(groups.keys().collect::<Vec<_>>()),
+        );
+        self.audit(vec![record]).await?;
 
         let message = self.store.read_message(id)?;
         let mut delivered = Vec::new();
@@ -189,16 +177,8 @@ impl Reviewer {
         check_identity(reviewer, reason)?;
         let _one_review = self.store.reviewing().await?;
         let item = self.store.get(id)?;
-        self.audit(vec![audit_record!("review", {
-            "action": "reject",
-            "quarantine_id": id,
-            "transaction": item.transaction,
-            "reviewer": reviewer,
-            "reason": reason,
-            "sender": item.sender,
-            "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
-        })])
-        .await?;
+        self.audit(vec![review_record("reject", &item, reviewer, reason)])
+            .await?;
         self.store.remove(id).await?;
         crate::metrics::quarantine_review("reject");
         Ok(())
@@ -211,19 +191,10 @@ impl Reviewer {
         if old.is_empty() {
             return Ok(Vec::new());
         }
+        let reason = format!("older than {}", humantime::format_duration(age));
         let records = old
             .iter()
-            .map(|item| {
-                audit_record!("review", {
-                    "action": "purge",
-                    "quarantine_id": item.id,
-                    "transaction": item.transaction,
-                    "reviewer": reviewer,
-                    "reason": format!("older than {}", humantime::format_duration(age)),
-                    "sender": item.sender,
-                    "recipients": item.recipients.iter().map(|r| r.address.clone()).collect::<Vec<_>>(),
-                })
-            })
+            .map(|item| review_record("purge", item, reviewer, &reason))
             .collect();
         self.audit(records).await?;
         let mut ids = Vec::new();
@@ -234,6 +205,25 @@ impl Reviewer {
         }
         Ok(ids)
     }
+}
+
+/// The audit record of a review action on `item` (NEN 7513: who did what to which message,
+/// and why).
+fn review_record(
+    action: &str,
+    item: &Item,
+    reviewer: &str,
+    reason: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    audit_record!("review", {
+        "action": action,
+        "quarantine_id": item.id,
+        "transaction": item.transaction,
+        "reviewer": reviewer,
+        "reason": reason,
+        "sender": item.sender,
+        "recipients": item.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
+    })
 }
 
 fn mail_from(item: &Item) -> MailFrom<String> {

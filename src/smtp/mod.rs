@@ -60,23 +60,7 @@ impl Runtime {
         let policy = Arc::new(Policy::from_config(&config));
         let p = &config.posture;
         let postures = PostureCache::new(p.cache_lifetime, p.failure_lifetime, p.max_domains);
-        let extra = match &p.ca_file {
-            Some(f) => Some(crate::relay::tls::load_roots(f)?),
-            None => None,
-        };
-        let probe = ProbeOptions {
-            sts_cache: Arc::new(crate::posture::mta_sts::Cache::new(Some(
-                &config.server.spool_dir.join("mta-sts"),
-            ))),
-            sts_port: 443,
-            trust: Arc::new(
-                crate::posture::trust::from_config(&config).map_err(anyhow::Error::msg)?,
-            ),
-            roots: Arc::new(crate::posture::probe::roots(extra)),
-            helo: config.server.hostname.clone(),
-            port: p.probe_port,
-            enabled: true,
-        };
+        let probe = ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?;
         let quarantine = Arc::new(Store::open(
             &config.quarantine_dir(),
             config.quarantine.max_bytes,
@@ -110,6 +94,12 @@ impl Runtime {
 }
 
 impl Runtime {
+    /// Whether DNS must work for this configuration: listed domains need their ownership
+    /// proven, and a policy that asks for postures needs lookups and DNSSEC.
+    pub fn needs_dns(&self) -> bool {
+        !self.config.domains.is_empty() || self.policy.needs_posture()
+    }
+
     /// Review operations over this runtime's quarantine, audit log, policy and lanes.
     pub fn reviewer(&self) -> crate::quarantine::review::Reviewer {
         crate::quarantine::review::Reviewer {

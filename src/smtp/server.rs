@@ -106,39 +106,27 @@ impl Server {
     pub async fn run(self) -> anyhow::Result<()> {
         let rt = self.runtime.borrow().clone();
         // Know which listed domains are ours before the first message arrives, and say so
-        // loudly when DNSSEC cannot work.
-        if !rt.config.domains.is_empty() {
-            match rt.dns.self_test().await {
-                Ok(()) => {
-                    tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
-                }
-                Err(e) => {
-                    tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: ownership proofs will fail and listed domains count as lapsed")
+        // loudly when DNSSEC cannot work. When only postures need DNS, nothing waits for it:
+        // confidential mail is deferred while lookups fail.
+        if rt.needs_dns() {
+            let check = {
+                let rt = rt.clone();
+                async move { log_dnssec_self_test(&rt).await }
+            };
+            if rt.config.domains.is_empty() {
+                tokio::spawn(check);
+            } else {
+                check.await;
+                let first = rt.ownership.check_all(&rt.dns, &rt.config);
+                if tokio::time::timeout(crate::posture::dns::STARTUP_CHECK_LIMIT, first)
+                    .await
+                    .is_err()
+                {
+                    tracing::warn!(
+                        "ownership checks did not finish at start: listed domains count as lapsed until they do"
+                    );
                 }
             }
-            let first = rt.ownership.check_all(&rt.dns, &rt.config);
-            if tokio::time::timeout(crate::posture::dns::STARTUP_CHECK_LIMIT, first)
-                .await
-                .is_err()
-            {
-                tracing::warn!(
-                    "ownership checks did not finish at start: listed domains count as lapsed until they do"
-                );
-            }
-        } else if rt.policy.needs_posture() {
-            // The policy will ask for postures: check DNSSEC too, without holding up the start
-            // (confidential mail is deferred while lookups fail, nothing else waits for DNS).
-            let rt = rt.clone();
-            tokio::spawn(async move {
-                match rt.dns.self_test().await {
-                    Ok(()) => {
-                        tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
-                    }
-                    Err(e) => {
-                        tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: confidential mail will be deferred (posture unknown)")
-                    }
-                }
-            });
         }
         let mut listeners = Vec::new();
         for addr in &rt.config.server.listen {
@@ -320,5 +308,17 @@ impl Server {
             .run()
             .await;
         tracing::debug!(%peer, "disconnect");
+    }
+}
+
+/// Logs whether DNSSEC validation works through the configured resolver.
+async fn log_dnssec_self_test(rt: &Runtime) {
+    match rt.dns.self_test().await {
+        Ok(()) => {
+            tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
+        }
+        Err(e) => {
+            tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: listed domains count as lapsed and confidential mail is deferred (posture unknown)")
+        }
     }
 }

@@ -26,7 +26,7 @@ use crate::config::ActionKind;
 use crate::inspect::Inspection;
 use crate::policy::{Decision, MessageFacts, RecipientFacts};
 use crate::posture::{RecipientClass, domain_of};
-use crate::quarantine::{HeldRecipient, Item, ItemState, StoreError};
+use crate::quarantine::{HeldRecipient, Item, StoreError};
 use crate::relay::{self, Envelope};
 use crate::smtp::reply::Reply;
 use crate::spool::SpooledBody;
@@ -45,6 +45,17 @@ struct Held {
     recipients: Vec<usize>,
 }
 
+/// One decided transaction: what every step after the decision needs.
+struct Case<'a> {
+    tx: &'a Transaction,
+    facts: MessageFacts,
+    judged: Vec<Judged>,
+    message_id: Option<String>,
+    /// Masked findings ("bsn ***-**-782 in part 1 (high)"), for the audit log and the
+    /// quarantine: never the values.
+    findings: Vec<String>,
+}
+
 impl Session {
     /// Decides, stores, relays and records one transaction; returns the end-of-DATA reply.
     pub(super) async fn judge_and_relay(
@@ -57,9 +68,15 @@ impl Session {
         let signals = self.forward_signals(&tx.mail_from.address, inspection.as_ref());
         let facts = self.message_facts(tx, inspection.as_ref(), &signals, size);
         let judged = self.decide_all(tx, &facts).await;
-        let reply = self
-            .act(tx, body, &facts, inspection.as_ref(), &judged)
-            .await;
+        let case = Case {
+            tx,
+            facts,
+            judged,
+            message_id: inspection.as_ref().and_then(|i| i.message_id.clone()),
+            findings: masked_findings(inspection.as_ref()),
+        };
+        let reply = self.act(&case, body).await;
+        let (facts, judged) = (&case.facts, &case.judged);
         let rule = match judged.first() {
             Some(j) if judged.iter().all(|o| o.decision.rule == j.decision.rule) => {
                 j.decision.rule.as_str()
@@ -68,7 +85,7 @@ impl Session {
         };
         crate::metrics::message(reply.code, rule);
         let mut by_rule: BTreeMap<String, usize> = BTreeMap::new();
-        for j in &judged {
+        for j in judged {
             *by_rule
                 .entry(format!("{}:{}", j.decision.rule, j.decision.action.name()))
                 .or_default() += 1;
@@ -101,13 +118,9 @@ impl Session {
         signals: &[&'static str],
         size: usize,
     ) -> MessageFacts {
-        let tags = &self.rt.config.policy.confidential_tags;
         let tagged = inspection
             .and_then(|i| i.subject.as_deref())
-            .is_some_and(|s| {
-                let s = s.to_lowercase();
-                tags.iter().any(|t| s.contains(&t.to_lowercase()))
-            });
+            .is_some_and(|s| self.rt.policy.tagged(s));
         MessageFacts {
             sensitive: inspection.is_some_and(|i| i.sensitive),
             score: inspection.map_or(0, |i| i.score),
@@ -150,21 +163,15 @@ impl Session {
         futures_util::future::join_all(decisions).await
     }
 
-    async fn act(
-        &self,
-        tx: &Transaction,
-        body: &mut SpooledBody,
-        facts: &MessageFacts,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
-    ) -> Reply {
+    async fn act(&self, case: &Case<'_>, body: &mut SpooledBody) -> Reply {
+        let (tx, judged) = (case.tx, &case.judged[..]);
         let action =
             |a: ActionKind| (0..judged.len()).filter(move |&i| judged[i].decision.action == a);
         // 1. A deferral defers the whole transaction.
         if let Some(k) = action(ActionKind::Defer).next() {
             let d = &judged[k].decision;
             let reply = defer_reply(&tx.rcpts[k].address, d);
-            let records = self.decision_records(tx, facts, inspection, judged, None, Some(k));
+            let records = self.decision_records(case, None, Some(k));
             if let Err(e) = self.audit(records).await {
                 crate::metrics::audit_failure();
                 tracing::error!(id = %tx.id, error = %e, "audit log write failed");
@@ -187,13 +194,10 @@ impl Session {
         // 2. Held copies on disk first.
         let mut stored = Vec::new();
         if !held.is_empty() {
-            match self
-                .hold(tx, body, facts, inspection, judged, &held, &tx.id)
-                .await
-            {
+            match self.hold(case, body, &held, &tx.id, None).await {
                 Ok(h) => stored.push(h),
                 Err(reply) => {
-                    let records = self.decision_records(tx, facts, inspection, judged, None, None);
+                    let records = self.decision_records(case, None, None);
                     if self.audit(records).await.is_err() {
                         crate::metrics::audit_failure();
                     }
@@ -205,7 +209,7 @@ impl Session {
 
         // 3. The decisions, durable before anything leaves.
         let qid = stored.first().map(|h| h.id.as_str());
-        let records = self.decision_records(tx, facts, inspection, judged, qid, None);
+        let records = self.decision_records(case, qid, None);
         if let Err(e) = self.audit(records).await {
             tracing::error!(id = %tx.id, error = %e, "audit log write failed: transaction deferred");
             crate::metrics::audit_failure();
@@ -235,7 +239,7 @@ impl Session {
                 id: tx.id.clone(),
                 mail_from: tx.mail_from.clone(),
                 rcpts: idx.iter().map(|&i| tx.rcpts[i].clone()).collect(),
-                require_tls: facts.confidential(),
+                require_tls: case.facts.confidential(),
             };
             let trace = self.trace_header(&env);
             let dsn_for: &[_] = if dsn_pending { &policy_refused } else { &[] };
@@ -261,20 +265,11 @@ impl Session {
                 // Another lane accepted: a 4xx now would deliver twice on retry. Hold these.
                 tracing::warn!(id = %tx.id, lane = %lane_name, status = reply.code, "a later lane deferred: its recipients are held for review");
                 let late_id = format!("{}-{n}", tx.id);
-                if let Ok(h) = self
-                    .hold_as(
-                        tx,
-                        body,
-                        facts,
-                        inspection,
-                        judged,
-                        idx,
-                        &late_id,
-                        "upstream-deferred",
-                        &reply,
-                    )
-                    .await
-                {
+                let why = format!(
+                    "the upstream lane answered {} {} after another lane had accepted the message",
+                    reply.code, reply.status
+                );
+                if let Ok(h) = self.hold(case, body, idx, &late_id, Some(&why)).await {
                     stored.push(h);
                 }
             } else {
@@ -310,7 +305,7 @@ impl Session {
             )
             .await;
         }
-        self.notify_held(tx, inspection, judged, &stored);
+        self.notify_held(case, &stored);
 
         // 5. The outcome, then the reply.
         let reply = match accepted {
@@ -346,66 +341,37 @@ impl Session {
         reply
     }
 
-    /// Stores the held recipients' copy; the reply to give when that is impossible.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores the held recipients' copy; the reply to give when that is impossible. `late`:
+    /// held because a later lane deferred after another had accepted (why), which is a
+    /// decision of its own and audited here.
     async fn hold(
         &self,
-        tx: &Transaction,
+        case: &Case<'_>,
         body: &mut SpooledBody,
-        facts: &MessageFacts,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
         idx: &[usize],
         id: &str,
+        late: Option<&str>,
     ) -> Result<Held, Reply> {
-        let item = self.item(tx, facts, inspection, judged, idx, id, None);
-        self.put(item, tx, body, idx).await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn hold_as(
-        &self,
-        tx: &Transaction,
-        body: &mut SpooledBody,
-        facts: &MessageFacts,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
-        idx: &[usize],
-        id: &str,
-        rule: &str,
-        upstream: &Reply,
-    ) -> Result<Held, Reply> {
-        let why = format!(
-            "the upstream lane answered {} {} after another lane had accepted the message",
-            upstream.code, upstream.status
-        );
-        let item = self.item(
-            tx,
-            facts,
-            inspection,
-            judged,
-            idx,
-            id,
-            Some((rule, why.as_str())),
-        );
-        let held = self.put(item, tx, body, idx).await;
-        let records = idx
-            .iter()
-            .map(|&i| {
-                let mut r = crate::audit_record!("decision", {
-                    "transaction": tx.id,
-                    "recipient": tx.rcpts[i].address,
-                    "decision": "quarantine",
-                    "rule": rule,
-                    "reasons": std::slice::from_ref(&why),
-                    "quarantine_id": id,
-                });
-                r.insert("client".into(), Value::from(self.peer.ip().to_string()));
-                r
-            })
-            .collect();
-        if let Err(e) = self.audit(records).await {
-            tracing::error!(id = %tx.id, error = %e, "audit log write failed");
+        let item = self.item(case, idx, id, late);
+        let held = self.put(item, case.tx, body, idx).await;
+        if let Some(why) = late {
+            let records = idx
+                .iter()
+                .map(|&i| {
+                    self.decision_record(
+                        case,
+                        i,
+                        "quarantine",
+                        UPSTREAM_DEFERRED,
+                        vec![why.to_string()],
+                        Some(id),
+                    )
+                })
+                .collect();
+            if let Err(e) = self.audit(records).await {
+                crate::metrics::audit_failure();
+                tracing::error!(id = %case.tx.id, error = %e, "audit log write failed");
+            }
         }
         held
     }
@@ -451,22 +417,12 @@ impl Session {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn item(
-        &self,
-        tx: &Transaction,
-        facts: &MessageFacts,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
-        idx: &[usize],
-        id: &str,
-        override_rule: Option<(&str, &str)>,
-    ) -> Item {
+    fn item(&self, case: &Case<'_>, idx: &[usize], id: &str, late: Option<&str>) -> Item {
+        let (tx, facts) = (case.tx, &case.facts);
         let (created, created_unix) = crate::quarantine::stamp();
         Item {
             id: id.to_string(),
             transaction: tx.id.clone(),
-            state: ItemState::Held,
             created,
             created_unix,
             client: self.peer.ip().to_string(),
@@ -475,18 +431,18 @@ impl Session {
             body_8bit: tx.mail_from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
             smtputf8: tx.mail_from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
             envid: tx.mail_from.env_id.clone(),
-            message_id: inspection.and_then(|i| i.message_id.clone()),
+            message_id: case.message_id.clone(),
             size: facts.size,
             sensitive: facts.sensitive,
             score: facts.score,
-            findings: masked_findings(inspection),
+            findings: case.findings.clone(),
             forward_signals: facts.forward_signals.clone(),
             recipients: idx
                 .iter()
                 .map(|&i| {
-                    let d = &judged[i].decision;
-                    let (rule, reasons) = match override_rule {
-                        Some((rule, why)) => (rule.to_string(), vec![why.to_string()]),
+                    let d = &case.judged[i].decision;
+                    let (rule, reasons) = match late {
+                        Some(why) => (UPSTREAM_DEFERRED.to_string(), vec![why.to_string()]),
                         None => (d.rule.clone(), d.reasons.clone()),
                     };
                     HeldRecipient {
@@ -517,23 +473,18 @@ impl Session {
     /// The audit records of the decisions, one per recipient.
     fn decision_records(
         &self,
-        tx: &Transaction,
-        facts: &MessageFacts,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
+        case: &Case<'_>,
         quarantine_id: Option<&str>,
         deferred_by: Option<usize>,
     ) -> Vec<Map<String, Value>> {
-        let findings = masked_findings(inspection);
-        judged
-            .iter()
-            .enumerate()
-            .map(|(i, j)| {
-                let d = &j.decision;
-                let (decision, rule, mut reasons) = match deferred_by {
+        let judged = &case.judged;
+        (0..judged.len())
+            .map(|i| {
+                let d = &judged[i].decision;
+                let (decision, rule, reasons) = match deferred_by {
                     Some(k) if k != i => (
                         "defer",
-                        "deferred-with-transaction".to_string(),
+                        "deferred-with-transaction",
                         vec![format!(
                             "another recipient was deferred by rule {}; the whole transaction is \
                              retried (would have been: {} by {})",
@@ -542,47 +493,62 @@ impl Session {
                             d.rule
                         )],
                     ),
-                    _ => (d.action.name(), d.rule.clone(), d.reasons.clone()),
+                    _ => (d.action.name(), d.rule.as_str(), d.reasons.clone()),
                 };
-                if reasons.is_empty() {
-                    reasons.push("no condition (catch-all rule)".into());
-                }
-                let mut r = crate::audit_record!("decision", {
-                    "transaction": tx.id,
-                    "client": self.peer.ip().to_string(),
-                    "user": self.auth_user,
-                    "sender": tx.mail_from.address,
-                    "recipient": tx.rcpts[i].address,
-                    "recipient_class": j.class.name(),
-                    "message_id": inspection.and_then(|x| x.message_id.clone()),
-                    "decision": decision,
-                    "rule": rule,
-                    "reasons": reasons,
-                    "lane": d.lane,
-                    "require": d.require,
-                    "sensitive": facts.sensitive,
-                    "score": facts.score,
-                    "findings": findings,
-                    "forward_signals": facts.forward_signals,
-                });
-                if let Some(p) = &d.posture {
-                    r.insert(
-                        "posture".into(),
-                        json!({
-                            "level": p.posture,
-                            "assessed_at": p.assessed_at,
-                            "checks": p.checks,
-                        }),
-                    );
-                }
-                if decision == "quarantine"
-                    && let Some(q) = quarantine_id
-                {
-                    r.insert("quarantine_id".into(), Value::from(q));
-                }
-                r
+                let qid = quarantine_id.filter(|_| decision == "quarantine");
+                self.decision_record(case, i, decision, rule, reasons, qid)
             })
             .collect()
+    }
+
+    /// One decision for recipient `i`, with the NEN 7513 fields: who, what, when, why.
+    fn decision_record(
+        &self,
+        case: &Case<'_>,
+        i: usize,
+        decision: &str,
+        rule: &str,
+        mut reasons: Vec<String>,
+        quarantine_id: Option<&str>,
+    ) -> Map<String, Value> {
+        let (tx, facts) = (case.tx, &case.facts);
+        let j = &case.judged[i];
+        let d = &j.decision;
+        if reasons.is_empty() {
+            reasons.push("no condition (catch-all rule)".into());
+        }
+        let mut r = crate::audit_record!("decision", {
+            "transaction": tx.id,
+            "client": self.peer.ip().to_string(),
+            "user": self.auth_user,
+            "sender": tx.mail_from.address,
+            "recipient": tx.rcpts[i].address,
+            "recipient_class": j.class.name(),
+            "message_id": case.message_id,
+            "decision": decision,
+            "rule": rule,
+            "reasons": reasons,
+            "lane": d.lane,
+            "require": d.require,
+            "sensitive": facts.sensitive,
+            "score": facts.score,
+            "findings": case.findings,
+            "forward_signals": facts.forward_signals,
+        });
+        if let Some(p) = &d.posture {
+            r.insert(
+                "posture".into(),
+                json!({
+                    "level": p.posture,
+                    "assessed_at": p.assessed_at,
+                    "checks": p.checks,
+                }),
+            );
+        }
+        if let Some(q) = quarantine_id {
+            r.insert("quarantine_id".into(), Value::from(q));
+        }
+        r
     }
 
     async fn audit_outcome(&self, tx: &Transaction, lanes: &[Value], code: u16) {
@@ -607,13 +573,8 @@ impl Session {
     }
 
     /// Tells the sender about held recipients whose rule asks for it, in the background.
-    fn notify_held(
-        &self,
-        tx: &Transaction,
-        inspection: Option<&Inspection>,
-        judged: &[Judged],
-        stored: &[Held],
-    ) {
+    fn notify_held(&self, case: &Case<'_>, stored: &[Held]) {
+        let (tx, judged) = (case.tx, &case.judged);
         if !self.rt.config.policy.notify_quarantined || tx.mail_from.address.is_empty() {
             return;
         }
@@ -641,7 +602,7 @@ impl Session {
                 self.hostname(),
                 &tx.mail_from.address,
                 &h.id,
-                inspection.and_then(|i| i.message_id.as_deref()),
+                case.message_id.as_deref(),
                 &pairs,
             );
             let lane: Arc<_> = self.rt.lanes.default_lane();
@@ -680,6 +641,9 @@ fn masked_findings(inspection: Option<&Inspection>) -> Vec<String> {
         })
         .unwrap_or_default()
 }
+
+/// The rule of recipients held because a later lane deferred after another had accepted.
+const UPSTREAM_DEFERRED: &str = "upstream-deferred";
 
 /// The SMTP response for a refused recipient (in the reply or the DSN).
 fn refusal(d: &Decision) -> Response<String> {
