@@ -296,6 +296,10 @@ fn admin_listener_serves_health_and_metrics_that_count_messages() {
     assert!(body.contains("\"quarantine\":\"ok\""), "{body}");
     assert!(body.contains("\"audit\":\"ok\""), "{body}");
     assert!(!body.contains("\"dns\""), "{body}");
+    // Without review.token_file the review API does not exist.
+    let (status, body) = http_get(admin, "/quarantine");
+    assert!(status.contains("404"), "{status} {body}");
+    assert!(body.contains("review API is off"), "{body}");
     assert!(metrics.contains("sluis_upstream_seconds_count{lane=\"default\"} 1"));
     assert!(
         !metrics.contains("partner.test"),
