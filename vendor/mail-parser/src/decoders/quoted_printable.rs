@@ -91,20 +91,53 @@ pub fn quoted_printable_decode_char(hex1: u8, hex2: u8) -> Option<u8> {
 }
 
 impl<'x> MessageStream<'x> {
+    // Sluis patch (vendor/README.md): bytes the state machine passes through unchanged are
+    // copied a run at a time, the run's end found with memchr; every other byte goes through
+    // upstream's per-byte state machine as before. The test module holds upstream's decoder and
+    // checks that both agree on output, end offset and stream position.
     pub fn decode_quoted_printable_mime(&mut self, boundary: &[u8]) -> (usize, Cow<'x, [u8]>) {
+        let data = self.data;
+        let start = self.offset();
         let mut buf = Vec::with_capacity(128);
 
         let mut state = QuotedPrintableState::None;
-        let mut hex1 = 0;
+        let mut hex1: i8 = 0;
         let mut last_ch = 0;
         let mut before_last_ch = 0;
         let mut ws_count = 0;
-        let mut end_pos = self.offset();
+        let mut end_pos = start;
         let mut crlf = b"\n".as_ref();
 
         self.checkpoint();
 
-        while let Some(&ch) = self.next() {
+        let mut i = start;
+        while i < data.len() {
+            if state == QuotedPrintableState::None {
+                // A run of bytes that are copied as they are.
+                let rest = &data[i..];
+                let mut run = memchr::memchr3(b'=', b'\n', b'\r', rest).unwrap_or(rest.len());
+                if !boundary.is_empty() {
+                    if let Some(d) = memchr::memchr(b'-', &rest[..run]) {
+                        run = d;
+                    }
+                }
+                if run > 0 {
+                    let bytes = &rest[..run];
+                    buf.extend_from_slice(bytes);
+                    let trailing = bytes
+                        .iter()
+                        .rev()
+                        .take_while(|b| b.is_ascii_whitespace())
+                        .count();
+                    ws_count = if trailing == run { ws_count + run } else { trailing };
+                    before_last_ch = if run >= 2 { bytes[run - 2] } else { last_ch };
+                    last_ch = bytes[run - 1];
+                    i += run;
+                    continue;
+                }
+            }
+            let ch = data[i];
+            i += 1;
             match ch {
                 b'=' => {
                     if let QuotedPrintableState::None = state {
@@ -115,11 +148,7 @@ impl<'x> MessageStream<'x> {
                     }
                 }
                 b'\n' => {
-                    end_pos = if last_ch == b'\r' {
-                        self.offset() - 2
-                    } else {
-                        self.offset() - 1
-                    };
+                    end_pos = if last_ch == b'\r' { i - 2 } else { i - 1 };
                     if QuotedPrintableState::Eq == state {
                         state = QuotedPrintableState::None;
                     } else {
@@ -133,12 +162,20 @@ impl<'x> MessageStream<'x> {
                 b'\r' => {
                     crlf = b"\r\n".as_ref();
                 }
-                b'-' if !boundary.is_empty() && last_ch == b'-' && self.try_skip(boundary) => {
+                b'-' if !boundary.is_empty()
+                    && last_ch == b'-'
+                    && data.get(i..i + boundary.len()) == Some(boundary) =>
+                {
+                    i += boundary.len();
+                    self.skip_bytes(i - self.offset());
                     if before_last_ch == b'\n' {
-                        buf.truncate(buf.len() - (crlf.len() + 1));
+                        // wrapping_sub: after a soft line break the buffer can be shorter than
+                        // this; upstream's subtraction panics there in debug builds and wraps
+                        // in release (truncate is then a no-op), which is kept.
+                        buf.truncate(buf.len().wrapping_sub(crlf.len() + 1));
                     } else {
                         buf.truncate(buf.len() - 1);
-                        end_pos = self.offset() - boundary.len() - 2;
+                        end_pos = i - boundary.len() - 2;
                     }
 
                     return (end_pos, buf.into());
@@ -184,15 +221,13 @@ impl<'x> MessageStream<'x> {
             last_ch = ch;
         }
 
-        (
-            if boundary.is_empty() {
-                self.offset()
-            } else {
-                self.restore();
-                usize::MAX
-            },
-            buf.into(),
-        )
+        if boundary.is_empty() {
+            self.seek_end();
+            (self.offset(), buf.into())
+        } else {
+            self.restore();
+            (usize::MAX, buf.into())
+        }
     }
 
     pub fn decode_quoted_printable_word(&mut self) -> Option<Vec<u8>> {
@@ -288,6 +323,167 @@ pub static HEX_MAP: &[i8] = &[
 #[cfg(test)]
 mod tests {
     use crate::parsers::MessageStream;
+    use std::borrow::Cow;
+
+    use super::{QuotedPrintableState, HEX_MAP};
+
+    // Sluis patch: the 0.11.9 decoder as released (with the one wrapping_sub of release builds
+    // spelled out, as above), kept as the reference the run-copying
+    // decoder above must agree with byte for byte (output, end offset, stream position).
+    impl<'x> MessageStream<'x> {
+        pub fn decode_quoted_printable_mime_bytewise(&mut self, boundary: &[u8]) -> (usize, Cow<'x, [u8]>) {
+            let mut buf = Vec::with_capacity(128);
+
+            let mut state = QuotedPrintableState::None;
+            let mut hex1 = 0;
+            let mut last_ch = 0;
+            let mut before_last_ch = 0;
+            let mut ws_count = 0;
+            let mut end_pos = self.offset();
+            let mut crlf = b"\n".as_ref();
+
+            self.checkpoint();
+
+            while let Some(&ch) = self.next() {
+                match ch {
+                    b'=' => {
+                        if let QuotedPrintableState::None = state {
+                            state = QuotedPrintableState::Eq
+                        } else {
+                            self.restore();
+                            return (usize::MAX, b""[..].into());
+                        }
+                    }
+                    b'\n' => {
+                        end_pos = if last_ch == b'\r' {
+                            self.offset() - 2
+                        } else {
+                            self.offset() - 1
+                        };
+                        if QuotedPrintableState::Eq == state {
+                            state = QuotedPrintableState::None;
+                        } else {
+                            if ws_count > 0 {
+                                buf.truncate(buf.len() - ws_count);
+                            }
+                            buf.extend_from_slice(crlf);
+                        }
+                        ws_count = 0;
+                    }
+                    b'\r' => {
+                        crlf = b"\r\n".as_ref();
+                    }
+                    b'-' if !boundary.is_empty() && last_ch == b'-' && self.try_skip(boundary) => {
+                        if before_last_ch == b'\n' {
+                            buf.truncate(buf.len().wrapping_sub(crlf.len() + 1));
+                        } else {
+                            buf.truncate(buf.len() - 1);
+                            end_pos = self.offset() - boundary.len() - 2;
+                        }
+
+                        return (end_pos, buf.into());
+                    }
+                    _ => match state {
+                        QuotedPrintableState::None => {
+                            if ch.is_ascii_whitespace() {
+                                ws_count += 1;
+                            } else {
+                                ws_count = 0;
+                            }
+                            buf.push(ch);
+                        }
+                        QuotedPrintableState::Eq => {
+                            hex1 = HEX_MAP[ch as usize];
+                            if hex1 != -1 {
+                                state = QuotedPrintableState::Hex1;
+                            } else if !ch.is_ascii_whitespace() {
+                                state = QuotedPrintableState::None;
+                                buf.push(b'=');
+                                buf.push(ch);
+                                ws_count = 0;
+                            }
+                        }
+                        QuotedPrintableState::Hex1 => {
+                            let hex2 = HEX_MAP[ch as usize];
+
+                            state = QuotedPrintableState::None;
+                            if hex2 != -1 {
+                                buf.push(((hex1 as u8) << 4) | hex2 as u8);
+                                ws_count = 0;
+                            } else {
+                                buf.push(b'=');
+                                buf.push(last_ch);
+                                buf.push(ch);
+                                ws_count = 0;
+                            }
+                        }
+                    },
+                }
+
+                before_last_ch = last_ch;
+                last_ch = ch;
+            }
+
+            (
+                if boundary.is_empty() {
+                    self.offset()
+                } else {
+                    self.restore();
+                    usize::MAX
+                },
+                buf.into(),
+            )
+        }
+    }
+
+    /// Bodies built from the bytes the decoder treats specially, plain text and boundaries.
+    fn generated_body(seed: &mut u64, boundary: &[u8]) -> Vec<u8> {
+        const PIECES: &[&[u8]] = &[
+            b"a", b"Z", b" ", b"\t", b"\x0c", b"=", b"=", b"\r", b"\n", b"\r\n", b"-", b"--",
+            b"3", b"D", b"f", b"G", b"x", b"\xc3\xa9", b"=3D", b"=C3=A9", b"=\r\n", b"=\n",
+            b"= \n", b"=G", b"=4", b"plain words ", b"-\n",
+        ];
+        let mut next = || {
+            // xorshift64*: reproducible without a dev-dependency.
+            *seed ^= *seed >> 12;
+            *seed ^= *seed << 25;
+            *seed ^= *seed >> 27;
+            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        let len = (next() % 40) as usize;
+        let mut body = Vec::new();
+        for _ in 0..len {
+            let r = next();
+            if !boundary.is_empty() && r % 23 == 0 {
+                body.extend_from_slice(if r % 2 == 0 { b"\n--" } else { b"--" });
+                body.extend_from_slice(boundary);
+            } else {
+                body.extend_from_slice(PIECES[(r >> 8) as usize % PIECES.len()]);
+            }
+        }
+        body
+    }
+
+    #[test]
+    fn run_copying_decoder_agrees_with_the_bytewise_one() {
+        let mut seed = 0x5EED_7516_u64;
+        for boundary in [&b""[..], b"b", b"boundary-42"] {
+            for case in 0..100_000 {
+                let body = generated_body(&mut seed, boundary);
+                // Start at offset 0 and somewhere inside, as for a later MIME part.
+                let start = if case % 3 == 0 { 0 } else { case % (body.len() + 1) };
+                let mut fast = MessageStream::new(&body);
+                let mut reference = MessageStream::new(&body);
+                fast.skip_bytes(start);
+                reference.skip_bytes(start);
+                let got: (usize, Cow<'_, [u8]>) = fast.decode_quoted_printable_mime(boundary);
+                let want = reference.decode_quoted_printable_mime_bytewise(boundary);
+                assert_eq!(got, want, "body {:?} from {start}, boundary {:?}", body, boundary);
+                assert_eq!(fast.offset(), reference.offset(), "position after {:?}", body);
+                assert_eq!(fast.next(), reference.next(), "next byte after {:?}", body);
+            }
+        }
+    }
 
     #[test]
     fn decode_quoted_printable() {
