@@ -74,6 +74,18 @@ pub const BIRTH: &[&str] = &[
     "born",
 ];
 
+/// The length in bytes of the longest word in `BIRTH`.
+pub const LONGEST_BIRTH_WORD: usize = {
+    let (mut i, mut longest) = (0, 0);
+    while i < BIRTH.len() {
+        if BIRTH[i].len() > longest {
+            longest = BIRTH[i].len();
+        }
+        i += 1;
+    }
+    longest
+};
+
 pub const ANTI: &[&str] = &[
     "factuur",
     "factuurnummer",

@@ -2,7 +2,7 @@
 //!
 //! Speed matters (every outbound message passes here), so candidates come from a single
 //! `regex_automata::meta::Regex` built from ASCII-mode patterns (Unicode `\b`/`\d` fall back to
-//! slow engines on non-ASCII text), searched only in windows around digits (`digit_windows`:
+//! slow engines on non-ASCII text), searched anchored only where a match can start (`candidates`:
 //! prose without numbers never reaches the regex), and context words from one Aho-Corasick
 //! automaton. The 11-proof, mod-97, dates and proximity are plain code afterwards.
 
@@ -10,7 +10,8 @@ pub mod checksum;
 pub mod keywords;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
-use regex_automata::meta::Regex;
+use regex_automata::meta::{Cache, Regex};
+use regex_automata::util::pool::Pool;
 
 use crate::config::{Checksum, IdentifierConfig, InspectConfig};
 
@@ -42,30 +43,50 @@ const PATTERNS: &[&str] = &[
     r"(?i-u)\b(?:0?[1-9]|[12][0-9]|3[01])\.? (?:januari|februari|maart|april|mei|juni|juli|augustus|september|oktober|november|december|january|february|march|may|june|july|august|october|jan|feb|mrt|mar|apr|jun|jul|aug|sep|sept|okt|oct|nov|dec)\.? (?:19|20)[0-9]{2}\b",
 ];
 
-/// How far before its first digit a candidate can start (IBAN: two letters).
-const BEFORE_DIGIT: usize = 2;
-/// How far after its last digit a candidate can end (IBAN: up to 7 groups and a tail, with
-/// spaces; the other patterns end in a digit).
-const AFTER_DIGIT: usize = 48;
-
-/// The stretches of `text` that can hold a candidate: every pattern has a digit within its
-/// first three bytes and ends within `AFTER_DIGIT` bytes of a digit, so text far from any
-/// digit (most prose) need not go through the regex at all. Stretches closer than that are
-/// merged, so no candidate spans two of them; look-around at their edges still sees the whole
-/// text (the regex searches a range of the full haystack).
-fn digit_windows(text: &[u8]) -> impl Iterator<Item = std::ops::Range<usize>> + '_ {
+/// Every candidate: a match of `PATTERNS` anywhere in `text`, leftmost first and not
+/// overlapping, exactly as `find_iter` over the whole text gives them, but found by anchored
+/// searches only where a match can start. Every pattern starts at a word boundary with a digit,
+/// or (IBAN) with two capitals right before digits; so only the start of a run of digits and
+/// the two bytes before it are tried, and prose without numbers never reaches the regex. An
+/// anchored search needs no reverse pass to find where its match began, which halves the
+/// regex's work on text full of numbers (a CSV export has a date on every row).
+fn candidates<'a>(
+    re: &'a Regex,
+    cache: &'a mut Cache,
+    text: &'a [u8],
+) -> impl Iterator<Item = regex_automata::Match> + 'a {
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut anchored = move |start: usize| {
+        re.search_with(
+            cache,
+            &regex_automata::Input::new(text)
+                .range(start..)
+                .anchored(regex_automata::Anchored::Yes),
+        )
+    };
+    // No match starts before `at`: the end of the previous match or of the digits just tried.
     let mut at = 0;
     std::iter::from_fn(move || {
-        let first = at + next_digit(&text[at..])?;
-        let mut last = first;
         loop {
-            let horizon = (last + AFTER_DIGIT).min(text.len());
-            match next_digit(&text[last + 1..horizon]) {
-                Some(d) => last = last + 1 + d,
-                None => {
-                    at = horizon;
-                    return Some(first.saturating_sub(BEFORE_DIGIT)..horizon);
+            let run = at + next_digit(&text[at..])?;
+            let run_end = text[run..]
+                .iter()
+                .position(|b| !b.is_ascii_digit())
+                .map_or(text.len(), |n| run + n);
+            let capitals = run >= at + 2
+                && text[run - 2].is_ascii_uppercase()
+                && text[run - 1].is_ascii_uppercase();
+            let found = capitals.then(|| anchored(run - 2)).flatten().or_else(|| {
+                (run == 0 || !is_word(text[run - 1]))
+                    .then(|| anchored(run))
+                    .flatten()
+            });
+            match found {
+                Some(m) => {
+                    at = m.end();
+                    return Some(m);
                 }
+                None => at = run_end,
             }
         }
     })
@@ -103,9 +124,18 @@ struct Custom {
     keywords: Option<AhoCorasick>,
 }
 
+/// Builds a search cache for the candidate regex (a pool needs a named function type).
+type MakeCache = Box<dyn Fn() -> Cache + Send + Sync>;
+
 pub struct Scanner {
     candidates: Regex,
+    /// Search caches for `candidates`, one taken per text: the regex's own pool would be
+    /// asked once per candidate, and a table has thousands.
+    caches: Pool<Cache, MakeCache>,
     keywords: AhoCorasick,
+    /// The birth words alone: dates are common (a CSV export has one per row) and need only
+    /// these, which a small automaton finds in one pass far faster than the full list.
+    birth: Option<AhoCorasick>,
     /// Per keyword pattern: the word and every kind it has ("geboren" is care and birth).
     kinds: Vec<(String, Vec<Kind>)>,
     custom: Vec<Custom>,
@@ -151,19 +181,33 @@ impl Scanner {
         }
         // One word per pattern and leftmost-longest matching: a single pass with prefilters,
         // where overlapping search would be several times slower.
-        let keywords = AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(kinds.iter().map(|(w, _)| w.as_bytes()))
-            .map_err(|e| BuildError::Keywords(e.to_string()))?;
+        let automaton = |words: &mut dyn Iterator<Item = &str>| {
+            AhoCorasickBuilder::new()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(words)
+                .map_err(|e| BuildError::Keywords(e.to_string()))
+        };
+        let keywords = automaton(&mut kinds.iter().map(|(w, _)| w.as_str()))?;
+        let birth = if cfg.default_keywords {
+            Some(automaton(&mut keywords::BIRTH.iter().copied())?)
+        } else {
+            None
+        };
         let custom = cfg
             .identifiers
             .iter()
             .map(Custom::new)
             .collect::<Result<Vec<_>, _>>()?;
+        let caches = {
+            let re = candidates.clone();
+            Pool::new(Box::new(move || re.create_cache()) as MakeCache)
+        };
         Ok(Scanner {
             candidates,
+            caches,
             keywords,
+            birth,
             kinds,
             custom,
             window: cfg.context_window,
@@ -184,12 +228,19 @@ impl Scanner {
         hits
     }
 
-    /// Whether a birth word stands in the 40 bytes before `pos`.
-    fn birth_word_before(&self, text: &[u8], pos: usize) -> bool {
-        let from = floor_char(text, pos.saturating_sub(40));
-        self.context(text, from, pos)
-            .iter()
-            .any(|h| h.kind == Kind::Birth)
+    /// Where the birth words standing on their own in `text[from..to]` end, in order.
+    fn birth_word_ends(&self, text: &[u8], from: usize, to: usize) -> Vec<usize> {
+        let Some(birth) = &self.birth else {
+            return Vec::new();
+        };
+        birth
+            .find_iter(&text[from..to])
+            .filter(|m| {
+                let word = keywords::BIRTH[m.pattern().as_usize()];
+                keywords::stands_alone(text, from + m.start(), from + m.end(), word)
+            })
+            .map(|m| from + m.end())
+            .collect()
     }
 
     /// Finds everything in one text unit; `location` says where the text came from.
@@ -197,24 +248,23 @@ impl Scanner {
         let bytes = text.as_bytes();
         // Candidates that pass their own checks first: most text has none, and then the
         // context words need not be searched at all.
-        let valid: Vec<Candidate> = digit_windows(bytes)
-            .flat_map(|w| {
-                self.candidates
-                    .find_iter(regex_automata::Input::new(bytes).range(w))
-            })
+        let mut cache = self.caches.get();
+        let valid: Vec<Candidate> = candidates(&self.candidates, &mut cache, bytes)
             .filter_map(|m| {
-                Candidate::check(&text[m.start()..m.end()], m.start(), m.pattern().as_usize())
+                let raw = &text[m.start()..m.end()];
+                Candidate::check(raw, m.start(), m.pattern().as_usize())
             })
             .collect();
         if !valid.is_empty() {
-            self.classify(bytes, &valid, location, out);
+            self.classify(text, &valid, location, out);
         }
         for c in &self.custom {
             c.scan(bytes, location, self.window, &self.key, out);
         }
     }
 
-    fn classify(&self, bytes: &[u8], valid: &[Candidate], location: &str, out: &mut Vec<Finding>) {
+    fn classify(&self, text: &str, valid: &[Candidate], location: &str, out: &mut Vec<Finding>) {
+        let bytes = text.as_bytes();
         // Identifiers need context from anywhere (a table header far above); dates only their
         // own lead-in, which spares CSV exports full of dates a scan of the whole text.
         let needs_context = valid.iter().any(|c| !matches!(c.what, What::Date(_)));
@@ -232,6 +282,8 @@ impl Scanner {
                 .take_while(|h| h.start <= hi)
                 .any(|h| kinds.contains(&h.kind))
         };
+        let births = Births::new(self, bytes, valid);
+        let this_year = this_year();
         let tables = Tables::new(bytes, &hits);
         let w = self.window;
         for c in valid {
@@ -268,9 +320,11 @@ impl Scanner {
                         },
                     }
                 }
-                What::Date(raw) => {
-                    // Dates are everywhere: only one introduced as a birth date counts.
-                    if !self.birth_word_before(bytes, c.start) {
+                What::Date(end) => {
+                    // Dates are everywhere: only one introduced as a birth date counts, by a
+                    // birth word ending in the 40 bytes before it.
+                    let raw = &text[c.start..*end];
+                    if !births.before(c.start) || !plausible_birth_date(raw, this_year) {
                         continue;
                     }
                     Finding {
@@ -287,15 +341,7 @@ impl Scanner {
     }
 }
 
-/// The nearest char boundary at or below `i` (text is UTF-8; windows must not split a char).
-fn floor_char(text: &[u8], mut i: usize) -> usize {
-    while i > 0 && i < text.len() && (text[i] & 0xC0) == 0x80 {
-        i -= 1;
-    }
-    i
-}
-
-/// A candidate that passed its own check (11-proof, mod-97, a real date).
+/// A candidate that passed its own check (11-proof, mod-97); dates are checked later.
 struct Candidate {
     start: usize,
     what: What,
@@ -304,7 +350,8 @@ struct Candidate {
 enum What {
     Bsn(String),
     Iban(String),
-    Date(String),
+    /// Where the date ends; most dates are not birth dates, so their text is not copied.
+    Date(usize),
 }
 
 impl Candidate {
@@ -324,12 +371,8 @@ impl Candidate {
                 }
                 What::Iban(normal)
             }
-            _ => {
-                if !plausible_birth_date(raw) {
-                    return None;
-                }
-                What::Date(raw.to_string())
-            }
+            // Whether it is a real date is asked only of the few behind a birth word.
+            _ => What::Date(start + raw.len()),
         };
         Some(Candidate { start, what })
     }
@@ -403,14 +446,84 @@ impl Custom {
     }
 }
 
+/// How far before a date its birth word may end.
+const BIRTH_LEAD_IN: usize = 40;
+
+/// Birth words for the dates of one text. A few dates in a letter each search their own lead-in;
+/// a table full of dates (a CSV export has one per row) is searched once, whole, which costs
+/// less than thousands of small searches.
+struct Births<'a> {
+    scanner: &'a Scanner,
+    text: &'a [u8],
+    /// The ends of all birth words in the text, when it was searched whole.
+    whole: Option<Vec<usize>>,
+}
+
+impl<'a> Births<'a> {
+    fn new(scanner: &'a Scanner, text: &'a [u8], valid: &[Candidate]) -> Births<'a> {
+        let dates = valid
+            .iter()
+            .filter(|c| matches!(c.what, What::Date(_)))
+            .count();
+        let whole = (dates.saturating_mul(BIRTH_LEAD_IN) >= text.len())
+            .then(|| scanner.birth_word_ends(text, 0, text.len()));
+        Births {
+            scanner,
+            text,
+            whole,
+        }
+    }
+
+    /// Whether a birth word ends in the `BIRTH_LEAD_IN` bytes before `pos`.
+    fn before(&self, pos: usize) -> bool {
+        let from = pos.saturating_sub(BIRTH_LEAD_IN);
+        match &self.whole {
+            Some(ends) => {
+                let first = ends.partition_point(|&e| e < from);
+                ends.get(first).is_some_and(|&e| e <= pos)
+            }
+            None => {
+                // Start early enough that a word ending in the lead-in is seen whole; back up
+                // to a char boundary, as the text is UTF-8.
+                let mut start = from.saturating_sub(keywords::LONGEST_BIRTH_WORD);
+                while start > 0 && (self.text[start] & 0xC0) == 0x80 {
+                    start -= 1;
+                }
+                self.scanner
+                    .birth_word_ends(self.text, start, pos)
+                    .iter()
+                    .any(|&e| e >= from)
+            }
+        }
+    }
+}
+
+/// The current year (UTC, near enough for "not in the future").
+fn this_year() -> u32 {
+    1970 + (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_secs())
+        .unwrap_or(0)
+        / 31_556_952) as u32
+}
+
 /// A plausible date of birth: a real calendar date, not in the future, under 130 years ago.
-fn plausible_birth_date(raw: &str) -> bool {
-    let nums: Vec<u32> = raw
+fn plausible_birth_date(raw: &str, this_year: u32) -> bool {
+    // A candidate date has at most three numbers; a fourth means it is not one.
+    let mut nums = [0u32; 4];
+    let mut count = 0;
+    for n in raw
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter_map(|p| p.parse().ok())
-        .collect();
-    let month_name = raw.chars().any(|c| c.is_ascii_alphabetic());
-    let (d, m, y) = match (nums.as_slice(), month_name) {
+    {
+        if count == nums.len() {
+            return false;
+        }
+        nums[count] = n;
+        count += 1;
+    }
+    let month_name = raw.bytes().any(|c| c.is_ascii_alphabetic());
+    let (d, m, y) = match (&nums[..count], month_name) {
         ([y, m, d], false) if *y > 1000 => (*d, *m, *y),
         ([d, m, y], false) => (*d, *m, *y),
         ([d, y], true) => (*d, 1, *y),
@@ -423,12 +536,6 @@ fn plausible_birth_date(raw: &str) -> bool {
         2 => 28,
         _ => return false,
     };
-    let this_year = 1970
-        + (std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|t| t.as_secs())
-            .unwrap_or(0)
-            / 31_556_952) as u32;
     (1..=days).contains(&d) && y <= this_year && y + 130 >= this_year
 }
 
@@ -480,7 +587,7 @@ impl Tables {
 }
 
 #[cfg(test)]
-mod window_tests {
+mod candidate_tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -490,17 +597,17 @@ mod window_tests {
             .collect()
     }
 
-    fn windowed(re: &Regex, text: &[u8]) -> Vec<(usize, usize, usize)> {
-        digit_windows(text)
-            .flat_map(|w| re.find_iter(regex_automata::Input::new(text).range(w)))
+    fn anchored(re: &Regex, text: &[u8]) -> Vec<(usize, usize, usize)> {
+        candidates(re, &mut re.create_cache(), text)
             .map(|m| (m.start(), m.end(), m.pattern().as_usize()))
             .collect()
     }
 
     proptest! {
-        /// Searching only around digits finds exactly what a search of the whole text finds.
+        /// Anchored searches where a match can start find exactly what a search of the whole
+        /// text finds.
         #[test]
-        fn windows_find_what_the_whole_text_holds(
+        fn anchored_starts_find_what_the_whole_text_holds(
             parts in proptest::collection::vec(
                 prop_oneof![
                     "[0-9]{1,10}",
@@ -508,15 +615,17 @@ mod window_tests {
                     "NL[0-9]{2}( ?[A-Z0-9]{4}){2,7}( ?[A-Z]{1,3})?",
                     "[0-9]{1,2}[-/.][0-9]{1,2}[-/.](19|20)[0-9]{2}",
                     "[0-9]{1,2}\\.? (maart|december|jan)\\.? (19|20)[0-9]{2}",
+                    "(19|20)[0-9]{2}-[01][0-9]-[0-3][0-9]",
                     "[a-zA-Z ]{0,60}",
-                    "[ .,/-]{1,3}",
+                    "[A-Z]{1,3}",
+                    "[ .,/_;é-]{1,3}",
                 ],
                 0..40,
             )
         ) {
             let re = Regex::new_many(PATTERNS).unwrap();
             let text = parts.concat();
-            prop_assert_eq!(windowed(&re, text.as_bytes()), all(&re, text.as_bytes()));
+            prop_assert_eq!(anchored(&re, text.as_bytes()), all(&re, text.as_bytes()));
         }
 
         #[test]
@@ -525,6 +634,102 @@ mod window_tests {
                 next_digit(text.as_bytes()),
                 text.bytes().position(|b| b.is_ascii_digit())
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod birth_date_tests {
+    use super::*;
+
+    fn dates_of_birth(cfg: &InspectConfig, text: &str) -> usize {
+        let scanner = Scanner::new(cfg, HashKey::new(b"test")).unwrap();
+        let mut out = Vec::new();
+        scanner.scan(text, "part 1 text/plain", &mut out);
+        out.iter()
+            .filter(|f| f.detector == Detector::DateOfBirth)
+            .count()
+    }
+
+    #[test]
+    fn a_date_counts_only_behind_a_birth_word() {
+        let cfg = InspectConfig::default();
+        assert_eq!(
+            dates_of_birth(&cfg, "Mevrouw, geboren 3 maart 1958, komt."),
+            1
+        );
+        assert_eq!(dates_of_birth(&cfg, "geb. 12-03-1961"), 1);
+        assert_eq!(dates_of_birth(&cfg, "DOB: 1961-03-12"), 1);
+        assert_eq!(
+            dates_of_birth(&cfg, "Overleg op 12-03-2025 en 1974-11-02."),
+            0
+        );
+        // "dob" inside a word is no birth word.
+        assert_eq!(dates_of_birth(&cfg, "Adobe 12-03-1961"), 0);
+        // Not in the future, not 130 years ago.
+        assert_eq!(dates_of_birth(&cfg, "geboren 12-03-2999"), 0);
+        assert_eq!(dates_of_birth(&cfg, "geboren 12-03-1850"), 0);
+    }
+
+    #[test]
+    fn the_birth_word_must_end_within_the_lead_in() {
+        let cfg = InspectConfig::default();
+        let gap = |n: usize| format!("geboren{}12-03-1961", " ".repeat(n));
+        assert_eq!(dates_of_birth(&cfg, &gap(BIRTH_LEAD_IN)), 1);
+        assert_eq!(dates_of_birth(&cfg, &gap(BIRTH_LEAD_IN + 1)), 0);
+    }
+
+    #[test]
+    fn in_a_table_of_dates_only_the_introduced_one_counts() {
+        let cfg = InspectConfig::default();
+        let mut csv = String::from("Datum;Omschrijving\n");
+        for day in 1..=28 {
+            csv.push_str(&format!("2024-02-{day:02};afspraak\n"));
+        }
+        csv.push_str("geb. 1961-03-12;intake\n");
+        assert_eq!(dates_of_birth(&cfg, &csv), 1);
+    }
+
+    #[test]
+    fn without_the_built_in_words_there_is_no_birth_word() {
+        let cfg = InspectConfig {
+            default_keywords: false,
+            ..InspectConfig::default()
+        };
+        assert_eq!(dates_of_birth(&cfg, "geboren 3 maart 1958"), 0);
+    }
+}
+
+#[cfg(test)]
+mod births_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A lead-in searched on its own and the text searched whole agree, at every position.
+        #[test]
+        fn lead_in_and_whole_text_agree(
+            pieces in proptest::collection::vec(
+                prop_oneof![
+                    Just("geb."), Just("geboren"), Just("Geboortedatum"), Just("geboorte datum"),
+                    Just("DOB"), Just("born"), Just("adobe"), Just("reborn"), Just("é"), Just(" "),
+                    Just(": "), Just("12-03-1961"), Just("afspraak"), Just("\n"), Just("x"),
+                ],
+                0..30,
+            )
+        ) {
+            let text = pieces.concat();
+            let bytes = text.as_bytes();
+            let scanner = Scanner::new(&InspectConfig::default(), HashKey::new(b"t")).unwrap();
+            let whole = Births {
+                scanner: &scanner,
+                text: bytes,
+                whole: Some(scanner.birth_word_ends(bytes, 0, bytes.len())),
+            };
+            let lead_in = Births { scanner: &scanner, text: bytes, whole: None };
+            for pos in (0..=bytes.len()).filter(|&p| text.is_char_boundary(p)) {
+                prop_assert_eq!(whole.before(pos), lead_in.before(pos), "at {} in {:?}", pos, text);
+            }
         }
     }
 }

@@ -116,10 +116,10 @@ impl<'x> MessageStream<'x> {
                 // A run of bytes that are copied as they are.
                 let rest = &data[i..];
                 let mut run = memchr::memchr3(b'=', b'\n', b'\r', rest).unwrap_or(rest.len());
-                if !boundary.is_empty() {
-                    if let Some(d) = memchr::memchr(b'-', &rest[..run]) {
-                        run = d;
-                    }
+                if !boundary.is_empty()
+                    && let Some(d) = memchr::memchr(b'-', &rest[..run])
+                {
+                    run = d;
                 }
                 if run > 0 {
                     let bytes = &rest[..run];
