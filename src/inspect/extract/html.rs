@@ -50,13 +50,13 @@ pub fn to_text(html: &str) -> String {
         };
         let tag = &rest[1..gt];
         rest = &rest[gt + 1..];
-        let name: String = tag
-            .trim_start_matches('/')
-            .chars()
-            .take_while(|c| c.is_ascii_alphanumeric())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        if SKIP.contains(&name.as_str()) && !tag.starts_with('/') && !tag.ends_with('/') {
+        let bare = tag.trim_start_matches('/');
+        let name = &bare[..bare
+            .bytes()
+            .position(|b| !b.is_ascii_alphanumeric())
+            .unwrap_or(bare.len())];
+        let is = |list: &[&str]| list.iter().any(|n| n.eq_ignore_ascii_case(name));
+        if is(SKIP) && !tag.starts_with('/') && !tag.ends_with('/') {
             let close = format!("</{name}");
             rest = match find_ascii_ci(rest, &close) {
                 Some(i) => rest[i..].find('>').map_or("", |j| &rest[i + j + 1..]),
@@ -64,17 +64,24 @@ pub fn to_text(html: &str) -> String {
             };
             continue;
         }
-        if CELL.contains(&name.as_str()) {
+        if is(CELL) {
             // One column per cell: only the opening tag separates.
             if !tag.starts_with('/') {
                 out.push('\t');
             }
-        } else if BLOCK.contains(&name.as_str()) {
+        } else if is(BLOCK) {
             out.push('\n');
         }
     }
     out.push_str(rest);
-    html_escape::decode_html_entities(&out).replace('\u{a0}', " ")
+    // Most mail HTML has neither entities nor no-break spaces: then the text is done.
+    if out.contains('&') {
+        out = html_escape::decode_html_entities(&out).into_owned();
+    }
+    if out.contains('\u{a0}') {
+        out = out.replace('\u{a0}', " ");
+    }
+    out
 }
 
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
@@ -99,5 +106,8 @@ mod tests {
         assert_eq!(to_text("1&nbsp;2 &amp; &lt;b&gt; &#49;"), "1 2 & <b> 1");
         assert_eq!(to_text("a <!-- 123456782 --> b"), "a  b");
         assert_eq!(to_text("5 < 6"), "5 < 6");
+        // Tag names in any case.
+        assert_eq!(to_text("<TD>a</TD><P>b"), "\ta\nb");
+        assert_eq!(to_text("x<SCRIPT>1<b></Script>y"), "xy");
     }
 }
