@@ -91,18 +91,15 @@ fn stream_dictionary(bytes: &[u8], at: usize) -> &[u8] {
 pub fn content_text(c: &[u8], out: &mut String) {
     let mut i = 0;
     let mut in_text = false;
-    let mut strings: Vec<String> = Vec::new();
+    // The strings read since the last operator, joined: what the next show operator shows.
+    let mut strings = String::new();
     let mut in_array = false;
     while i < c.len() {
         match c[i] {
             b'%' => {
                 i = memchr::memchr(b'\n', &c[i..]).map_or(c.len(), |n| i + n + 1);
             }
-            b'(' => {
-                let (s, next) = literal(c, i + 1);
-                strings.push(s);
-                i = next;
-            }
+            b'(' => i = literal(c, i + 1, &mut strings),
             b'<' if c.get(i + 1) == Some(&b'<') => i += 2,
             b'>' if c.get(i + 1) == Some(&b'>') => i += 2,
             b'<' => {
@@ -129,7 +126,7 @@ pub fn content_text(c: &[u8], out: &mut String) {
                         .parse::<f32>()
                         .is_ok_and(|v| v < -200.0)
                 {
-                    strings.push(" ".into());
+                    strings.push(' ');
                 }
                 i = end.max(i + 1);
             }
@@ -152,9 +149,8 @@ pub fn content_text(c: &[u8], out: &mut String) {
                         if op == b"'" || op == b"\"" {
                             out.push('\n');
                         }
-                        for s in strings.drain(..) {
-                            out.push_str(&s);
-                        }
+                        out.push_str(&strings);
+                        strings.clear();
                     }
                     b"Td" | b"TD" | b"Tm" | b"T*" if in_text => out.push(' '),
                     // Inline image data is binary: skip to its end.
@@ -172,12 +168,19 @@ pub fn content_text(c: &[u8], out: &mut String) {
     }
 }
 
-/// A literal string starting after its '('; the text and the index after its ')'.
-fn literal(c: &[u8], mut i: usize) -> (String, usize) {
-    let mut s = String::new();
+/// Appends the literal string starting after its '(' to `s`; the index after its ')'.
+fn literal(c: &[u8], mut i: usize, s: &mut String) -> usize {
     let mut depth = 1;
     while i < c.len() {
-        let b = c[i];
+        // Plain bytes up to the next escape or parenthesis in one go; they are Latin-1.
+        let run = memchr::memchr3(b'\\', b'(', b')', &c[i..]).map_or(c.len() - i, |n| n);
+        let plain = &c[i..i + run];
+        match std::str::from_utf8(plain) {
+            Ok(ascii) if plain.is_ascii() => s.push_str(ascii),
+            _ => s.extend(plain.iter().map(|&b| b as char)),
+        }
+        i += run;
+        let Some(&b) = c.get(i) else { break };
         i += 1;
         match b {
             b'\\' => {
@@ -220,10 +223,11 @@ fn literal(c: &[u8], mut i: usize) -> (String, usize) {
                 }
                 s.push(')');
             }
-            other => s.push(other as char),
+            // The run above stopped at one of the three.
+            _ => {}
         }
     }
-    (s, i)
+    i
 }
 
 #[cfg(test)]
@@ -248,5 +252,12 @@ mod tests {
             &mut out,
         );
         assert_eq!(out, "a b\nc\n");
+    }
+
+    #[test]
+    fn literal_strings_are_latin_1_with_nested_parentheses() {
+        let mut out = String::new();
+        content_text(b"BT (caf\xe9 (1) \\\\ 2) Tj ET", &mut out);
+        assert_eq!(out, "caf\u{e9} (1) \\ 2\n");
     }
 }
