@@ -27,7 +27,9 @@ pub enum BuildError {
     Keywords(String),
 }
 
-/// Candidate patterns, by id in the meta regex.
+/// Candidate patterns, by id in the meta regex. `candidates` relies on their shape: each starts
+/// at a word boundary, either with two capitals right before digits (IBAN) or with digits that
+/// are exactly 8 or 9 long or are followed by a space, dot, dash or slash.
 const PATTERNS: &[&str] = &[
     // 0: BSN, 9 or 8 digits, plain; never inside a longer run of digits or letters.
     r"(?-u)\b[0-9]{8,9}\b",
@@ -45,9 +47,9 @@ const PATTERNS: &[&str] = &[
 
 /// Every candidate: a match of `PATTERNS` anywhere in `text`, leftmost first and not
 /// overlapping, exactly as `find_iter` over the whole text gives them, but found by anchored
-/// searches only where a match can start. Every pattern starts at a word boundary with a digit,
-/// or (IBAN) with two capitals right before digits; so only the start of a run of digits and
-/// the two bytes before it are tried, and prose without numbers never reaches the regex. An
+/// searches only where a match can start (see `PATTERNS` for the shape this relies on): the
+/// start of a run of digits and the two bytes before it, and only when what surrounds the
+/// digits fits. Prose without numbers never reaches the regex, nor does a lone count in a table. An
 /// anchored search needs no reverse pass to find where its match began, which halves the
 /// regex's work on text full of numbers (a CSV export has a date on every row).
 fn candidates<'a>(
@@ -76,11 +78,13 @@ fn candidates<'a>(
             let capitals = run >= at + 2
                 && text[run - 2].is_ascii_uppercase()
                 && text[run - 1].is_ascii_uppercase();
-            let found = capitals.then(|| anchored(run - 2)).flatten().or_else(|| {
-                (run == 0 || !is_word(text[run - 1]))
-                    .then(|| anchored(run))
-                    .flatten()
-            });
+            let digits_can_start = (run == 0 || !is_word(text[run - 1]))
+                && (matches!(run_end - run, 8 | 9)
+                    || matches!(text.get(run_end), Some(b' ' | b'.' | b'-' | b'/')));
+            let found = capitals
+                .then(|| anchored(run - 2))
+                .flatten()
+                .or_else(|| digits_can_start.then(|| anchored(run)).flatten());
             match found {
                 Some(m) => {
                     at = m.end();
