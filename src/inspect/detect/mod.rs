@@ -49,9 +49,9 @@ const PATTERNS: &[&str] = &[
 /// overlapping, exactly as `find_iter` over the whole text gives them, but found by anchored
 /// searches only where a match can start (see `PATTERNS` for the shape this relies on): the
 /// start of a run of digits and the two bytes before it, and only when what surrounds the
-/// digits fits. Prose without numbers never reaches the regex, nor does a lone count in a table. An
-/// anchored search needs no reverse pass to find where its match began, which halves the
-/// regex's work on text full of numbers (a CSV export has a date on every row).
+/// digits fits. Prose without numbers never reaches the regex, nor does a lone count in a
+/// table. An anchored search needs no reverse pass to find where its match began, which halves
+/// the regex's work on text full of numbers (a CSV export has a date on every row).
 fn candidates<'a>(
     re: &'a Regex,
     cache: &'a mut Cache,
