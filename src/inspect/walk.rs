@@ -164,3 +164,23 @@ fn part(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InspectConfig;
+
+    /// Found by the inspect fuzz target: mail-parser 0.11.9 asserted in debug builds on an
+    /// attached message cut short inside a multipart (vendor/README.md).
+    #[test]
+    fn attached_message_cut_short_in_a_multipart_is_walked() {
+        let raw = b"From: Dr. A. Jan.test>\r\nTo: Huisp0\r\n\
+            Content-Type: multipart/mixed; boundary=\"b1\"\xff\xff\xff; bericht.\r\n\r\n\
+            --b1\r\nContent-Type: message/rfc822; ontent-Dishment\r\n\r\n\
+            en <a.janit\r\nMIME-Versi\nContent-Type: message/rfc822; boding: t\r\n\n\r\n\
+            --b1--\r\n";
+        let mut budget = Budget::new(&InspectConfig::default());
+        let mut out = Extracted::default();
+        walk(raw, &mut budget, &mut out);
+    }
+}
