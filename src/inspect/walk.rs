@@ -183,4 +183,20 @@ mod tests {
         let mut out = Extracted::default();
         walk(raw, &mut budget, &mut out);
     }
+
+    /// Multi-byte charsets are decoded (mail-parser's `full_encoding`), not read as broken
+    /// UTF-8: in ISO-2022-JP a kanji is two ASCII bytes, which could otherwise pass for digits.
+    #[test]
+    fn multi_byte_charsets_are_decoded() {
+        let raw = b"From: a@example.nl\r\nContent-Type: text/plain; charset=iso-2022-jp\r\n\r\n\
+            BSN 123456782 \x1b$B%O%m!<!&%o!<%k%I\x1b(B\r\n";
+        let mut budget = Budget::new(&InspectConfig::default());
+        let mut out = Extracted::default();
+        walk(raw, &mut budget, &mut out);
+        let text: String = out.texts.iter().map(|t| t.text.as_str()).collect();
+        assert!(
+            text.contains("BSN 123456782 \u{30cf}\u{30ed}\u{30fc}"),
+            "{text:?}"
+        );
+    }
 }
