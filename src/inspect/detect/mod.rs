@@ -487,12 +487,8 @@ impl<'a> Births<'a> {
                 ends.get(first).is_some_and(|&e| e <= pos)
             }
             None => {
-                // Start early enough that a word ending in the lead-in is seen whole; back up
-                // to a char boundary, as the text is UTF-8.
-                let mut start = from.saturating_sub(keywords::LONGEST_BIRTH_WORD);
-                while start > 0 && (self.text[start] & 0xC0) == 0x80 {
-                    start -= 1;
-                }
+                // Start early enough that a word ending in the lead-in is seen whole.
+                let start = from.saturating_sub(keywords::LONGEST_BIRTH_WORD);
                 self.scanner
                     .birth_word_ends(self.text, start, pos)
                     .iter()
