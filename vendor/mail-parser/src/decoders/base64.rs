@@ -630,8 +630,26 @@ mod tests {
     /// Bodies built from base64 text, padding, line breaks, stray bytes and boundaries.
     fn generated_body(seed: &mut u64, boundary: &[u8]) -> Vec<u8> {
         const PIECES: &[&[u8]] = &[
-            b"QUJD", b"SGVsbG8g", b"d29ybGQ=", b"YQ==", b"YWI=", b"A", b"z", b"+", b"/", b"9",
-            b"=", b"\r\n", b"\n", b" ", b"\t", b"-", b"--", b"!", b"\xff", b"QUJDREVGR0hJSktM",
+            b"QUJD",
+            b"SGVsbG8g",
+            b"d29ybGQ=",
+            b"YQ==",
+            b"YWI=",
+            b"A",
+            b"z",
+            b"+",
+            b"/",
+            b"9",
+            b"=",
+            b"\r\n",
+            b"\n",
+            b" ",
+            b"\t",
+            b"-",
+            b"--",
+            b"!",
+            b"\xff",
+            b"QUJDREVGR0hJSktM",
         ];
         let mut next = || {
             // xorshift64*: reproducible without a dev-dependency.
@@ -660,15 +678,28 @@ mod tests {
         for boundary in [&b""[..], b"b", b"boundary-42"] {
             for case in 0..100_000 {
                 let body = generated_body(&mut seed, boundary);
-                let start = if case % 3 == 0 { 0 } else { case % (body.len() + 1) };
+                let start = if case % 3 == 0 {
+                    0
+                } else {
+                    case % (body.len() + 1)
+                };
                 let mut fast = crate::parsers::MessageStream::new(&body);
                 let mut reference = crate::parsers::MessageStream::new(&body);
                 fast.skip_bytes(start);
                 reference.skip_bytes(start);
                 let got: (usize, Cow<'_, [u8]>) = fast.decode_base64_mime(boundary);
                 let want = reference.decode_base64_mime_bytewise(boundary);
-                assert_eq!(got, want, "body {:?} from {start}, boundary {:?}", body, boundary);
-                assert_eq!(fast.offset(), reference.offset(), "position after {:?}", body);
+                assert_eq!(
+                    got, want,
+                    "body {:?} from {start}, boundary {:?}",
+                    body, boundary
+                );
+                assert_eq!(
+                    fast.offset(),
+                    reference.offset(),
+                    "position after {:?}",
+                    body
+                );
                 assert_eq!(fast.next(), reference.next(), "next byte after {:?}", body);
             }
         }

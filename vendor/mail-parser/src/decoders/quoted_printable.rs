@@ -129,7 +129,11 @@ impl<'x> MessageStream<'x> {
                         .rev()
                         .take_while(|b| b.is_ascii_whitespace())
                         .count();
-                    ws_count = if trailing == run { ws_count + run } else { trailing };
+                    ws_count = if trailing == run {
+                        ws_count + run
+                    } else {
+                        trailing
+                    };
                     before_last_ch = if run >= 2 { bytes[run - 2] } else { last_ch };
                     last_ch = bytes[run - 1];
                     i += run;
@@ -325,13 +329,16 @@ mod tests {
     use crate::parsers::MessageStream;
     use std::borrow::Cow;
 
-    use super::{QuotedPrintableState, HEX_MAP};
+    use super::{HEX_MAP, QuotedPrintableState};
 
     // Sluis patch: the 0.11.9 decoder as released (with the one wrapping_sub of release builds
     // spelled out, as above), kept as the reference the run-copying
     // decoder above must agree with byte for byte (output, end offset, stream position).
     impl<'x> MessageStream<'x> {
-        pub fn decode_quoted_printable_mime_bytewise(&mut self, boundary: &[u8]) -> (usize, Cow<'x, [u8]>) {
+        pub fn decode_quoted_printable_mime_bytewise(
+            &mut self,
+            boundary: &[u8],
+        ) -> (usize, Cow<'x, [u8]>) {
             let mut buf = Vec::with_capacity(128);
 
             let mut state = QuotedPrintableState::None;
@@ -439,9 +446,33 @@ mod tests {
     /// Bodies built from the bytes the decoder treats specially, plain text and boundaries.
     fn generated_body(seed: &mut u64, boundary: &[u8]) -> Vec<u8> {
         const PIECES: &[&[u8]] = &[
-            b"a", b"Z", b" ", b"\t", b"\x0c", b"=", b"=", b"\r", b"\n", b"\r\n", b"-", b"--",
-            b"3", b"D", b"f", b"G", b"x", b"\xc3\xa9", b"=3D", b"=C3=A9", b"=\r\n", b"=\n",
-            b"= \n", b"=G", b"=4", b"plain words ", b"-\n",
+            b"a",
+            b"Z",
+            b" ",
+            b"\t",
+            b"\x0c",
+            b"=",
+            b"=",
+            b"\r",
+            b"\n",
+            b"\r\n",
+            b"-",
+            b"--",
+            b"3",
+            b"D",
+            b"f",
+            b"G",
+            b"x",
+            b"\xc3\xa9",
+            b"=3D",
+            b"=C3=A9",
+            b"=\r\n",
+            b"=\n",
+            b"= \n",
+            b"=G",
+            b"=4",
+            b"plain words ",
+            b"-\n",
         ];
         let mut next = || {
             // xorshift64*: reproducible without a dev-dependency.
@@ -471,15 +502,28 @@ mod tests {
             for case in 0..100_000 {
                 let body = generated_body(&mut seed, boundary);
                 // Start at offset 0 and somewhere inside, as for a later MIME part.
-                let start = if case % 3 == 0 { 0 } else { case % (body.len() + 1) };
+                let start = if case % 3 == 0 {
+                    0
+                } else {
+                    case % (body.len() + 1)
+                };
                 let mut fast = MessageStream::new(&body);
                 let mut reference = MessageStream::new(&body);
                 fast.skip_bytes(start);
                 reference.skip_bytes(start);
                 let got: (usize, Cow<'_, [u8]>) = fast.decode_quoted_printable_mime(boundary);
                 let want = reference.decode_quoted_printable_mime_bytewise(boundary);
-                assert_eq!(got, want, "body {:?} from {start}, boundary {:?}", body, boundary);
-                assert_eq!(fast.offset(), reference.offset(), "position after {:?}", body);
+                assert_eq!(
+                    got, want,
+                    "body {:?} from {start}, boundary {:?}",
+                    body, boundary
+                );
+                assert_eq!(
+                    fast.offset(),
+                    reference.offset(),
+                    "position after {:?}",
+                    body
+                );
                 assert_eq!(fast.next(), reference.next(), "next byte after {:?}", body);
             }
         }
