@@ -15,4 +15,6 @@ pub mod quarantine;
 pub mod relay;
 pub mod smtp;
 pub mod spool;
-pub mod stream;
+
+pub mod terms;
+pub mod wire;

@@ -238,7 +238,7 @@ async fn starttls_discards_commands_pipelined_in_plaintext() {
     assert!(line.starts_with("220 2.0.0"), "{line}");
 
     let tcp = plain.into_inner();
-    let connector = sluis::relay::tls::connector(None);
+    let connector = sluis::wire::tls::connector(None);
     let name = rustls_pki_types::ServerName::try_from("sluis.test").unwrap();
     let tls = connector.connect(name, tcp).await.expect("TLS handshake");
     let mut tls = BufReader::new(tls);

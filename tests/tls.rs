@@ -39,8 +39,8 @@ async fn starttls_offers_the_configured_certificate() {
     assert!(line.starts_with("220"));
     // A verifying client that trusts only the test CA: the handshake succeeds only if Sluis
     // presents the configured leaf, valid for the name.
-    let roots = sluis::relay::tls::load_roots(&p.ca).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(sluis::stream::crypto_provider())
+    let roots = sluis::wire::tls::load_roots(&p.ca).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(sluis::wire::stream::crypto_provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)

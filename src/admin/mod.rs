@@ -75,7 +75,7 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
     let lane = rt.lanes.default_lane();
-    let lane_ok = upstream_answers(&lane.host, lane.port).await;
+    let lane_ok = upstream_answers(&lane.endpoint.host, lane.endpoint.port).await;
     let quarantine = rt.quarantine.dir().to_path_buf();
     let audit = rt.audit.path().to_path_buf();
     let stores_ok = tokio::task::spawn_blocking(move || {

@@ -291,11 +291,11 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
         );
     }
     for (name, lane) in &c.upstream.lanes {
-        if let Err(msg) = crate::relay::parse_host_port(&lane.address) {
+        if let Err(msg) = crate::wire::parse_host_port(&lane.address) {
             return err(&format!("upstream.lanes.{name}.address"), msg);
         }
         if let Some(ca) = &lane.ca_file
-            && let Err(e) = crate::relay::tls::load_roots(ca)
+            && let Err(e) = crate::wire::tls::load_roots(ca)
         {
             return err(&format!("upstream.lanes.{name}.ca_file"), e.to_string());
         }
@@ -376,7 +376,7 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
             }
         }
         if let Some(ca) = &d.tls_ca_file
-            && let Err(e) = crate::relay::tls::load_roots(ca)
+            && let Err(e) = crate::wire::tls::load_roots(ca)
         {
             return err(&format!("domains[{i}].tls_ca_file"), e.to_string());
         }
@@ -444,7 +444,7 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
         return err("audit.rotate_bytes", "must be at least 4096".into());
     }
     if let Some(f) = &c.posture.ca_file
-        && let Err(e) = crate::relay::tls::load_roots(f)
+        && let Err(e) = crate::wire::tls::load_roots(f)
     {
         return err("posture.ca_file", e.to_string());
     }

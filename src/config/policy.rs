@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::posture::{Level, RecipientClass};
+pub use crate::terms::ActionKind;
+use crate::terms::{Level, RecipientClass};
 
 /// How recipients are decided.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -32,26 +33,6 @@ impl Default for PolicyConfig {
             ],
             notify_quarantined: true,
             rules: Vec::new(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionKind {
-    Deliver,
-    Quarantine,
-    Refuse,
-    Defer,
-}
-
-impl ActionKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ActionKind::Deliver => "deliver",
-            ActionKind::Quarantine => "quarantine",
-            ActionKind::Refuse => "refuse",
-            ActionKind::Defer => "defer",
         }
     }
 }

@@ -171,7 +171,7 @@ pub struct LaneConfig {
     /// The weakest TLS posture this lane's MTA enforces when it delivers (e.g. `dane` for a
     /// Postfix service with `smtp_tls_security_level = dane-only`). The policy sends mail that
     /// requires a level only through a lane that enforces it.
-    pub level: crate::posture::Level,
+    pub level: crate::terms::Level,
     pub starttls: StartTls,
     /// Verify the upstream's certificate against this PEM CA bundle (and `server_name`).
     pub ca_file: Option<PathBuf>,
@@ -454,7 +454,7 @@ impl Default for LaneConfig {
     fn default() -> Self {
         LaneConfig {
             address: "127.0.0.1:10025".to_string(),
-            level: crate::posture::Level::None,
+            level: crate::terms::Level::None,
             starttls: StartTls::Opportunistic,
             ca_file: None,
             server_name: None,

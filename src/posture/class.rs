@@ -2,44 +2,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+pub use crate::terms::{RecipientClass, domain_of};
 
 use crate::config::{Config, DomainClass};
 
-/// A recipient's class, as configured; ownership decides whether managed and partner domains
-/// count as such right now (see `ownership`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum RecipientClass {
-    Managed,
-    Partner,
-    Personal,
-    Unmanaged,
-}
-
-impl RecipientClass {
-    pub fn name(self) -> &'static str {
-        match self {
-            RecipientClass::Managed => "managed",
-            RecipientClass::Partner => "partner",
-            RecipientClass::Personal => "personal",
-            RecipientClass::Unmanaged => "unmanaged",
-        }
-    }
-}
-
 const SHIPPED_PERSONAL: &str = include_str!("personal_domains.txt");
-
-/// The domain part of an address, lowercase, without a trailing dot; empty when there is none
-/// (the null sender, a bare local part).
-pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or("")
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
-}
 
 pub struct Classifier {
     listed: HashMap<String, DomainClass>,

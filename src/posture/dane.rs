@@ -108,7 +108,7 @@ fn chains_to(
         .map_err(|e| format!("the anchor is unusable ({e:?})"))?;
     let ee = webpki::EndEntityCert::try_from(leaf)
         .map_err(|e| format!("the leaf is unparsable ({e:?})"))?;
-    let provider = crate::stream::crypto_provider();
+    let provider = crate::wire::stream::crypto_provider();
     ee.verify_for_usage(
         provider.signature_verification_algorithms.all,
         &[anchor],

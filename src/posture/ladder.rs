@@ -13,99 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::RootCertStore;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use super::checks::{Check, CheckResult, DnsFacts, MxFacts, dns_checks, probe_host};
 use super::dns::Resolve;
 use super::probe::Prober;
-
-/// A rung of the ladder, strongest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Level {
-    Dane,
-    MtaSts,
-    Trusted,
-    Verified,
-    Encrypted,
-    None,
-    /// DNSSEC validation failed: defer, never downgrade.
-    Bogus,
-    /// Lookups failed or the hosts could not be reached: defer.
-    Unknown,
-}
-
-impl Level {
-    pub const ALL: [Level; 8] = [
-        Level::Dane,
-        Level::MtaSts,
-        Level::Trusted,
-        Level::Verified,
-        Level::Encrypted,
-        Level::None,
-        Level::Bogus,
-        Level::Unknown,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Dane => "dane",
-            Level::MtaSts => "mta-sts",
-            Level::Trusted => "trusted",
-            Level::Verified => "verified",
-            Level::Encrypted => "encrypted",
-            Level::None => "none",
-            Level::Bogus => "bogus",
-            Level::Unknown => "unknown",
-        }
-    }
-
-    /// Position on the ladder; `None` for bogus and unknown, which are not "weak" but "not
-    /// known", and compare with nothing.
-    pub fn strength(self) -> Option<u8> {
-        match self {
-            Level::Dane => Some(5),
-            Level::MtaSts => Some(4),
-            Level::Trusted => Some(3),
-            Level::Verified => Some(2),
-            Level::Encrypted => Some(1),
-            Level::None => Some(0),
-            Level::Bogus | Level::Unknown => None,
-        }
-    }
-
-    /// Whether this level is `other` or stronger (false for bogus/unknown on either side).
-    pub fn at_least(self, other: Level) -> bool {
-        matches!((self.strength(), other.strength()), (Some(a), Some(b)) if a >= b)
-    }
-
-    /// The receiving server is authenticated (what NTA 7516 asks for sensitive mail).
-    pub fn authenticated(self) -> bool {
-        self.at_least(Level::Trusted)
-    }
-}
-
-impl std::fmt::Display for Level {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl std::str::FromStr for Level {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Level::ALL
-            .into_iter()
-            .find(|l| l.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown posture level {s:?} (one of {})",
-                    Level::ALL.map(Level::name).join(", ")
-                )
-            })
-    }
-}
+pub use crate::terms::Level;
 
 /// A domain's place on the ladder, with everything that put it there.
 #[derive(Debug, Clone, Serialize)]
@@ -146,7 +60,7 @@ impl ProbeOptions {
         ca_file: Option<&std::path::Path>,
     ) -> Result<ProbeOptions, String> {
         let extra = match ca_file.or(config.posture.ca_file.as_deref()) {
-            Some(f) => Some(crate::relay::tls::load_roots(f).map_err(|e| e.to_string())?),
+            Some(f) => Some(crate::wire::tls::load_roots(f).map_err(|e| e.to_string())?),
             None => None,
         };
         let spool = &config.server.spool_dir;
@@ -598,7 +512,7 @@ mod tests {
 
     fn tls(chain: Vec<rustls_pki_types::CertificateDer<'static>>, webpki: bool) -> Probe {
         Probe::Tls {
-            params: crate::stream::TlsParams {
+            params: crate::wire::stream::TlsParams {
                 version: "TLSv1.3".into(),
                 cipher: "TLS13_AES_128_GCM_SHA256".into(),
                 group: None,

@@ -132,7 +132,7 @@ async fn fetch_inner(
         Outcome::Bogus => return Err(format!("the address of {host} is bogus")),
         Outcome::Failed(e) => return Err(format!("address lookup of {host} failed: {e}")),
     };
-    let config = ClientConfig::builder_with_provider(crate::stream::crypto_provider())
+    let config = ClientConfig::builder_with_provider(crate::wire::stream::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)

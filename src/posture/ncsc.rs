@@ -6,7 +6,7 @@
 //! handshake is never worse than "sufficient" (TLS 1.2 itself is rated sufficient); a server
 //! that offers nothing rustls accepts fails the handshake and is reported as such.
 
-use crate::stream::TlsParams;
+use crate::wire::stream::TlsParams;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rating {

@@ -16,11 +16,9 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
-use crate::config::{LaneConfig, StartTls};
-use crate::relay::Lane;
-use crate::relay::client::{Client, UpstreamError};
-use crate::relay::tls::AcceptAnyCert;
-use crate::stream::TlsParams;
+use crate::wire::tls::AcceptAnyCert;
+use crate::wire::{Client, Endpoint, UpstreamError};
+use crate::wire::stream::TlsParams;
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +82,7 @@ pub async fn probe(
     roots: Arc<RootCertStore>,
     helo: &str,
 ) -> Probe {
-    let provider = crate::stream::crypto_provider();
+    let provider = crate::wire::stream::crypto_provider();
     let recording = match AcceptAnyCert::recording(provider.clone(), roots) {
         Ok(v) => Arc::new(v),
         Err(e) => return Probe::Failed(e),
@@ -100,21 +98,16 @@ pub async fn probe(
     let Ok(server_name) = ServerName::try_from(host.to_string()) else {
         return Probe::Failed(format!("{host:?} is not a host name"));
     };
-    let lane = Lane {
-        name: "probe".into(),
-        config: LaneConfig {
-            address: format!("{host}:{port}"),
-            starttls: StartTls::Required,
-            connect_timeout: Duration::from_secs(10),
-            command_timeout: Duration::from_secs(30),
-            ..LaneConfig::default()
-        },
+    let mx = Endpoint {
         host: ip.to_string(),
         port,
         connector: Some(TlsConnector::from(Arc::new(config))),
         server_name,
+        tls_required: true,
+        connect_timeout: Duration::from_secs(10),
+        command_timeout: Duration::from_secs(30),
     };
-    match Client::connect(&lane, helo).await {
+    match Client::connect(&mx, helo).await {
         Ok(client) => {
             let params = client.tls_params();
             client.quit().await;

@@ -75,7 +75,7 @@ pub fn from_config(config: &Config) -> Result<HashMap<String, Expectation>, Stri
         let pins = d.tls_pins.iter().filter_map(|p| parse_pin(p)).collect();
         let ca = match &d.tls_ca_file {
             Some(f) => Some(Arc::new(
-                crate::relay::tls::load_roots(f).map_err(|e| e.to_string())?,
+                crate::wire::tls::load_roots(f).map_err(|e| e.to_string())?,
             )),
             None => None,
         };
@@ -103,7 +103,7 @@ impl Expectation {
             let (leaf, rest) = chain.split_first().ok_or("no certificate")?;
             let verifier = WebPkiServerVerifier::builder_with_provider(
                 roots.clone(),
-                crate::stream::crypto_provider(),
+                crate::wire::stream::crypto_provider(),
             )
             .build()
             .map_err(|e| e.to_string())?;

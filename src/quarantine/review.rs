@@ -130,7 +130,7 @@ impl Reviewer {
             let mut body = SpooledBody::new(self.spool_dir.clone(), 1024 * 1024);
             let reply = match body.write(&message).await {
                 Ok(()) => relay::relay(&lane, &self.hostname, &env, b"", &mut body, &[]).await,
-                Err(e) => crate::smtp::reply::Reply::new(451, "4.3.0", format!("spool: {e}")),
+                Err(e) => crate::wire::reply::Reply::new(451, "4.3.0", format!("spool: {e}")),
             };
             let ok = reply.is_positive();
             if !ok {

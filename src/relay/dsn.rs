@@ -11,7 +11,7 @@ use smtp_proto::{RcptTo, Response};
 
 use crate::spool::SpooledBody;
 
-use super::client::Client;
+use crate::wire::Client;
 use super::received::rfc5322_now;
 use super::{Envelope, Lane};
 
@@ -164,7 +164,7 @@ pub(crate) async fn send(
     report: &[u8],
 ) -> Result<(), String> {
     let t = lane.config.command_timeout;
-    let mut up = Client::connect(lane, hostname)
+    let mut up = Client::connect(&lane.endpoint, hostname)
         .await
         .map_err(|e| e.to_string())?;
     for (line, what) in [

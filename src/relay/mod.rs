@@ -12,10 +12,8 @@
 //!   sender gets a delivery status notification for the refused ones (RFC 3464);
 //! - all refused: the refusal.
 
-pub mod client;
 pub mod dsn;
 pub mod received;
-pub mod tls;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,13 +21,10 @@ use std::time::Instant;
 
 use rustls_pki_types::ServerName;
 use smtp_proto::{MailFrom, RcptTo, Response};
-use tokio_rustls::TlsConnector;
 
 use crate::config::{Config, LaneConfig, StartTls};
-use crate::smtp::reply::Reply;
 use crate::spool::SpooledBody;
-
-use client::{Client, UpstreamError};
+use crate::wire::{Client, Endpoint, Reply, UpstreamError, parse_host_port, tls};
 
 /// A transaction's envelope, as the client gave it.
 #[derive(Debug, Clone)]
@@ -46,11 +41,7 @@ pub struct Envelope {
 pub struct Lane {
     pub name: String,
     pub config: LaneConfig,
-    pub host: String,
-    pub port: u16,
-    /// `None` when the lane never uses STARTTLS.
-    pub connector: Option<TlsConnector>,
-    pub server_name: ServerName<'static>,
+    pub endpoint: Endpoint,
 }
 
 impl Lane {
@@ -72,15 +63,16 @@ impl Lane {
         Ok(Lane {
             name: name.to_string(),
             config: config.clone(),
-            host,
-            port,
-            connector,
-            server_name,
+            endpoint: Endpoint {
+                host,
+                port,
+                connector,
+                server_name,
+                tls_required: config.starttls == StartTls::Required,
+                connect_timeout: config.connect_timeout,
+                command_timeout: config.command_timeout,
+            },
         })
-    }
-
-    pub fn tls_required(&self) -> bool {
-        self.config.starttls == StartTls::Required
     }
 }
 
@@ -113,25 +105,6 @@ impl Lanes {
             .cloned()
             .expect("validated: the default lane exists")
     }
-}
-
-/// Splits `host:port` or `[v6]:port`.
-pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
-    let bad = || format!("{s:?} is not host:port");
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
-        (h, p)
-    } else {
-        s.rsplit_once(':').ok_or_else(bad)?
-    };
-    if host.is_empty() || host.contains(':') && !s.starts_with('[') {
-        return Err(bad());
-    }
-    let port: u16 = port.parse().map_err(|_| bad())?;
-    if port == 0 {
-        return Err(bad());
-    }
-    Ok((host.to_string(), port))
 }
 
 /// RFC 3461 xtext, for ENVID and ORCPT passed upstream.
@@ -328,7 +301,7 @@ async fn try_relay(
     policy_refused: &[(RcptTo<String>, Response<String>)],
 ) -> Result<Reply, UpstreamError> {
     let cfg = &lane.config;
-    let mut up = Client::connect(lane, helo).await?;
+    let mut up = Client::connect(&lane.endpoint, helo).await?;
     tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), "upstream session open");
     let size = trace_header.len() + body.len();
     let mail = match mail_command(env, &up.caps, up.is_tls(), size) {
@@ -442,20 +415,6 @@ async fn try_relay(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(
-            parse_host_port("127.0.0.1:25"),
-            Ok(("127.0.0.1".into(), 25))
-        );
-        assert_eq!(parse_host_port("[::1]:10025"), Ok(("::1".into(), 10025)));
-        assert_eq!(parse_host_port("mx.test:587"), Ok(("mx.test".into(), 587)));
-        assert!(parse_host_port("mx.test").is_err());
-        assert!(parse_host_port("::1:25").is_err());
-        assert!(parse_host_port("host:0").is_err());
-        assert!(parse_host_port(":25").is_err());
-    }
 
     #[test]
     fn upstream_reply_without_text_still_has_a_line() {

@@ -11,7 +11,7 @@ use memchr::memchr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsAcceptor;
 
-use crate::stream::Stream;
+use crate::wire::stream::Stream;
 
 use super::body::DataDecoder;
 

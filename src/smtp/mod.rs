@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod body;
 pub mod connection;
-pub mod reply;
+
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, Overrides};
-use crate::stream::Stream;
+use crate::wire::stream::Stream;
 
 use super::Runtime;
 use super::connection::Connection;

@@ -50,7 +50,7 @@ fn server_config(
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsError> {
     Ok(
-        ServerConfig::builder_with_provider(crate::stream::crypto_provider())
+        ServerConfig::builder_with_provider(crate::wire::stream::crypto_provider())
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?,

@@ -8,7 +8,7 @@ use crate::spool::SpooledBody;
 use super::{Flow, Session};
 use crate::smtp::body::{BodyChecker, BodyProblem, DataDecoder};
 use crate::smtp::connection::ReadError;
-use crate::smtp::reply::Reply;
+use crate::wire::reply::Reply;
 
 impl Session {
     /// Checks that a transaction can take content; the error reply otherwise.

@@ -28,7 +28,7 @@ use crate::policy::{Decision, MessageFacts, RecipientFacts};
 use crate::posture::{RecipientClass, domain_of};
 use crate::quarantine::{HeldRecipient, Item, StoreError};
 use crate::relay::{self, Envelope};
-use crate::smtp::reply::Reply;
+use crate::wire::reply::Reply;
 use crate::spool::SpooledBody;
 
 use super::{Session, Transaction};

@@ -18,7 +18,7 @@ use crate::spool::SpooledBody;
 use super::Runtime;
 use super::body::BodyChecker;
 use super::connection::{Connection, Line, ReadError};
-use super::reply::Reply;
+use crate::wire::Reply;
 
 mod content;
 mod decide;

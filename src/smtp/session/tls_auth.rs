@@ -3,7 +3,7 @@
 use super::{Flow, Session};
 use crate::smtp::auth;
 use crate::smtp::connection::Line;
-use crate::smtp::reply::Reply;
+use crate::wire::reply::Reply;
 
 impl Session {
     pub(super) async fn starttls(&mut self) -> Flow {

@@ -44,7 +44,7 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, CaError> {
 
 /// A connector that verifies against `roots`, or only encrypts when `roots` is `None`.
 pub fn connector(roots: Option<RootCertStore>) -> TlsConnector {
-    let provider = crate::stream::crypto_provider();
+    let provider = crate::wire::stream::crypto_provider();
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions");

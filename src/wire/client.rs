@@ -1,4 +1,5 @@
-//! A small SMTP client for the upstream lanes.
+//! A small SMTP client: for the upstream lanes, the delivery status notices and the STARTTLS
+//! probe of recipients' MX hosts alike.
 //!
 //! Sluis needs what general-purpose clients do not give: a reply per recipient, ESMTP parameters
 //! passed through verbatim, the body streamed from the spool with dot-stuffing, and a TLS
@@ -12,9 +13,42 @@ use smtp_proto::{EhloResponse, Response};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::stream::Stream;
+use rustls_pki_types::ServerName;
+use tokio_rustls::TlsConnector;
 
-use super::Lane;
+use super::stream::Stream;
+
+/// Where and how to connect: an upstream lane, or an MX host being probed.
+pub struct Endpoint {
+    pub host: String,
+    pub port: u16,
+    /// `None` when the session never uses STARTTLS.
+    pub connector: Option<TlsConnector>,
+    pub server_name: ServerName<'static>,
+    /// Fail when the server does not offer STARTTLS (instead of going on in the clear).
+    pub tls_required: bool,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+}
+
+/// Splits `host:port` or `[v6]:port`.
+pub fn parse_host_port(s: &str) -> Result<(String, u16), String> {
+    let bad = || format!("{s:?} is not host:port");
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:").ok_or_else(bad)?;
+        (h, p)
+    } else {
+        s.rsplit_once(':').ok_or_else(bad)?
+    };
+    if host.is_empty() || host.contains(':') && !s.starts_with('[') {
+        return Err(bad());
+    }
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    if port == 0 {
+        return Err(bad());
+    }
+    Ok((host.to_string(), port))
+}
 
 /// The longest reply accepted from an upstream, all lines together.
 const MAX_REPLY: usize = 64 * 1024;
@@ -58,8 +92,8 @@ async fn within<T>(
 
 impl Client {
     /// Connects, reads the greeting, says EHLO and negotiates STARTTLS as the lane requires.
-    pub async fn connect(lane: &Lane, helo: &str) -> Result<Client, UpstreamError> {
-        let cfg = &lane.config;
+    pub async fn connect(lane: &Endpoint, helo: &str) -> Result<Client, UpstreamError> {
+        let cfg = lane;
         let addr = format!("{}:{}", lane.host, lane.port);
         // A (host, port) pair: names, IPv4 and IPv6 literals alike (no brackets needed).
         let tcp = tokio::time::timeout(
@@ -87,7 +121,7 @@ impl Client {
         let offered = client.caps.has_capability(smtp_proto::EXT_START_TLS);
         match (lane.connector.as_ref(), offered) {
             (None, _) => {}
-            (Some(_), false) if !lane.tls_required() => {}
+            (Some(_), false) if !lane.tls_required => {}
             (Some(_), false) => return Err(UpstreamError::NoStartTls),
             (Some(connector), true) => {
                 let r = client
@@ -118,7 +152,7 @@ impl Client {
         self.stream.is_tls()
     }
 
-    pub fn tls_params(&self) -> Option<crate::stream::TlsParams> {
+    pub fn tls_params(&self) -> Option<super::stream::TlsParams> {
         self.stream.tls_params()
     }
 
@@ -208,4 +242,23 @@ fn parse_reply(raw: &[u8]) -> Result<Response<String>, UpstreamError> {
     ResponseReceiver::default()
         .parse(&mut raw.iter())
         .map_err(|e| UpstreamError::Protocol(format!("{e:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            parse_host_port("127.0.0.1:25"),
+            Ok(("127.0.0.1".into(), 25))
+        );
+        assert_eq!(parse_host_port("[::1]:10025"), Ok(("::1".into(), 10025)));
+        assert_eq!(parse_host_port("mx.test:587"), Ok(("mx.test".into(), 587)));
+        assert!(parse_host_port("mx.test").is_err());
+        assert!(parse_host_port("::1:25").is_err());
+        assert!(parse_host_port("host:0").is_err());
+        assert!(parse_host_port(":25").is_err());
+    }
 }
