@@ -232,12 +232,13 @@ pub fn message(code: u16, rule: &str) {
 
 /// Counts an inspection's findings (detector names come from code or configuration, so the
 /// label set is bounded) and its duration.
-pub fn inspected(result: &crate::inspect::Inspection, d: Duration) {
+/// `findings`: (detector, confidence) of each finding.
+pub fn inspected<'a>(findings: impl IntoIterator<Item = (&'a str, &'a str)>, d: Duration) {
     METRICS.inspect_seconds.observe(d.as_secs_f64());
-    for f in &result.findings {
+    for (detector, confidence) in findings {
         METRICS
             .findings_total
-            .with_label_values(&[f.detector.name(), f.confidence.name()])
+            .with_label_values(&[detector, confidence])
             .inc();
     }
 }

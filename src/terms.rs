@@ -145,4 +145,3 @@ pub fn domain_of(address: &str) -> String {
         .trim_end_matches('.')
         .to_ascii_lowercase()
 }
-

@@ -40,11 +40,12 @@ async fn starttls_offers_the_configured_certificate() {
     // A verifying client that trusts only the test CA: the handshake succeeds only if Sluis
     // presents the configured leaf, valid for the name.
     let roots = sluis::wire::tls::load_roots(&p.ca).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(sluis::wire::stream::crypto_provider())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config =
+        rustls::ClientConfig::builder_with_provider(sluis::wire::stream::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = rustls_pki_types::ServerName::try_from("gw.sluis.test").unwrap();
     let mut tls = connector

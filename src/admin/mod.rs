@@ -19,11 +19,26 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::smtp::Runtime;
+use crate::posture::dns::Dns;
+use crate::quarantine::review::Reviewer;
 
 mod review;
 
-type Shared = watch::Receiver<Arc<Runtime>>;
+/// What the admin listener serves, built from one configuration (a reload sends a new one).
+pub struct Services {
+    pub spool_dir: std::path::PathBuf,
+    /// The quarantine, the audit log, the policy and the lanes, for readiness and reviews.
+    pub reviewer: Reviewer,
+    /// `quarantine.retention`: the review API's default purge age.
+    pub retention: Duration,
+    /// The resolver, when DNS must work for this configuration (listed domains to prove, or a
+    /// policy that needs postures); readiness then checks it.
+    pub dns: Option<Arc<Dns>>,
+    /// The review API's bearer token (`review.token_file`); `None`: the API is off.
+    pub review_token: Option<String>,
+}
+
+type Shared = watch::Receiver<Arc<Services>>;
 
 async fn healthz() -> impl IntoResponse {
     (
@@ -33,7 +48,7 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(rt): State<Shared>) -> impl IntoResponse {
-    let store = rt.borrow().quarantine.clone();
+    let store = rt.borrow().reviewer.store.clone();
     if let Ok(Ok((bytes, items))) = tokio::task::spawn_blocking(move || store.usage()).await {
         crate::metrics::quarantine_usage(items, bytes);
     }
@@ -69,15 +84,15 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
     let rt = rt.borrow().clone();
     let mut checks = serde_json::Map::new();
     let mut ready = true;
-    let spool = rt.config.server.spool_dir.clone();
+    let spool = rt.spool_dir.clone();
     let spool_ok = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&spool).map(drop))
         .await
         .map_err(|e| e.to_string())
         .and_then(|r| r.map_err(|e| e.to_string()));
-    let lane = rt.lanes.default_lane();
+    let lane = rt.reviewer.lanes.default_lane();
     let lane_ok = upstream_answers(&lane.endpoint.host, lane.endpoint.port).await;
-    let quarantine = rt.quarantine.dir().to_path_buf();
-    let audit = rt.audit.path().to_path_buf();
+    let quarantine = rt.reviewer.store.dir().to_path_buf();
+    let audit = rt.reviewer.audit.path().to_path_buf();
     let stores_ok = tokio::task::spawn_blocking(move || {
         let q = tempfile::tempfile_in(&quarantine)
             .map(drop)
@@ -99,8 +114,8 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
     ];
     // DNS matters once domains must be proven or the policy needs postures: resolver
     // answering, DNSSEC validating.
-    if rt.needs_dns() {
-        results.push(("dns".to_string(), rt.dns.self_test().await));
+    if let Some(dns) = &rt.dns {
+        results.push(("dns".to_string(), dns.self_test().await));
     }
     for (name, result) in results {
         ready &= result.is_ok();

@@ -13,10 +13,9 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::Shared;
+use super::{Services, Shared};
 use crate::quarantine::StoreError;
 use crate::quarantine::review::ReviewError;
-use crate::smtp::Runtime;
 
 #[derive(Deserialize)]
 pub struct ReviewBody {
@@ -73,17 +72,17 @@ fn review_error(e: ReviewError) -> Response {
     }
 }
 
-type Rt = Extension<Arc<Runtime>>;
+type Rt = Extension<Arc<Services>>;
 
 pub async fn list(Extension(rt): Rt) -> Response {
-    match rt.quarantine.list() {
+    match rt.reviewer.store.list() {
         Ok(items) => Json(json!({ "items": items })).into_response(),
         Err(e) => review_error(e.into()),
     }
 }
 
 pub async fn show(Extension(rt): Rt, Path(id): Path<String>) -> Response {
-    match rt.reviewer().show(&id) {
+    match rt.reviewer.show(&id) {
         Ok(v) => Json(v).into_response(),
         Err(e) => review_error(e),
     }
@@ -94,11 +93,7 @@ pub async fn release(
     Path(id): Path<String>,
     Json(body): Json<ReviewBody>,
 ) -> Response {
-    match rt
-        .reviewer()
-        .release(&id, &body.reviewer, &body.reason)
-        .await
-    {
+    match rt.reviewer.release(&id, &body.reviewer, &body.reason).await {
         Ok(done) if done.still_held.is_empty() => Json(done).into_response(),
         Ok(done) => (StatusCode::BAD_GATEWAY, Json(done)).into_response(),
         Err(e) => review_error(e),
@@ -110,11 +105,7 @@ pub async fn reject(
     Path(id): Path<String>,
     Json(body): Json<ReviewBody>,
 ) -> Response {
-    match rt
-        .reviewer()
-        .reject(&id, &body.reviewer, &body.reason)
-        .await
-    {
+    match rt.reviewer.reject(&id, &body.reviewer, &body.reason).await {
         Ok(()) => Json(json!({ "id": id, "rejected": true })).into_response(),
         Err(e) => review_error(e),
     }
@@ -122,11 +113,11 @@ pub async fn reject(
 
 pub async fn purge(Extension(rt): Rt, Json(body): Json<PurgeBody>) -> Response {
     let age = match body.older_than.as_deref().map(humantime::parse_duration) {
-        None => rt.config.quarantine.retention,
+        None => rt.retention,
         Some(Ok(d)) => d,
         Some(Err(e)) => return error(StatusCode::BAD_REQUEST, format!("older_than: {e}")),
     };
-    match rt.reviewer().purge(age, &body.reviewer).await {
+    match rt.reviewer.purge(age, &body.reviewer).await {
         Ok(ids) => Json(json!({ "purged": ids })).into_response(),
         Err(e) => review_error(e),
     }

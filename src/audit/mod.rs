@@ -9,7 +9,10 @@
 //! (its first record points at the last of the renamed file). `<file>.head` holds the sequence
 //! number and hash of the newest record, so that cutting records off the end is noticed too.
 
+pub mod record;
 pub mod verify;
+
+pub use record::Record;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -120,8 +123,9 @@ impl AuditLog {
     /// many sessions cost few fsyncs and no blocking thread each.
     pub async fn append_async(
         self: &std::sync::Arc<Self>,
-        records: Vec<Map<String, Value>>,
+        records: &[Record],
     ) -> Result<(), AuditError> {
+        let records = records.iter().map(Record::to_fields).collect();
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Pending>();
             // A weak reference: when the log is dropped (a reload replaced it), its sender goes
@@ -450,24 +454,26 @@ fn parse_tail(line: &[u8]) -> Tail {
     }
 }
 
-/// Builds a record's fields from `event` and key/value pairs.
-#[macro_export]
-macro_rules! audit_record {
-    ($event:expr, { $($key:literal : $value:expr),* $(,)? }) => {{
-        let mut m = serde_json::Map::new();
-        m.insert("event".to_string(), serde_json::Value::from($event));
-        $( m.insert($key.to_string(), serde_json::json!($value)); )*
-        m
-    }};
-}
-
 #[cfg(test)]
 mod tests {
     use super::verify::{Verdict, verify_files};
     use super::*;
 
     fn record(n: usize) -> Map<String, Value> {
-        audit_record!("decision", {"transaction": format!("T{n}"), "decision": "deliver"})
+        let mut m = Map::new();
+        m.insert("event".into(), "decision".into());
+        m.insert("transaction".into(), format!("T{n}").into());
+        m.insert("decision".into(), "deliver".into());
+        m
+    }
+
+    fn typed(n: usize) -> Record {
+        Record::Outcome(record::Outcome {
+            transaction: format!("T{n}"),
+            client: "127.0.0.1".into(),
+            lanes: Vec::new(),
+            reply: 250,
+        })
     }
 
     fn log(dir: &Path, rotate: u64) -> AuditLog {
@@ -634,7 +640,7 @@ mod tests {
                 let log = log.clone();
                 tokio::spawn(async move {
                     for n in 0..10 {
-                        log.append_async(vec![record(t * 100 + n)]).await.unwrap();
+                        log.append_async(&[typed(t * 100 + n)]).await.unwrap();
                     }
                 })
             })

@@ -1,8 +1,12 @@
-//! Configuration: the TOML schema, the embedded defaults, command-line overrides and validation.
+//! Configuration: the TOML schema, the embedded defaults, command-line overrides and the checks
+//! of values on their own. A leaf: checks that need other modules' code (certificates,
+//! credentials, lanes, policy rules, trust anchors) run in `app::check`, through the same
+//! `Source::error`, so every error reads alike.
 //!
 //! Errors name the file, the line and the dotted key (`sluis.toml:14: limits.recipients: ...`), or
 //! the flag when the value came from the command line, so an administrator can fix them without
-//! guessing. `sluis config check` runs exactly this code and prints the effective configuration.
+//! guessing. `sluis config check` runs exactly this code (by `app::load_config`) and prints the
+//! effective configuration.
 
 mod locate;
 mod policy;
@@ -50,22 +54,24 @@ pub enum ConfigError {
 }
 
 /// Where the configuration text came from, kept so that later checks can point at a line.
-struct Source {
+pub struct Source {
     path: String,
     text: String,
+    /// (key prefix, flag) of the values the command line set.
+    flags: Vec<(&'static str, &'static str)>,
 }
 
 impl Source {
     /// Whether the file sets `key` (dotted).
-    fn sets(&self, key: &str) -> bool {
+    pub fn sets(&self, key: &str) -> bool {
         ImDocument::parse(self.text.as_str())
             .ok()
             .is_some_and(|doc| locate::span_of(&doc, key).is_some())
     }
 
-    /// An error about `key`, at the key's line when the file sets it.
-    fn error(&self, key: &str, message: String, flags: &[(&str, &str)]) -> ConfigError {
-        if let Some((_, flag)) = flags.iter().find(|(k, _)| key.starts_with(k)) {
+    /// An error about `key`: the flag that set it, or the key's line when the file sets it.
+    pub fn error(&self, key: &str, message: String) -> ConfigError {
+        if let Some((_, flag)) = self.flags.iter().find(|(k, _)| key.starts_with(k)) {
             return ConfigError::Unlocated {
                 origin: format!("command line {flag}"),
                 key: key.to_string(),
@@ -112,37 +118,27 @@ impl Source {
     }
 }
 
-/// Reads `path` (or the embedded default when `None`), applies `overrides`, and validates.
-pub fn load(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
-    let source = match path {
+/// Reads `path` (or the embedded default when `None`) and applies `overrides`; the source is
+/// kept for errors about values found later.
+pub fn read(path: Option<&Path>, overrides: &Overrides) -> Result<(Config, Source), ConfigError> {
+    let mut source = match path {
         Some(p) => Source {
             path: p.display().to_string(),
             text: std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                 path: p.display().to_string(),
                 source,
             })?,
+            flags: Vec::new(),
         },
         None => Source {
             path: "(embedded default)".to_string(),
             text: String::new(),
+            flags: Vec::new(),
         },
     };
     let mut config: Config = toml::from_str(&source.text).map_err(|e| source.parse_error(e))?;
-    let flags = apply(&mut config, overrides);
-    if config.policy.rules.is_empty() {
-        config.policy.rules = crate::policy::profile::nta7516(&config);
-    } else if source.sets("forwards.refuse_to_unmanaged") {
-        // It shapes the profile only; set next to rules of one's own it would do nothing.
-        return Err(source.error(
-            "forwards.refuse_to_unmanaged",
-            "only shapes the NTA 7516 profile, and [[policy.rules]] replace the profile: \
-             write an automated_forward rule instead (see `sluis config check` without rules)"
-                .into(),
-            &flags,
-        ));
-    }
-    validate(&config, &source, &flags)?;
-    Ok(config)
+    source.flags = apply(&mut config, overrides);
+    Ok((config, source))
 }
 
 /// Applies the flags; returns (key prefix, flag) pairs so that errors can name the flag.
@@ -178,8 +174,9 @@ fn apply(config: &mut Config, o: &Overrides) -> Vec<(&'static str, &'static str)
     flags
 }
 
-fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), ConfigError> {
-    let err = |key: &str, msg: String| Err(src.error(key, msg, flags));
+/// The checks of values on their own (ranges, names, files that must be readable).
+pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
+    let err = |key: &str, msg: String| Err(src.error(key, msg));
 
     if c.server.hostname.is_empty()
         || !c
@@ -205,27 +202,13 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
     match (&c.tls.cert_file, &c.tls.key_file) {
         (Some(_), None) => return err("tls.cert_file", "set, but tls.key_file is not".into()),
         (None, Some(_)) => return err("tls.key_file", "set, but tls.cert_file is not".into()),
-        (Some(cert), Some(key)) => {
-            if let Err(e) = crate::smtp::tls::load_cert_and_key(cert, key) {
-                return err("tls.cert_file", e.to_string());
-            }
-        }
-        (None, None) => {}
+        _ => {}
     }
-    if c.auth.enabled {
-        match &c.auth.credentials_file {
-            None => {
-                return err(
-                    "auth.enabled",
-                    "true, but auth.credentials_file is not set".into(),
-                );
-            }
-            Some(f) => {
-                if let Err(e) = crate::smtp::auth::Credentials::load(f) {
-                    return err("auth.credentials_file", e.to_string());
-                }
-            }
-        }
+    if c.auth.enabled && c.auth.credentials_file.is_none() {
+        return err(
+            "auth.enabled",
+            "true, but auth.credentials_file is not set".into(),
+        );
     }
     let l = &c.limits;
     if l.command_line_length < 512 {
@@ -291,14 +274,6 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
         );
     }
     for (name, lane) in &c.upstream.lanes {
-        if let Err(msg) = crate::wire::parse_host_port(&lane.address) {
-            return err(&format!("upstream.lanes.{name}.address"), msg);
-        }
-        if let Some(ca) = &lane.ca_file
-            && let Err(e) = crate::wire::tls::load_roots(ca)
-        {
-            return err(&format!("upstream.lanes.{name}.ca_file"), e.to_string());
-        }
         if lane.ca_file.is_some() && lane.starttls != StartTls::Required {
             return err(
                 &format!("upstream.lanes.{name}.ca_file"),
@@ -367,19 +342,6 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
                 ),
             );
         }
-        for (k, pin) in d.tls_pins.iter().enumerate() {
-            if crate::posture::trust::parse_pin(pin).is_none() {
-                return err(
-                    &format!("domains[{i}].tls_pins[{k}]"),
-                    format!("{pin:?} is not \"sha256:<64 hex digits>\""),
-                );
-            }
-        }
-        if let Some(ca) = &d.tls_ca_file
-            && let Err(e) = crate::wire::tls::load_roots(ca)
-        {
-            return err(&format!("domains[{i}].tls_ca_file"), e.to_string());
-        }
         if c.domains[..i]
             .iter()
             .any(|o| o.name.eq_ignore_ascii_case(&d.name))
@@ -390,18 +352,6 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
             );
         }
     }
-    if let Some(anchor) = &c.dns.trust_anchor_file
-        && let Err(e) = hickory_resolver::proto::dnssec::TrustAnchors::from_file(anchor)
-    {
-        return err(
-            "dns.trust_anchor_file",
-            format!(
-                "{}: {e} (expected DNSKEY records in zone-file syntax, e.g. \
-                 \"example. 3600 IN DNSKEY 257 3 13 <key>\")",
-                anchor.display()
-            ),
-        );
-    }
     if c.ownership.check_interval.is_zero() {
         return err(
             "ownership.check_interval",
@@ -410,14 +360,6 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
     }
     if let Err(e) = tracing_subscriber::EnvFilter::try_new(&c.log.level) {
         return err("log.level", format!("not a log filter: {e}"));
-    }
-    if let Err((i, key, msg)) = crate::policy::validate(&c.policy.rules) {
-        let at = if key.is_empty() {
-            format!("policy.rules[{i}]")
-        } else {
-            format!("policy.rules[{i}].{key}")
-        };
-        return err(&at, msg);
     }
     for (i, r) in c.policy.rules.iter().enumerate() {
         if let Some(lane) = &r.lane
@@ -442,11 +384,6 @@ fn validate(c: &Config, src: &Source, flags: &[(&str, &str)]) -> Result<(), Conf
     }
     if c.audit.rotate_bytes < 4096 {
         return err("audit.rotate_bytes", "must be at least 4096".into());
-    }
-    if let Some(f) = &c.posture.ca_file
-        && let Err(e) = crate::wire::tls::load_roots(f)
-    {
-        return err("posture.ca_file", e.to_string());
     }
     if let Some(f) = &c.review.token_file {
         match std::fs::read_to_string(f) {
@@ -484,113 +421,4 @@ impl Config {
 /// The effective configuration as TOML, as `sluis config check` prints it.
 pub fn render(config: &Config) -> String {
     toml::to_string_pretty(config).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn load_text(text: &str) -> Result<Config, ConfigError> {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-        load(Some(f.path()), &Overrides::default())
-    }
-
-    #[test]
-    fn embedded_default_is_valid() {
-        let c = load(None, &Overrides::default()).unwrap();
-        assert_eq!(c.upstream.default_lane, "default");
-    }
-
-    #[test]
-    fn unknown_key_names_line_and_key() {
-        let e = load_text("[server]\nhostname = \"gw.test\"\nlisten_adress = 1\n").unwrap_err();
-        let s = e.to_string();
-        assert!(s.contains(":3: server.listen_adress: unknown field"), "{s}");
-    }
-
-    #[test]
-    fn bad_network_names_line_and_key() {
-        let e = load_text("[server]\n\nallow_networks = [\"10.0.0.0/33\"]\n").unwrap_err();
-        let s = e.to_string();
-        assert!(s.contains(":3: server.allow_networks:"), "{s}");
-    }
-
-    #[test]
-    fn semantic_error_names_line_and_key() {
-        let e = load_text("[limits]\nrecipients = 5\n\nsessions = 2\nsessions_per_client = 9\n")
-            .unwrap_err();
-        let s = e.to_string();
-        assert!(s.contains(":5: limits.sessions_per_client:"), "{s}");
-        let e = load_text(
-            "[[inspect.identifiers]]\nname = \"patnr\"\npattern = \"PAT\\\\d+\"\n\n\
-             [[inspect.identifiers]]\nname = \"case\"\npattern = \"(unclosed\"\n",
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains(":7: inspect.identifiers[1].pattern: identifier \"case\""),
-            "{e}"
-        );
-        let e = load_text("[upstream]\ndefault_lane = \"strict\"\n").unwrap_err();
-        assert!(
-            e.to_string()
-                .contains(":2: upstream.default_lane: no lane named")
-        );
-    }
-
-    #[test]
-    fn policy_errors_name_the_rule_and_a_profile_switch_beside_rules_is_refused() {
-        let e = load_text(
-            "[[policy.rules]]\nname = \"x\"\naction = \"refuse\"\nrequire = \"dane\"\n\n\
-             [[policy.rules]]\nname = \"rest\"\naction = \"deliver\"\n",
-        )
-        .unwrap_err();
-        assert!(
-            e.to_string().contains(":4: policy.rules[0].require:"),
-            "{e}"
-        );
-        let rules = "[[policy.rules]]\nname = \"rest\"\naction = \"deliver\"\n";
-        let e = load_text(&format!(
-            "[forwards]\nrefuse_to_unmanaged = false\n\n{rules}"
-        ))
-        .unwrap_err();
-        assert!(
-            e.to_string()
-                .contains(":2: forwards.refuse_to_unmanaged: only shapes the NTA 7516 profile"),
-            "{e}"
-        );
-        // Without rules of one's own it shapes the profile: no forward rule then.
-        let c = load_text("[forwards]\nrefuse_to_unmanaged = false\n").unwrap();
-        assert!(!c.policy.rules.iter().any(|r| r.name == "automated-forward"));
-        assert!(load_text(rules).is_ok());
-    }
-
-    #[test]
-    fn flags_override_file_and_name_the_flag_on_error() {
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(b"[server]\nlisten = [\"127.0.0.1:25\"]\n")
-            .unwrap();
-        let o = Overrides {
-            listen: Some("127.0.0.1:2600".parse().unwrap()),
-            upstream: Some("no-port".into()),
-            ..Default::default()
-        };
-        let e = load(Some(f.path()), &o).unwrap_err().to_string();
-        assert!(e.contains("--upstream"), "{e}");
-        let o = Overrides {
-            listen: Some("127.0.0.1:2600".parse().unwrap()),
-            ..Default::default()
-        };
-        let c = load(Some(f.path()), &o).unwrap();
-        assert_eq!(c.server.listen, vec!["127.0.0.1:2600".parse().unwrap()]);
-    }
-
-    #[test]
-    fn rendered_config_reads_back_identical() {
-        let c = load(None, &Overrides::default()).unwrap();
-        let back: Config = toml::from_str(&render(&c)).unwrap();
-        assert_eq!(back, c);
-    }
 }

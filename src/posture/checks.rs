@@ -2,13 +2,13 @@
 //! mail test): MX, DANE availability per MX host, the MTA-STS announcement, the NTA 7516
 //! record; then the STARTTLS probe of each MX host, which places it on the ladder.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::dns::{Outcome, Resolve, Security, Tlsa};
 use super::ladder::Level;
 use super::records;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckResult {
     Pass,
@@ -19,12 +19,12 @@ pub enum CheckResult {
     Info,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Check {
     pub check: String,
     pub result: CheckResult,
     pub evidence: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnssec: Option<Security>,
 }
 

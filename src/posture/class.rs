@@ -8,6 +8,33 @@ use crate::config::{Config, DomainClass};
 
 const SHIPPED_PERSONAL: &str = include_str!("personal_domains.txt");
 
+/// A recipient domain's class as it counts now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Standing {
+    /// As configured (or the personal list, or unmanaged).
+    pub listed: RecipientClass,
+    /// What it counts as: `listed`, unless lapsed.
+    pub class: RecipientClass,
+    /// A managed or partner domain whose ownership is not proven (now).
+    pub lapsed: bool,
+}
+
+/// The one place for the lapsed rule (DESIGN §5, the Jeugdzorg case): a managed or partner
+/// domain whose ownership proof does not hold may belong to someone else now, so it counts as
+/// unmanaged. The pipeline and `sluis check-domain` both ask here.
+pub fn standing(listed: RecipientClass, proven: bool) -> Standing {
+    let lapsed = matches!(listed, RecipientClass::Managed | RecipientClass::Partner) && !proven;
+    Standing {
+        listed,
+        class: if lapsed {
+            RecipientClass::Unmanaged
+        } else {
+            listed
+        },
+        lapsed,
+    }
+}
+
 pub struct Classifier {
     listed: HashMap<String, DomainClass>,
     personal: HashSet<String>,

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use rustls::RootCertStore;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 
 use super::checks::{Check, CheckResult, DnsFacts, MxFacts, dns_checks, probe_host};
@@ -22,7 +22,7 @@ use super::probe::Prober;
 pub use crate::terms::Level;
 
 /// A domain's place on the ladder, with everything that put it there.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Assessment {
     pub domain: String,
     pub posture: Level,

@@ -14,6 +14,6 @@ pub mod probe;
 pub mod records;
 pub mod trust;
 
-pub use class::{Classifier, RecipientClass, domain_of};
+pub use class::{Classifier, RecipientClass, Standing, domain_of, standing};
 pub use ladder::{Assessment, Level, PostureCache};
 pub use ownership::{Ownership, OwnershipStatus, Registry};

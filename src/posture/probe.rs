@@ -16,9 +16,9 @@ use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::ServerName;
 use tokio_rustls::TlsConnector;
 
+use crate::wire::stream::TlsParams;
 use crate::wire::tls::AcceptAnyCert;
 use crate::wire::{Client, Endpoint, UpstreamError};
-use crate::wire::stream::TlsParams;
 
 /// What the probe found.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,8 +19,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::posture::Level;
 use crate::spool::SpooledBody;
+use crate::terms::Level;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -49,7 +49,7 @@ pub struct HeldRecipient {
     pub require: Option<Level>,
     /// The posture assessment behind the decision, when one was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub posture: Option<serde_json::Value>,
+    pub posture: Option<crate::posture::Assessment>,
 }
 
 /// The JSON half of an item.

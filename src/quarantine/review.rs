@@ -10,8 +10,8 @@ use serde::Serialize;
 use smtp_proto::{MailFrom, RcptTo};
 
 use super::{Item, Store, StoreError};
-use crate::audit::{AuditError, AuditLog};
-use crate::audit_record;
+use crate::audit::record::{ReleaseResult, Review};
+use crate::audit::{AuditError, AuditLog, Record};
 use crate::policy::Policy;
 use crate::relay::{self, Envelope, Lanes};
 use crate::spool::SpooledBody;
@@ -65,11 +65,8 @@ fn check_identity(reviewer: &str, reason: &str) -> Result<(), ReviewError> {
 }
 
 impl Reviewer {
-    async fn audit(
-        &self,
-        records: Vec<serde_json::Map<String, serde_json::Value>>,
-    ) -> Result<(), ReviewError> {
-        Ok(self.audit.append_async(records).await?)
+    async fn audit(&self, records: Vec<Record>) -> Result<(), ReviewError> {
+        Ok(self.audit.append_async(&records).await?)
     }
 
     /// Delivers a held item to its recipients, each through the weakest lane that still enforces
@@ -100,11 +97,8 @@ impl Reviewer {
             }
         }
         let mut record = review_record("release", &item, reviewer, reason);
-        record.insert(
-            "lanes".into(),
-            serde_json::json!(groups.keys().collect::<Vec<_>>()),
-        );
-        self.audit(vec![record]).await?;
+        record.lanes = Some(groups.keys().cloned().collect());
+        self.audit(vec![Record::Review(record)]).await?;
 
         let message = self.store.read_message(id)?;
         let mut delivered = Vec::new();
@@ -129,8 +123,22 @@ impl Reviewer {
             };
             let mut body = SpooledBody::new(self.spool_dir.clone(), 1024 * 1024);
             let reply = match body.write(&message).await {
-                Ok(()) => relay::relay(&lane, &self.hostname, &env, b"", &mut body, &[]).await,
-                Err(e) => crate::wire::reply::Reply::new(451, "4.3.0", format!("spool: {e}")),
+                Ok(()) => {
+                    let relayed = relay::relay(&lane, &self.hostname, &env, b"", &mut body).await;
+                    if !relayed.refused.is_empty() {
+                        let default = self.lanes.default_lane();
+                        relay::dsn::send_failure_notice(
+                            &default,
+                            &self.hostname,
+                            &env,
+                            &relayed.refused,
+                            &mut body,
+                        )
+                        .await;
+                    }
+                    relayed.reply
+                }
+                Err(e) => crate::wire::Reply::new(451, "4.3.0", format!("spool: {e}")),
             };
             let ok = reply.is_positive();
             if !ok {
@@ -146,14 +154,14 @@ impl Reviewer {
         let records = delivered
             .iter()
             .map(|d| {
-                audit_record!("release-result", {
-                    "quarantine_id": id,
-                    "transaction": item.transaction,
-                    "reviewer": reviewer,
-                    "lane": d.lane,
-                    "recipients": d.recipients,
-                    "upstream_reply": d.reply,
-                    "delivered": d.ok,
+                Record::ReleaseResult(ReleaseResult {
+                    quarantine_id: id.to_string(),
+                    transaction: item.transaction.clone(),
+                    reviewer: reviewer.to_string(),
+                    lane: d.lane.clone(),
+                    recipients: d.recipients.clone(),
+                    upstream_reply: d.reply.clone(),
+                    delivered: d.ok,
                 })
             })
             .collect();
@@ -177,8 +185,10 @@ impl Reviewer {
         check_identity(reviewer, reason)?;
         let _one_review = self.store.reviewing().await?;
         let item = self.store.get(id)?;
-        self.audit(vec![review_record("reject", &item, reviewer, reason)])
-            .await?;
+        self.audit(vec![Record::Review(review_record(
+            "reject", &item, reviewer, reason,
+        ))])
+        .await?;
         self.store.remove(id).await?;
         crate::metrics::quarantine_review("reject");
         Ok(())
@@ -194,7 +204,7 @@ impl Reviewer {
         let reason = format!("older than {}", humantime::format_duration(age));
         let records = old
             .iter()
-            .map(|item| review_record("purge", item, reviewer, &reason))
+            .map(|item| Record::Review(review_record("purge", item, reviewer, &reason)))
             .collect();
         self.audit(records).await?;
         let mut ids = Vec::new();
@@ -209,21 +219,17 @@ impl Reviewer {
 
 /// The audit record of a review action on `item` (NEN 7513: who did what to which message,
 /// and why).
-fn review_record(
-    action: &str,
-    item: &Item,
-    reviewer: &str,
-    reason: &str,
-) -> serde_json::Map<String, serde_json::Value> {
-    audit_record!("review", {
-        "action": action,
-        "quarantine_id": item.id,
-        "transaction": item.transaction,
-        "reviewer": reviewer,
-        "reason": reason,
-        "sender": item.sender,
-        "recipients": item.recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
-    })
+fn review_record(action: &str, item: &Item, reviewer: &str, reason: &str) -> Review {
+    Review {
+        action: action.to_string(),
+        quarantine_id: item.id.clone(),
+        transaction: item.transaction.clone(),
+        reviewer: reviewer.to_string(),
+        reason: reason.to_string(),
+        sender: item.sender.clone(),
+        recipients: item.recipients.iter().map(|r| r.address.clone()).collect(),
+        lanes: None,
+    }
 }
 
 fn mail_from(item: &Item) -> MailFrom<String> {

@@ -1,6 +1,8 @@
-//! Delivery status notifications (RFC 3464) for recipients the upstream refused for good while
-//! others of the same transaction were accepted: the one case in relay mode where the client's
-//! single end-of-DATA reply cannot say what happened to everyone.
+//! Delivery status notifications (RFC 3464) for recipients refused for good (by the policy or
+//! an upstream) while others of the same transaction were delivered or held: the case in relay
+//! mode where the client's single end-of-DATA reply cannot say what happened to everyone. The
+//! one place bounces are made: the pipeline and a reviewer's release both send them from here,
+//! once per transaction.
 //!
 //! Written here, not with lettre: lettre has no multipart/report builder, and the notice must
 //! travel through the same lane client (TLS settings, timeouts) as the message it reports on.
@@ -10,8 +12,8 @@
 use smtp_proto::{RcptTo, Response};
 
 use crate::spool::SpooledBody;
-
 use crate::wire::Client;
+
 use super::received::rfc5322_now;
 use super::{Envelope, Lane};
 
@@ -138,13 +140,13 @@ pub async fn send_failure_notice(
     lane: &Lane,
     hostname: &str,
     env: &Envelope,
-    failures: &[(&RcptTo<String>, &Response<String>)],
+    failures: &[(RcptTo<String>, Response<String>)],
     body: &mut SpooledBody,
 ) {
-    let failures: Vec<_> = failures
+    let failures: Vec<(&RcptTo<String>, &Response<String>)> = failures
         .iter()
-        .copied()
         .filter(|(r, _)| wants_failure_notice(r))
+        .map(|(r, x)| (r, x))
         .collect();
     if env.mail_from.address.is_empty() || failures.is_empty() {
         return;

@@ -120,25 +120,6 @@ fn xtext(s: &str) -> String {
     out
 }
 
-/// The upstream's reply, as a reply to our client: code, enhanced code and text kept.
-pub fn from_upstream(r: &Response<String>) -> Reply {
-    let status = if r.esc[0] != 0 {
-        format!("{}.{}.{}", r.esc[0], r.esc[1], r.esc[2])
-    } else {
-        format!("{}.0.0", r.code / 100)
-    };
-    let mut lines: Vec<String> = r.message.lines().map(str::to_string).collect();
-    // An upstream may send a code without text; a reply always has a line to extend.
-    if lines.is_empty() {
-        lines.push(String::new());
-    }
-    Reply {
-        code: r.code,
-        status,
-        lines,
-    }
-}
-
 fn unavailable(lane: &Lane, e: &UpstreamError) -> Reply {
     Reply::new(
         451,
@@ -260,36 +241,46 @@ impl DotStuffer {
     }
 }
 
-/// Relays one transaction through `lane`; the reply is what the client's end of DATA gets.
-/// `refused` are recipients Sluis itself refused: once the rest is delivered, the sender gets
-/// a delivery status notification for them, with those the upstream refuses.
+/// What one lane did with its share of a transaction.
+#[derive(Debug)]
+pub struct Relayed {
+    /// The lane's verdict, as the client's end of DATA would get it.
+    pub reply: Reply,
+    /// Recipients the upstream refused for good while it accepted the others: the caller
+    /// owes the sender a DSN for them (`dsn`, the one place bounces are made).
+    pub refused: Vec<(RcptTo<String>, Response<String>)>,
+}
+
+/// Relays one transaction through `lane`.
 pub async fn relay(
     lane: &Lane,
     helo: &str,
     env: &Envelope,
     trace_header: &[u8],
     body: &mut SpooledBody,
-    refused: &[(RcptTo<String>, Response<String>)],
-) -> Reply {
+) -> Relayed {
     let started = Instant::now();
-    let reply = match try_relay(lane, helo, env, trace_header, body, refused).await {
-        Ok(reply) => {
-            let result = match reply.code / 100 {
+    let relayed = match try_relay(lane, helo, env, trace_header, body).await {
+        Ok(relayed) => {
+            let result = match relayed.reply.code / 100 {
                 2 => "accepted",
                 4 => "deferred",
                 _ => "refused",
             };
             crate::metrics::upstream_result(&lane.name, result);
-            reply
+            relayed
         }
         Err(e) => {
             tracing::warn!(id = %env.id, lane = %lane.name, error = %e, "upstream failed");
             crate::metrics::upstream_result(&lane.name, "unavailable");
-            unavailable(lane, &e)
+            Relayed {
+                reply: unavailable(lane, &e),
+                refused: Vec::new(),
+            }
         }
     };
     crate::metrics::upstream_seconds(&lane.name, started.elapsed());
-    reply
+    relayed
 }
 
 async fn try_relay(
@@ -298,8 +289,11 @@ async fn try_relay(
     env: &Envelope,
     trace_header: &[u8],
     body: &mut SpooledBody,
-    policy_refused: &[(RcptTo<String>, Response<String>)],
-) -> Result<Reply, UpstreamError> {
+) -> Result<Relayed, UpstreamError> {
+    let only = |reply: Reply| Relayed {
+        reply,
+        refused: Vec::new(),
+    };
     let cfg = &lane.config;
     let mut up = Client::connect(&lane.endpoint, helo).await?;
     tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), "upstream session open");
@@ -308,7 +302,7 @@ async fn try_relay(
         Ok(m) => m,
         Err(reply) => {
             up.quit().await;
-            return Ok(reply);
+            return Ok(only(reply));
         }
     };
 
@@ -342,7 +336,7 @@ async fn try_relay(
     }
     if mail_reply.code / 100 != 2 {
         up.quit().await;
-        return Ok(from_upstream(&mail_reply));
+        return Ok(only(Reply::from_upstream(&mail_reply)));
     }
 
     let deferred = rcpt_replies.iter().position(|r| r.code / 100 == 4);
@@ -353,15 +347,15 @@ async fn try_relay(
         // Nobody gets the message now; the client retries the whole transaction.
         let _ = up.command(b"RSET\r\n", cfg.command_timeout, "RSET").await;
         up.quit().await;
-        let mut reply = from_upstream(&rcpt_replies[i]);
+        let mut reply = Reply::from_upstream(&rcpt_replies[i]);
         reply.lines[0] = format!("<{}>: {}", env.rcpts[i].address, reply.lines[0]);
-        return Ok(reply);
+        return Ok(only(reply));
     }
     if refused.len() == env.rcpts.len() {
         up.quit().await;
-        let mut reply = from_upstream(&rcpt_replies[0]);
+        let mut reply = Reply::from_upstream(&rcpt_replies[0]);
         reply.lines[0] = format!("<{}>: {}", env.rcpts[0].address, reply.lines[0]);
-        return Ok(reply);
+        return Ok(only(reply));
     }
 
     let go = up
@@ -369,7 +363,7 @@ async fn try_relay(
         .await?;
     if go.code != 354 {
         up.quit().await;
-        return Ok(from_upstream(&go));
+        return Ok(only(Reply::from_upstream(&go)));
     }
     let mut stuffer = DotStuffer::default();
     let mut out = Vec::with_capacity(80 * 1024);
@@ -401,15 +395,18 @@ async fn try_relay(
     let done = up.read_reply(cfg.data_done_timeout, "end of data").await?;
     up.quit().await;
 
-    if done.code / 100 == 2 && !(refused.is_empty() && policy_refused.is_empty()) {
-        let failures: Vec<(&RcptTo<String>, &Response<String>)> = refused
+    let refused = if done.code / 100 == 2 {
+        refused
             .iter()
-            .map(|&i| (&env.rcpts[i], &rcpt_replies[i]))
-            .chain(policy_refused.iter().map(|(r, resp)| (r, resp)))
-            .collect();
-        dsn::send_failure_notice(lane, helo, env, &failures, body).await;
-    }
-    Ok(from_upstream(&done))
+            .map(|&i| (env.rcpts[i].clone(), rcpt_replies[i].clone()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Relayed {
+        reply: Reply::from_upstream(&done),
+        refused,
+    })
 }
 
 #[cfg(test)]
@@ -418,7 +415,7 @@ mod tests {
 
     #[test]
     fn upstream_reply_without_text_still_has_a_line() {
-        let r = from_upstream(&Response {
+        let r = Reply::from_upstream(&Response {
             code: 550,
             esc: [0, 0, 0],
             message: String::new(),

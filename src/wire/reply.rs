@@ -32,6 +32,25 @@ impl Reply {
         }
     }
 
+    /// The upstream's reply, as a reply to our client: code, enhanced code and text kept.
+    pub fn from_upstream(r: &smtp_proto::Response<String>) -> Reply {
+        let status = if r.esc[0] != 0 {
+            format!("{}.{}.{}", r.esc[0], r.esc[1], r.esc[2])
+        } else {
+            format!("{}.0.0", r.code / 100)
+        };
+        let mut lines: Vec<String> = r.message.lines().map(str::to_string).collect();
+        // An upstream may send a code without text; a reply always has a line to extend.
+        if lines.is_empty() {
+            lines.push(String::new());
+        }
+        Reply {
+            code: r.code,
+            status,
+            lines,
+        }
+    }
+
     pub fn is_positive(&self) -> bool {
         self.code < 400
     }

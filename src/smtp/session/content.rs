@@ -1,14 +1,13 @@
 //! Message content: DATA and BDAT framing into the checker and the spool, then the hand-over to
-//! the decision (`decide`).
+//! the target.
 
-use crate::relay::Envelope;
-use crate::relay::received::Trace;
 use crate::spool::SpooledBody;
+use crate::wire::Reply;
 
 use super::{Flow, Session};
+use crate::smtp::Transaction;
 use crate::smtp::body::{BodyChecker, BodyProblem, DataDecoder};
 use crate::smtp::connection::ReadError;
-use crate::wire::reply::Reply;
 
 impl Session {
     /// Checks that a transaction can take content; the error reply otherwise.
@@ -127,11 +126,12 @@ impl Session {
         };
         self.finish_message(checker, body, store_error).await
     }
-    /// Ends a transaction: refuses broken content, otherwise relays and passes on the verdict.
+    /// Ends a transaction: refuses broken content, otherwise hands it to the target and passes
+    /// on its reply.
     pub(super) async fn finish_message(
         &mut self,
         checker: BodyChecker,
-        mut body: SpooledBody,
+        body: SpooledBody,
         store_error: Option<std::io::Error>,
     ) -> Flow {
         let Some(tx) = self.tx.take() else {
@@ -152,65 +152,31 @@ impl Session {
                 None => Ok(()),
             },
         };
+        let id = tx.id.clone();
         let reply = match verdict {
             Err(reply) => {
                 crate::metrics::message(reply.code, "message-format");
                 reply
             }
-            Ok(()) => self.judge_and_relay(&tx, &mut body, size).await,
+            Ok(()) => {
+                let finished = Transaction {
+                    id: tx.id,
+                    mail_from: tx.mail_from,
+                    rcpts: tx.rcpts,
+                    body,
+                    size,
+                    session: self.facts(),
+                };
+                self.rt.target.deliver(finished).await
+            }
         };
         if !reply.is_positive() && !reply.is_transient() {
             // Code and status only: reply texts can name recipients.
-            tracing::info!(id = %tx.id, client = %self.peer.ip(), size, status = reply.code, enhanced = %reply.status, "message refused");
+            tracing::info!(%id, client = %self.peer.ip(), size, status = reply.code, enhanced = %reply.status, "message refused");
         }
         // The verdict of a whole message is not a protocol error of the client.
         self.conn.queue(&reply.to_bytes());
         Flow::Continue
-    }
-    pub(super) fn trace_header(&self, env: &Envelope) -> Vec<u8> {
-        let tls = self.conn.tls_summary();
-        let helo = self.helo.as_ref();
-        Trace {
-            helo: helo.map(|h| h.name.as_str()).unwrap_or("unknown"),
-            client_ip: self.peer.ip(),
-            hostname: self.hostname(),
-            esmtp: helo.is_some_and(|h| h.esmtp),
-            tls: tls.as_deref(),
-            authenticated: self.auth_user.is_some(),
-            id: &env.id,
-            single_recipient: match env.rcpts.as_slice() {
-                [one] => Some(one.address.as_str()),
-                _ => None,
-            },
-        }
-        .header()
-    }
-    /// Inspects the message as `sluis scan` does; `None` when it could not be read at all (the
-    /// policy then treats it as uninspectable).
-    pub(super) async fn inspect(
-        &self,
-        body: &mut SpooledBody,
-        id: &str,
-    ) -> Option<crate::inspect::Inspection> {
-        if let Some(result) = self.rt.inspector.too_large(body.len()) {
-            crate::metrics::inspected(&result, std::time::Duration::ZERO);
-            return Some(result);
-        }
-        let _slot = self.rt.inspect_slots.clone().acquire_owned().await.ok()?;
-        let raw = match body.read_all().await {
-            Ok(raw) => raw,
-            Err(e) => {
-                tracing::error!(%id, error = %e, "cannot read the spooled message for inspection");
-                return None;
-            }
-        };
-        let inspector = self.rt.inspector.clone();
-        let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || inspector.inspect(&raw))
-            .await
-            .ok()?;
-        crate::metrics::inspected(&result, started.elapsed());
-        Some(result)
     }
 }
 

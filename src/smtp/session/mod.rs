@@ -1,9 +1,9 @@
 //! One SMTP session: the RFC 5321 state machine, from greeting to QUIT.
 //!
 //! The order of events per transaction: MAIL and RCPT are checked as they come (access, limits,
-//! syntax); the content streams through the checker into the spool; at the end of the data the
-//! transaction is relayed and the client gets the upstream's verdict, never a 250 of our own
-//! before the upstream has taken the message.
+//! syntax, and the target's word on each recipient); the content streams through the checker
+//! into the spool; at the end of the data the transaction goes to the target and the client
+//! gets the target's reply.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -12,17 +12,14 @@ use bytes::Bytes;
 use smtp_proto::{MailFrom, RcptTo, Request};
 use tokio_util::sync::CancellationToken;
 
-use crate::posture::domain_of;
 use crate::spool::SpooledBody;
-
-use super::Runtime;
-use super::body::BodyChecker;
-use super::connection::{Connection, Line, ReadError};
 use crate::wire::Reply;
 
+use super::body::BodyChecker;
+use super::connection::{Connection, Line, ReadError};
+use super::{Frontend, SessionFacts};
+
 mod content;
-mod decide;
-mod forward;
 mod tls_auth;
 
 struct Helo {
@@ -30,7 +27,8 @@ struct Helo {
     esmtp: bool,
 }
 
-struct Transaction {
+/// A transaction in progress (MAIL seen, content not yet complete).
+struct Pending {
     id: String,
     mail_from: MailFrom<String>,
     rcpts: Vec<RcptTo<String>>,
@@ -44,14 +42,14 @@ enum Flow {
 }
 
 pub struct Session {
-    rt: Arc<Runtime>,
+    rt: Arc<Frontend>,
     conn: Connection,
     peer: SocketAddr,
     in_network: bool,
     shutdown: CancellationToken,
     helo: Option<Helo>,
     auth_user: Option<String>,
-    tx: Option<Transaction>,
+    tx: Option<Pending>,
     errors: usize,
 }
 
@@ -74,7 +72,7 @@ pub fn new_transaction_id() -> String {
 
 impl Session {
     pub fn new(
-        rt: Arc<Runtime>,
+        rt: Arc<Frontend>,
         conn: Connection,
         peer: SocketAddr,
         in_network: bool,
@@ -95,6 +93,18 @@ impl Session {
 
     fn hostname(&self) -> &str {
         &self.rt.config.server.hostname
+    }
+
+    /// Who is talking, as the target sees it.
+    fn facts(&self) -> SessionFacts {
+        let helo = self.helo.as_ref();
+        SessionFacts {
+            client_ip: self.peer.ip(),
+            helo: helo.map_or_else(|| "unknown".to_string(), |h| h.name.clone()),
+            esmtp: helo.is_some_and(|h| h.esmtp),
+            tls: self.conn.tls_summary(),
+            user: self.auth_user.clone(),
+        }
     }
 
     /// Queues a reply to a command; 4xx and 5xx count towards the session's error limit.
@@ -329,7 +339,7 @@ impl Session {
                 format!("Message size exceeds fixed limit of {max} bytes"),
             ));
         }
-        self.tx = Some(Transaction {
+        self.tx = Some(Pending {
             id: new_transaction_id(),
             mail_from: from,
             rcpts: Vec::new(),
@@ -341,7 +351,7 @@ impl Session {
     fn rcpt(&mut self, to: RcptTo<String>) {
         let limit = self.rt.config.limits.recipients;
         let permitted = self.in_network || self.auth_user.is_some();
-        let Some(tx) = self.tx.as_mut() else {
+        let Some(tx) = self.tx.as_ref() else {
             return self.reply(Reply::new(503, "5.5.1", "Error: need MAIL command"));
         };
         if !permitted {
@@ -358,26 +368,12 @@ impl Session {
         if to.address.is_empty() {
             return self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));
         }
-        // A listed domain whose ownership proof failed may belong to someone else now: refuse
-        // it here, per recipient, before any content is sent (DESIGN §7 rule 2).
-        let domain = domain_of(&to.address);
-        if self.rt.config.ownership.refuse_lapsed
-            && self.rt.classifier.is_listed(&domain)
-            && !self.rt.ownership.is_proven(&domain)
-        {
-            tracing::warn!(peer = %self.peer, %domain, "recipient refused: domain ownership lapsed");
-            crate::metrics::recipient_refused("lapsed-domain");
-            return self.reply(Reply::new(
-                550,
-                "5.7.1",
-                format!(
-                    "<{}>: Recipient refused: the ownership proof of {domain} has lapsed, so the \
-                     domain may no longer belong to the intended organisation; mail to it is held \
-                     back until the proof returns (ask your mail administrator)",
-                    to.address
-                ),
-            ));
+        if let Err(reply) = self.rt.target.check_recipient(&self.facts(), &to.address) {
+            return self.reply(reply);
         }
+        let Some(tx) = self.tx.as_mut() else {
+            return;
+        };
         tx.rcpts.push(to);
         self.reply(Reply::new(250, "2.1.5", "Ok"));
     }

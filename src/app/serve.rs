@@ -1,79 +1,37 @@
-//! The accept loop: connection limits, access control, signals.
+//! Serving: the listeners, signals, reload, stop and the schedules of the running gateway.
 //!
 //! SIGTERM/SIGINT: stop accepting, tell idle sessions 421, give sessions in the middle of a
 //! transaction `timeouts.shutdown_grace` to finish, then exit. Nothing is lost either way: a
 //! client whose transaction was cut off never got a 250 and still has the message.
 //! SIGHUP: read the configuration again; a bad one is logged and the running one kept.
+//! Schedules: ownership proofs every `ownership.check_interval`, quarantine retention hourly.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{self, Config, Overrides};
-use crate::wire::stream::Stream;
+use crate::admin;
+use crate::config::{Config, Overrides};
+use crate::posture::Registry;
+use crate::smtp::Frontend;
+use crate::smtp::listener::Listener;
 
 use super::Runtime;
-use super::connection::Connection;
-use super::session::Session;
-
-/// Sessions per client address and in total, released when a session ends.
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    per_client: HashMap<IpAddr, usize>,
-}
-
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        c.total -= 1;
-        if let Some(n) = c.per_client.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_client.remove(&self.ip);
-            }
-        }
-    }
-}
-
-/// Takes a session slot, or says which limit is reached.
-fn take_slot(counts: &Arc<Mutex<Counts>>, ip: IpAddr, cfg: &Config) -> Result<Slot, &'static str> {
-    let mut c = counts.lock().unwrap_or_else(|p| p.into_inner());
-    if c.total >= cfg.limits.sessions {
-        return Err("too many connections");
-    }
-    let mine = c.per_client.get(&ip).copied().unwrap_or(0);
-    if mine >= cfg.limits.sessions_per_client {
-        return Err("too many connections from your address");
-    }
-    c.total += 1;
-    *c.per_client.entry(ip).or_insert(0) += 1;
-    Ok(Slot {
-        counts: counts.clone(),
-        ip,
-    })
-}
 
 pub struct Server {
-    ownership: Arc<crate::posture::Registry>,
+    ownership: Arc<Registry>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
     runtime: watch::Sender<Arc<Runtime>>,
-    counts: Arc<Mutex<Counts>>,
+    /// The SMTP side's and the admin listener's share of the runtime, sent on reload.
+    smtp: watch::Sender<Arc<Frontend>>,
+    admin: watch::Sender<Arc<admin::Services>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -90,14 +48,15 @@ impl Server {
                 config.server.spool_dir.display()
             )
         })?;
-        let ownership = Arc::new(crate::posture::Registry::default());
+        let ownership = Arc::new(Registry::default());
         let runtime = Arc::new(Runtime::build(config, ownership.clone())?);
         Ok(Server {
             ownership,
             config_path,
             overrides,
+            smtp: watch::channel(runtime.smtp.clone()).0,
+            admin: watch::channel(runtime.admin.clone()).0,
             runtime: watch::channel(runtime).0,
-            counts: Arc::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
         })
@@ -140,18 +99,22 @@ impl Server {
             let l = TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} (admin)"))?;
-            tokio::spawn(crate::admin::serve(
+            tokio::spawn(admin::serve(
                 l,
-                self.runtime.subscribe(),
+                self.admin.subscribe(),
                 self.shutdown.clone(),
             ));
         }
+        let smtp = Arc::new(Listener::new(
+            self.smtp.subscribe(),
+            self.shutdown.clone(),
+            self.tracker.clone(),
+        ));
         let server = Arc::new(self);
         tokio::spawn(server.clone().ownership_schedule());
         tokio::spawn(server.clone().retention_schedule());
         for listener in listeners {
-            let s = server.clone();
-            tokio::spawn(async move { s.accept_loop(listener).await });
+            tokio::spawn(smtp.clone().serve(listener));
         }
 
         let mut term = signal(SignalKind::terminate())?;
@@ -187,7 +150,7 @@ impl Server {
         loop {
             let rt = self.runtime.borrow().clone();
             let retention = rt.config.quarantine.retention;
-            match rt.reviewer().purge(retention, "retention").await {
+            match rt.admin.reviewer.purge(retention, "retention").await {
                 Ok(ids) if !ids.is_empty() => {
                     tracing::info!(
                         count = ids.len(),
@@ -206,7 +169,7 @@ impl Server {
 
     fn reload(&self) {
         let current = self.runtime.borrow().clone();
-        let loaded = config::load(self.config_path.as_deref(), &self.overrides)
+        let loaded = super::load_config(self.config_path.as_deref(), &self.overrides)
             .map_err(anyhow::Error::from)
             .and_then(|c| {
                 if c.server.listen != current.config.server.listen
@@ -221,6 +184,8 @@ impl Server {
         match loaded {
             Ok(rt) => {
                 let rt = Arc::new(rt);
+                self.smtp.send_replace(rt.smtp.clone());
+                self.admin.send_replace(rt.admin.clone());
                 self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");
                 // Domains may have been added: prove them now rather than at the next round.
@@ -246,68 +211,6 @@ impl Server {
                 "grace period over, cutting off sessions; their clients keep the messages"
             );
         }
-    }
-
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let accepted = tokio::select! {
-                a = listener.accept() => a,
-                _ = self.shutdown.cancelled() => return,
-            };
-            match accepted {
-                Ok((tcp, peer)) => {
-                    let rt = self.runtime.borrow().clone();
-                    let s = self.clone();
-                    self.tracker
-                        .spawn(async move { s.handle(tcp, peer, rt).await });
-                }
-                Err(e) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::error!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-            }
-        }
-    }
-
-    async fn handle(&self, mut tcp: TcpStream, peer: SocketAddr, rt: Arc<Runtime>) {
-        let ip = peer.ip().to_canonical();
-        let peer = SocketAddr::new(ip, peer.port());
-        let host = rt.config.server.hostname.clone();
-        let _slot = match take_slot(&self.counts, ip, &rt.config) {
-            Ok(slot) => slot,
-            Err(why) => {
-                tracing::warn!(%peer, why, "connection refused");
-                let _ = tcp
-                    .write_all(format!("421 4.7.0 {host} Error: {why}\r\n").as_bytes())
-                    .await;
-                return;
-            }
-        };
-        let in_network = rt
-            .config
-            .server
-            .allow_networks
-            .iter()
-            .any(|n| n.contains(&ip));
-        if !in_network && !rt.config.auth.enabled {
-            tracing::warn!(%peer, "connection refused: client not in allow_networks");
-            let _ = tcp
-                .write_all(
-                    format!("554 5.7.1 {host} Access denied: {ip} may not relay through this gateway\r\n")
-                        .as_bytes(),
-                )
-                .await;
-            return;
-        }
-        let _ = tcp.set_nodelay(true);
-        let _metric = crate::metrics::SessionGuard::start();
-        tracing::debug!(%peer, "connect");
-        let conn = Connection::new(Stream::Plain(tcp));
-        Session::new(rt, conn, peer, in_network, self.shutdown.clone())
-            .run()
-            .await;
-        tracing::debug!(%peer, "disconnect");
     }
 }
 

@@ -1,16 +1,14 @@
-//! `sluis quarantine ...` and `sluis audit verify`: the compliance reviewer's commands.
+//! `sluis quarantine ...`: the compliance reviewer's commands on held mail.
 
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Subcommand;
 
-use sluis::audit::verify::{Verdict, verify_files};
 use sluis::config::{self, Overrides};
 use sluis::quarantine::review::Reviewer;
 
-use crate::ScanFormat;
+use super::{Format, out};
 
 #[derive(Subcommand)]
 pub enum QuarantineCommand {
@@ -18,16 +16,16 @@ pub enum QuarantineCommand {
     List {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
-        format: ScanFormat,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Show one item: headers, masked findings, posture evidence, the rule and the release lane.
     Show {
         id: String,
         #[arg(long, short)]
         config: Option<PathBuf>,
-        #[arg(long, value_enum, default_value_t = ScanFormat::Text)]
-        format: ScanFormat,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
     },
     /// Deliver a held message through the lane its rule requires (never a weaker one).
     Release {
@@ -61,20 +59,8 @@ pub enum QuarantineCommand {
     },
 }
 
-#[derive(Subcommand)]
-pub enum AuditCommand {
-    /// Check the hash chain; names the first record that was edited, deleted, moved or cut off.
-    /// Without FILEs: the configured log and its rotated predecessors, oldest first.
-    /// Exit status: 0 intact, 1 damaged, 2 on error.
-    Verify {
-        files: Vec<PathBuf>,
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
-}
-
 fn reviewer(config: Option<&Path>) -> anyhow::Result<(Reviewer, config::Config)> {
-    let cfg = config::load(config, &Overrides::default())?;
+    let cfg = sluis::app::load_config(config, &Overrides::default())?;
     same_user_as_the_spool(&cfg.server.spool_dir)?;
     Ok((Reviewer::from_config(&cfg)?, cfg))
 }
@@ -116,12 +102,12 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             let (r, _) = reviewer(config.as_deref())?;
             let items = r.store.list()?;
             match format {
-                ScanFormat::Json => {
+                Format::Json => {
                     for i in &items {
                         out!("{}", serde_json::to_string(i)?);
                     }
                 }
-                ScanFormat::Text => {
+                Format::Text => {
                     if items.is_empty() {
                         out!("quarantine is empty");
                     }
@@ -149,8 +135,8 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             let (r, _) = reviewer(config.as_deref())?;
             let v = r.show(&id)?;
             match format {
-                ScanFormat::Json => out!("{}", serde_json::to_string(&v)?),
-                ScanFormat::Text => show_text(&v),
+                Format::Json => out!("{}", serde_json::to_string(&v)?),
+                Format::Text => show_text(&v),
             }
         }
         QuarantineCommand::Release {
@@ -261,70 +247,4 @@ fn show_text(v: &serde_json::Value) {
     for line in text(&v["headers"]).lines() {
         out!("  {line}");
     }
-}
-
-pub fn audit(cmd: AuditCommand) -> ExitCode {
-    let AuditCommand::Verify { files, config } = cmd;
-    let files = if files.is_empty() {
-        match config::load(config.as_deref(), &Overrides::default()) {
-            Ok(cfg) => chain_files(&cfg.audit_file()),
-            Err(e) => {
-                eprintln!("sluis: {e}");
-                return ExitCode::from(2);
-            }
-        }
-    } else {
-        files
-    };
-    if let Some(missing) = files.iter().find(|f| !f.exists()) {
-        eprintln!("sluis: {}: no such file", missing.display());
-        return ExitCode::from(2);
-    }
-    let report = verify_files(&files);
-    for n in &report.notes {
-        eprintln!("note: {n}");
-    }
-    match report.verdict {
-        Verdict::Intact { records } => {
-            out!("intact: {records} record(s) in {} file(s)", files.len());
-            ExitCode::SUCCESS
-        }
-        Verdict::Broken {
-            file,
-            line,
-            seq,
-            why,
-        } => {
-            out!("DAMAGED: {file}:{line}: record {seq}: {why}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-/// The log and its rotated predecessors (`<stem>-<time>-<seq>.jsonl`), oldest first.
-fn chain_files(current: &Path) -> Vec<PathBuf> {
-    let stem = current
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = current
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.starts_with(&format!("{stem}-")) && name.ends_with(".jsonl")
-        })
-        .collect();
-    rotated.sort();
-    rotated.push(current.to_path_buf());
-    rotated
 }

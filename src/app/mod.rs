@@ -1,0 +1,131 @@
+//! The running gateway: the shared services built from one configuration (`Runtime`), the
+//! configuration checks that need those services' code (`check`), and serving: listeners,
+//! signals, reload, stop and the schedules (`serve`).
+//!
+//! This is where the rooms meet: the SMTP side gets a `Frontend` whose target is the
+//! `Pipeline`, the admin listener gets its `Services`, and both are rebuilt together on reload.
+
+pub mod check;
+#[cfg(test)]
+mod load_tests;
+pub mod serve;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::admin;
+use crate::audit::AuditLog;
+use crate::config::{self, Config, ConfigError, Overrides};
+use crate::inspect::Inspector;
+use crate::pipeline::{Pipeline, Postures};
+use crate::policy::Policy;
+use crate::posture::dns::Dns;
+use crate::posture::ladder::ProbeOptions;
+use crate::posture::{Classifier, PostureCache, Registry};
+use crate::quarantine::Store;
+use crate::quarantine::review::Reviewer;
+use crate::relay::Lanes;
+use crate::smtp::Frontend;
+
+/// Reads and checks the configuration: the file (or the embedded default) with the flags,
+/// the NTA 7516 profile when no rules are given, and every check, all reported as
+/// file:line: key: message. `sluis config check`, `serve` and every command load through here.
+pub fn load_config(path: Option<&Path>, overrides: &Overrides) -> Result<Config, ConfigError> {
+    let (mut config, source) = config::read(path, overrides)?;
+    if config.policy.rules.is_empty() {
+        config.policy.rules = crate::policy::profile::nta7516(&config);
+    } else if source.sets("forwards.refuse_to_unmanaged") {
+        // It shapes the profile only; set next to rules of one's own it would do nothing.
+        return Err(source.error(
+            "forwards.refuse_to_unmanaged",
+            "only shapes the NTA 7516 profile, and [[policy.rules]] replace the profile: \
+             write an automated_forward rule instead (see `sluis config check` without rules)"
+                .into(),
+        ));
+    }
+    config::validate(&config, &source)?;
+    check::wired(&config, &source)?;
+    Ok(config)
+}
+
+/// Everything the gateway runs on, built from one configuration. A reload builds a new one;
+/// sessions in progress keep the one they started with.
+pub struct Runtime {
+    pub config: Arc<Config>,
+    pub dns: Arc<Dns>,
+    /// Ownership proofs; shared across reloads, so a reload does not forget them.
+    pub ownership: Arc<Registry>,
+    pub pipeline: Arc<Pipeline>,
+    pub smtp: Arc<Frontend>,
+    pub admin: Arc<admin::Services>,
+}
+
+impl Runtime {
+    pub fn build(config: Config, ownership: Arc<Registry>) -> anyhow::Result<Runtime> {
+        let config = Arc::new(config);
+        let lanes = Arc::new(Lanes::from_config(&config).map_err(anyhow::Error::msg)?);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let dns = Arc::new(Dns::new(&config.dns)?);
+        let policy = Arc::new(Policy::from_config(&config));
+        let p = &config.posture;
+        let postures = Postures {
+            cache: PostureCache::new(p.cache_lifetime, p.failure_lifetime, p.max_domains),
+            dns: dns.clone(),
+            probe: ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?,
+        };
+        let quarantine = Arc::new(Store::open(
+            &config.quarantine_dir(),
+            config.quarantine.max_bytes,
+        )?);
+        let audit = Arc::new(AuditLog::open(
+            &config.audit_file(),
+            config.audit.rotate_bytes,
+        )?);
+        let review_token = match &config.review.token_file {
+            Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
+            None => None,
+        };
+        let needs_dns = !config.domains.is_empty() || policy.needs_posture();
+        let admin = Arc::new(admin::Services {
+            spool_dir: config.server.spool_dir.clone(),
+            reviewer: Reviewer {
+                store: quarantine.clone(),
+                audit: audit.clone(),
+                policy: policy.clone(),
+                lanes: lanes.clone(),
+                hostname: config.server.hostname.clone(),
+                spool_dir: config.server.spool_dir.clone(),
+            },
+            retention: config.quarantine.retention,
+            dns: needs_dns.then(|| dns.clone()),
+            review_token,
+        });
+        let pipeline = Arc::new(Pipeline {
+            config: config.clone(),
+            inspector: Arc::new(Inspector::new(&config.inspect)?),
+            inspect_slots: Arc::new(tokio::sync::Semaphore::new(cores)),
+            classifier: Classifier::new(&config),
+            ownership: ownership.clone(),
+            policy,
+            postures,
+            quarantine,
+            audit,
+            lanes,
+        });
+        let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
+        Ok(Runtime {
+            config,
+            dns,
+            ownership,
+            pipeline,
+            smtp,
+            admin,
+        })
+    }
+
+    /// Whether DNS must work for this configuration: listed domains need their ownership
+    /// proven, and a policy that asks for postures needs lookups and DNSSEC.
+    pub fn needs_dns(&self) -> bool {
+        self.admin.dns.is_some()
+    }
+}

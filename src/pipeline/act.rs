@@ -1,0 +1,474 @@
+//! Acting on a decided transaction (DESIGN §8): store what is held, relay what may go, report
+//! what is refused, and squeeze it all into the one end-of-DATA reply.
+//!
+//! Order matters for "nothing lost, nothing twice":
+//! 1. any recipient deferred (bogus or unknown posture...): the whole transaction gets the 4xx
+//!    and nothing happens: the client retries all of it later (nobody received anything yet);
+//! 2. held recipients are stored in the quarantine (fsync'd); a full store defers everything
+//!    (452 4.3.1);
+//! 3. the decisions are written to the audit log (fsync'd); if that fails, the held copy is
+//!    removed and everything is deferred: no mail moves without its record;
+//! 4. the deliverable recipients go to the lane their rule chose (one upstream transaction per
+//!    lane). Should the first lane defer, the held copy is removed and the client gets the 4xx.
+//!    Should a later lane fail after an earlier one accepted, its recipients are held as
+//!    `upstream-deferred` for review (saying 4xx then would deliver twice on retry). Refused
+//!    recipients (by the policy, by an upstream) get one DSN, once something was delivered or
+//!    held;
+//! 5. the outcome is audited, then the client gets its reply.
+//!
+//! The store, the lanes and the audit log are traits here so that `act_tests` can check every
+//! ordering case with fakes that record what happened when.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use smtp_proto::{RcptTo, Response};
+
+use crate::audit::record::LaneOutcome;
+use crate::audit::{AuditError, AuditLog, Record};
+use crate::policy::Decision;
+use crate::quarantine::{HeldRecipient, Item, Store, StoreError};
+use crate::relay::{self, Envelope, Lanes, Relayed};
+use crate::spool::SpooledBody;
+use crate::terms::{ActionKind, Level};
+use crate::wire::Reply;
+
+use super::Case;
+use super::record::{self, UPSTREAM_DEFERRED};
+
+/// Where held copies go.
+pub trait Holds: Sync {
+    fn put(
+        &self,
+        item: &Item,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    fn remove(&self, id: &str) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The upstream lanes, and the one way refused recipients are reported (a DSN).
+pub trait Delivers: Sync {
+    fn default_name(&self) -> String;
+    /// `None` when there is no lane of that name.
+    fn relay(
+        &self,
+        lane: &str,
+        helo: &str,
+        env: &Envelope,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> impl Future<Output = Option<Relayed>> + Send;
+    fn bounce(
+        &self,
+        helo: &str,
+        env: &Envelope,
+        failures: &[(RcptTo<String>, Response<String>)],
+        body: &mut SpooledBody,
+    ) -> impl Future<Output = ()> + Send;
+}
+
+/// The audit log.
+pub trait Records: Sync {
+    fn append(&self, records: &[Record]) -> impl Future<Output = Result<(), AuditError>> + Send;
+}
+
+pub struct Effects<'a, H, D, R> {
+    pub store: &'a H,
+    pub lanes: &'a D,
+    pub audit: &'a R,
+}
+
+/// A quarantine item written in this transaction (so that it can be withdrawn).
+#[derive(Debug)]
+pub struct Held {
+    pub id: String,
+    pub recipients: Vec<usize>,
+}
+
+pub struct Acted {
+    pub reply: Reply,
+    /// The items that stay held (for the sender's notice).
+    pub held: Vec<Held>,
+}
+
+impl Acted {
+    fn nothing_kept(reply: Reply) -> Acted {
+        Acted {
+            reply,
+            held: Vec::new(),
+        }
+    }
+}
+
+pub async fn act<H: Holds, D: Delivers, R: Records>(
+    case: &Case,
+    body: &mut SpooledBody,
+    fx: &Effects<'_, H, D, R>,
+) -> Acted {
+    let judged = &case.judged[..];
+    let action = |a: ActionKind| (0..judged.len()).filter(move |&i| judged[i].decision.action == a);
+    // 1. A deferral defers the whole transaction.
+    if let Some(k) = action(ActionKind::Defer).next() {
+        let reply = defer_reply(&case.rcpts[k].address, &judged[k].decision);
+        fx.record(case, record::decisions(case, None, Some(k)))
+            .await;
+        fx.record(case, vec![record::outcome(case, &[], reply.code)])
+            .await;
+        return Acted::nothing_kept(reply);
+    }
+    let held: Vec<usize> = action(ActionKind::Quarantine).collect();
+    let refused: Vec<usize> = action(ActionKind::Refuse).collect();
+    let mut lanes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for i in action(ActionKind::Deliver) {
+        let lane = judged[i]
+            .decision
+            .lane
+            .clone()
+            .unwrap_or_else(|| fx.lanes.default_name());
+        lanes.entry(lane).or_default().push(i);
+    }
+
+    // 2. Held copies on disk first.
+    let mut stored = Vec::new();
+    if !held.is_empty() {
+        match hold(case, body, &held, &case.id, None, fx).await {
+            Ok(h) => stored.push(h),
+            Err(reply) => {
+                fx.record(case, record::decisions(case, None, None)).await;
+                fx.record(case, vec![record::outcome(case, &[], reply.code)])
+                    .await;
+                return Acted::nothing_kept(reply);
+            }
+        }
+    }
+
+    // 3. The decisions, durable before anything leaves.
+    let qid = stored.first().map(|h| h.id.as_str());
+    if let Err(e) = fx.audit.append(&record::decisions(case, qid, None)).await {
+        tracing::error!(id = %case.id, error = %e, "audit log write failed: transaction deferred");
+        crate::metrics::audit_failure();
+        withdraw(&stored, fx).await;
+        return Acted::nothing_kept(Reply::new(
+            451,
+            "4.3.0",
+            "Local error: the decision could not be recorded, try again later",
+        ));
+    }
+
+    // 4. Delivery, one upstream transaction per lane.
+    let mut accepted: Option<Reply> = None;
+    let mut outcome = Vec::new();
+    let mut bounced: Vec<(RcptTo<String>, Response<String>)> = Vec::new();
+    let last = lanes.len().saturating_sub(1);
+    for (n, (lane_name, idx)) in lanes.iter().enumerate() {
+        let env = case.envelope(idx, case.facts.confidential());
+        let trace = case.trace_header(&env);
+        let Some(relayed) = fx
+            .lanes
+            .relay(lane_name, &case.hostname, &env, &trace, body)
+            .await
+        else {
+            continue;
+        };
+        let reply = relayed.reply;
+        outcome.push(LaneOutcome {
+            lane: lane_name.clone(),
+            recipients: env.rcpts.iter().map(|r| r.address.clone()).collect(),
+            upstream_reply: format!("{} {}", reply.code, reply.status),
+        });
+        if reply.is_positive() {
+            bounced.extend(relayed.refused);
+            accepted.get_or_insert(reply);
+            continue;
+        }
+        let nothing_delivered = accepted.is_none();
+        if nothing_delivered && (reply.is_transient() || (n == last && stored.is_empty())) {
+            // Nothing has left: the client keeps the message and retries or bounces it.
+            withdraw(&stored, fx).await;
+            fx.record(case, vec![record::outcome(case, &outcome, reply.code)])
+                .await;
+            return Acted::nothing_kept(reply);
+        }
+        if reply.is_transient() {
+            // Another lane accepted: a 4xx now would deliver twice on retry. Hold these.
+            tracing::warn!(id = %case.id, lane = %lane_name, status = reply.code, "a later lane deferred: its recipients are held for review");
+            let late_id = format!("{}-{n}", case.id);
+            let why = format!(
+                "the upstream lane answered {} {} after another lane had accepted the message",
+                reply.code, reply.status
+            );
+            match hold(case, body, idx, &late_id, Some(&why), fx).await {
+                Ok(h) => stored.push(h),
+                // Neither delivered nor held: the sender must hear of it.
+                Err(_) => bounced.extend(env.rcpts.iter().map(|r| (r.clone(), failed(&reply)))),
+            }
+        } else {
+            bounced.extend(env.rcpts.iter().map(|r| (r.clone(), failed(&reply))));
+        }
+    }
+
+    // One DSN for every recipient refused, by the policy or an upstream, once something was
+    // delivered or held (otherwise the reply itself says it).
+    bounced.extend(
+        refused
+            .iter()
+            .map(|&i| (case.rcpts[i].clone(), refusal(&judged[i].decision))),
+    );
+    if !bounced.is_empty() && (accepted.is_some() || !stored.is_empty()) {
+        let env = case.envelope(&[], false);
+        fx.lanes.bounce(&case.hostname, &env, &bounced, body).await;
+    }
+
+    // 5. The outcome, then the reply.
+    let reply = match accepted {
+        Some(r) => r,
+        None if !stored.is_empty() => {
+            let h = &stored[0];
+            let rule = &judged[h.recipients[0]].decision.rule;
+            Reply::new(
+                250,
+                "2.0.0",
+                format!(
+                    "Ok: held for review as {} (rule {rule}){}",
+                    h.id,
+                    if refused.is_empty() {
+                        ""
+                    } else {
+                        "; some recipients refused, see the notice"
+                    }
+                ),
+            )
+        }
+        None => match refused.first() {
+            Some(&k) => {
+                let r = refusal(&judged[k].decision);
+                let mut reply = Reply::from_upstream(&r);
+                reply.lines[0] = format!("<{}>: {}", case.rcpts[k].address, reply.lines[0]);
+                reply
+            }
+            None => Reply::new(451, "4.3.0", "Local error: no lane took the recipients"),
+        },
+    };
+    fx.record(case, vec![record::outcome(case, &outcome, reply.code)])
+        .await;
+    Acted {
+        reply,
+        held: stored,
+    }
+}
+
+impl<H: Holds, D: Delivers, R: Records> Effects<'_, H, D, R> {
+    /// Appends records whose failure changes nothing any more (it is logged and counted).
+    async fn record(&self, case: &Case, records: Vec<Record>) {
+        if let Err(e) = self.audit.append(&records).await {
+            crate::metrics::audit_failure();
+            tracing::error!(id = %case.id, error = %e, "audit log write failed");
+        }
+    }
+}
+
+/// Stores the held recipients' copy; the reply to give when that is impossible. `late`:
+/// held because a later lane deferred after another had accepted (why), which is a decision
+/// of its own and audited here.
+async fn hold<H: Holds, D: Delivers, R: Records>(
+    case: &Case,
+    body: &mut SpooledBody,
+    idx: &[usize],
+    id: &str,
+    late: Option<&str>,
+    fx: &Effects<'_, H, D, R>,
+) -> Result<Held, Reply> {
+    let item = item(case, idx, id, late);
+    let trace = case.trace_header(&case.envelope(idx, false));
+    let held = match fx.store.put(&item, &trace, body).await {
+        Ok(()) => {
+            tracing::info!(id = %case.id, quarantine = %item.id, recipients = idx.len(), "held for review");
+            Ok(Held {
+                id: item.id,
+                recipients: idx.to_vec(),
+            })
+        }
+        Err(StoreError::Full { used, max }) => {
+            tracing::error!(id = %case.id, used, max, "quarantine full: transaction deferred");
+            Err(Reply::new(
+                452,
+                "4.3.1",
+                "Insufficient system storage: the quarantine is full, try again later",
+            ))
+        }
+        Err(e) => {
+            tracing::error!(id = %case.id, error = %e, "cannot store in quarantine: transaction deferred");
+            Err(Reply::new(
+                451,
+                "4.3.0",
+                "Local error while holding the message for review, try again later",
+            ))
+        }
+    };
+    if let Some(why) = late {
+        let records = idx
+            .iter()
+            .map(|&i| {
+                let qid = held.as_ref().ok().map(|_| id);
+                record::decision_for(
+                    case,
+                    i,
+                    "quarantine",
+                    UPSTREAM_DEFERRED,
+                    vec![why.to_string()],
+                    qid,
+                )
+            })
+            .collect();
+        fx.record(case, records).await;
+    }
+    held
+}
+
+async fn withdraw<H: Holds, D: Delivers, R: Records>(stored: &[Held], fx: &Effects<'_, H, D, R>) {
+    for h in stored {
+        if let Err(e) = fx.store.remove(&h.id).await {
+            tracing::error!(quarantine = %h.id, error = %e, "cannot withdraw a quarantine item");
+        }
+    }
+}
+
+/// The quarantine item for the recipients at `idx`.
+fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> Item {
+    let (created, created_unix) = crate::quarantine::stamp();
+    Item {
+        id: id.to_string(),
+        transaction: case.id.clone(),
+        created,
+        created_unix,
+        client: case.session.client_ip.to_string(),
+        user: case.session.user.clone(),
+        sender: case.mail_from.address.clone(),
+        body_8bit: case.mail_from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
+        smtputf8: case.mail_from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
+        envid: case.mail_from.env_id.clone(),
+        message_id: case.message_id.clone(),
+        size: case.facts.size,
+        sensitive: case.facts.sensitive,
+        score: case.facts.score,
+        findings: case.findings.clone(),
+        forward_signals: case.facts.forward_signals.clone(),
+        recipients: idx
+            .iter()
+            .map(|&i| {
+                let d = &case.judged[i].decision;
+                let (rule, reasons) = match late {
+                    Some(why) => (UPSTREAM_DEFERRED.to_string(), vec![why.to_string()]),
+                    None => (d.rule.clone(), d.reasons.clone()),
+                };
+                HeldRecipient {
+                    address: case.rcpts[i].address.clone(),
+                    orcpt: case.rcpts[i].orcpt.clone(),
+                    rule,
+                    reasons,
+                    // A late-lane hold keeps the lane's requirement: release never weaker.
+                    require: d.require,
+                    posture: d.posture.as_deref().cloned(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// A lane's failure, as the DSN reports it for each of its recipients.
+fn failed(reply: &Reply) -> Response<String> {
+    Response {
+        code: reply.code,
+        esc: [reply.code as u8 / 100, 0, 0],
+        message: reply.lines.join(" "),
+    }
+}
+
+/// The SMTP response for a refused recipient (in the reply or the DSN).
+fn refusal(d: &Decision) -> Response<String> {
+    Response {
+        code: 550,
+        esc: [5, 7, 1],
+        message: format!(
+            "{} (rule {}: {})",
+            d.reply_text
+                .as_deref()
+                .unwrap_or("Recipient refused by policy"),
+            d.rule,
+            d.reasons.join("; ")
+        ),
+    }
+}
+
+fn defer_reply(rcpt: &str, d: &Decision) -> Reply {
+    let bogus = d
+        .posture
+        .as_ref()
+        .is_some_and(|p| p.posture == Level::Bogus);
+    let status = if bogus {
+        "4.7.5"
+    } else if d.posture.is_some() {
+        "4.4.3"
+    } else {
+        "4.7.0"
+    };
+    Reply::new(
+        451,
+        status,
+        format!(
+            "<{rcpt}>: {} (rule {})",
+            d.reply_text
+                .as_deref()
+                .unwrap_or("Deferred by policy, try again later"),
+            d.rule
+        ),
+    )
+}
+
+impl Holds for Store {
+    async fn put(
+        &self,
+        item: &Item,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> Result<(), StoreError> {
+        Store::put(self, item, trace, body).await
+    }
+    async fn remove(&self, id: &str) -> Result<(), StoreError> {
+        Store::remove(self, id).await
+    }
+}
+
+impl Delivers for Lanes {
+    fn default_name(&self) -> String {
+        self.default.clone()
+    }
+    async fn relay(
+        &self,
+        lane: &str,
+        helo: &str,
+        env: &Envelope,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> Option<Relayed> {
+        let lane = self.get(lane)?;
+        Some(relay::relay(&lane, helo, env, trace, body).await)
+    }
+    async fn bounce(
+        &self,
+        helo: &str,
+        env: &Envelope,
+        failures: &[(RcptTo<String>, Response<String>)],
+        body: &mut SpooledBody,
+    ) {
+        relay::dsn::send_failure_notice(&self.default_lane(), helo, env, failures, body).await
+    }
+}
+
+impl Records for Arc<AuditLog> {
+    async fn append(&self, records: &[Record]) -> Result<(), AuditError> {
+        self.append_async(records).await
+    }
+}

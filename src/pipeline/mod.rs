@@ -1,0 +1,148 @@
+//! One transaction, from the end of its content to the client's reply (DESIGN §2 steps 3–6):
+//!
+//! `facts` (inspection, signs of an automated forward, each recipient's standing) →
+//! `decide` (the policy, per recipient) → `act` (hold, relay, refuse, in the order that keeps
+//! "nothing lost, nothing twice") → `record` (typed audit records, the summary log line and
+//! the metrics) → `notify` (the sender's notice about held recipients).
+//!
+//! `Pipeline` is the SMTP side's `Target`: the session hands it a finished transaction and
+//! writes back the reply; nothing here knows about sockets or SMTP framing.
+
+mod act;
+#[cfg(test)]
+mod act_tests;
+mod decide;
+mod facts;
+mod notify;
+mod record;
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use smtp_proto::{MailFrom, RcptTo};
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::inspect::Inspector;
+use crate::policy::{MessageFacts, Policy};
+use crate::posture::{Classifier, Registry};
+use crate::quarantine::Store;
+use crate::relay::received::Trace;
+use crate::relay::{Envelope, Lanes};
+use crate::smtp::{SessionFacts, Target, Transaction};
+use crate::wire::Reply;
+
+pub use decide::{Judged, Postures};
+
+/// The services one transaction goes through, built from one configuration (a reload builds a
+/// new one; transactions in progress finish with the one they started with).
+pub struct Pipeline {
+    pub config: Arc<Config>,
+    pub inspector: Arc<Inspector>,
+    /// Messages being inspected at once: each is held whole in memory while it is parsed.
+    pub inspect_slots: Arc<tokio::sync::Semaphore>,
+    pub classifier: Classifier,
+    /// Ownership proofs; shared across reloads, so a reload does not forget them.
+    pub ownership: Arc<Registry>,
+    pub policy: Arc<Policy>,
+    pub postures: Postures,
+    pub quarantine: Arc<Store>,
+    pub audit: Arc<AuditLog>,
+    pub lanes: Arc<Lanes>,
+}
+
+/// One decided transaction: what every step after the decision needs.
+pub struct Case {
+    pub id: String,
+    pub mail_from: MailFrom<String>,
+    pub rcpts: Vec<RcptTo<String>>,
+    pub session: SessionFacts,
+    /// This gateway's name, for trace headers and notices.
+    pub hostname: String,
+    pub facts: MessageFacts,
+    /// One per recipient, in the order of `rcpts`.
+    pub judged: Vec<Judged>,
+    pub message_id: Option<String>,
+    /// Masked findings ("bsn ***-**-782 in part 1 (high)"), for the audit log and the
+    /// quarantine: never the values.
+    pub findings: Vec<String>,
+}
+
+impl Case {
+    /// The envelope for the recipients at `idx`.
+    pub fn envelope(&self, idx: &[usize], require_tls: bool) -> Envelope {
+        Envelope {
+            id: self.id.clone(),
+            mail_from: self.mail_from.clone(),
+            rcpts: idx.iter().map(|&i| self.rcpts[i].clone()).collect(),
+            require_tls,
+        }
+    }
+
+    /// The Received header that goes in front of the content for `env`.
+    pub fn trace_header(&self, env: &Envelope) -> Vec<u8> {
+        let s = &self.session;
+        Trace {
+            helo: &s.helo,
+            client_ip: s.client_ip,
+            hostname: &self.hostname,
+            esmtp: s.esmtp,
+            tls: s.tls.as_deref(),
+            authenticated: s.user.is_some(),
+            id: &env.id,
+            single_recipient: match env.rcpts.as_slice() {
+                [one] => Some(one.address.as_str()),
+                _ => None,
+            },
+        }
+        .header()
+    }
+}
+
+impl Target for Pipeline {
+    fn check_recipient(&self, session: &SessionFacts, address: &str) -> Result<(), Reply> {
+        self.recipient_allowed(session, address)
+    }
+
+    fn deliver(&self, tx: Transaction) -> BoxFuture<'_, Reply> {
+        Box::pin(self.run(tx))
+    }
+}
+
+impl Pipeline {
+    async fn run(&self, tx: Transaction) -> Reply {
+        let Transaction {
+            id,
+            mail_from,
+            rcpts,
+            mut body,
+            size,
+            session,
+        } = tx;
+        let inspection = self.inspect(&mut body, &id).await;
+        let facts = self.message_facts(&mail_from.address, inspection.as_ref(), size);
+        let judged = self.decide_all(&rcpts, &facts).await;
+        let case = Case {
+            id,
+            mail_from,
+            rcpts,
+            session,
+            hostname: self.config.server.hostname.clone(),
+            facts,
+            judged,
+            message_id: inspection.as_ref().and_then(|i| i.message_id.clone()),
+            findings: facts::masked_findings(inspection.as_ref()),
+        };
+        let effects = act::Effects {
+            store: &*self.quarantine,
+            lanes: &*self.lanes,
+            audit: &self.audit,
+        };
+        let acted = act::act(&case, &mut body, &effects).await;
+        if self.config.policy.notify_quarantined {
+            notify::held(&case, &acted.held, self.lanes.default_lane());
+        }
+        record::summary(&case, size, acted.reply.code);
+        acted.reply
+    }
+}
