@@ -324,3 +324,30 @@ fn readyz_says_what_is_not_ready() {
     assert!(status.contains("200"), "alive even when not ready");
     drop(sluis);
 }
+
+#[test]
+fn audit_verify_accepts_a_log_of_the_previous_version() {
+    // Written by the version before typed audit records (tests/fixtures/audit-v1/README.md).
+    let dir = scratch("audit-v1");
+    for f in ["audit.jsonl", "audit.jsonl.head"] {
+        std::fs::copy(format!("tests/fixtures/audit-v1/{f}"), dir.path().join(f)).unwrap();
+    }
+    let log = dir.path().join("audit.jsonl");
+    let out = Command::new(SLUIS)
+        .args(["audit", "verify"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_success(&out, "sluis audit verify");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("intact: 11 record(s)"), "{said}");
+    // And the chain still catches an edit in it.
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("wrong recipient", "right recipient", 1)).unwrap();
+    let out = Command::new(SLUIS)
+        .args(["audit", "verify"])
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+}
