@@ -27,6 +27,11 @@ struct Metrics {
     audit_failures_total: prometheus::IntCounter,
     upstream_results_total: IntCounterVec,
     domain_dns_failing: IntGaugeVec,
+    auth_attempts_total: IntCounterVec,
+    auth_checks_waiting: IntGauge,
+    auth_check_permits: IntGauge,
+    auth_delay_seconds_total: prometheus::Counter,
+    inspect_failures_total: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -132,6 +137,37 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["lane", "result"],
     )
     .expect("metric");
+    let auth_attempts_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_auth_attempts_total",
+            "SMTP AUTH attempts by result (accepted, refused)",
+        ),
+        &["result"],
+    )
+    .expect("metric");
+    let auth_checks_waiting = IntGauge::new(
+        "sluis_auth_checks_waiting",
+        "Password checks waiting for memory (auth.check_memory)",
+    )
+    .expect("metric");
+    let auth_check_permits = IntGauge::new(
+        "sluis_auth_check_permits",
+        "Password checks that may run at once (auth.check_memory / memory per check)",
+    )
+    .expect("metric");
+    let auth_delay_seconds_total = prometheus::Counter::new(
+        "sluis_auth_delay_seconds_total",
+        "Time clients were made to wait after failed logins (per-address back-off)",
+    )
+    .expect("metric");
+    let inspect_failures_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_inspect_failures_total",
+            "Inspections that failed (panic, time limit) and were reported as uninspectable",
+        ),
+        &["reason"],
+    )
+    .expect("metric");
     let domain_dns_failing = IntGaugeVec::new(
         Opts::new(
             "sluis_domain_dns_failing",
@@ -174,6 +210,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(upstream_results_total.clone()),
         Box::new(domain_dns_failing.clone()),
         Box::new(build_info),
+        Box::new(auth_attempts_total.clone()),
+        Box::new(auth_checks_waiting.clone()),
+        Box::new(auth_check_permits.clone()),
+        Box::new(auth_delay_seconds_total.clone()),
+        Box::new(inspect_failures_total.clone()),
     ] {
         registry.register(c).expect("unique metric names");
     }
@@ -195,6 +236,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         audit_failures_total,
         upstream_results_total,
         domain_dns_failing,
+        auth_attempts_total,
+        auth_checks_waiting,
+        auth_check_permits,
+        auth_delay_seconds_total,
+        inspect_failures_total,
     }
 });
 
@@ -266,6 +312,37 @@ pub fn forget_domain(domain: &str) {
             .domain_dns_failing
             .remove_label_values(&[domain, class]);
     }
+}
+
+/// An AUTH attempt's result.
+pub fn auth_attempt(accepted: bool) {
+    let result = if accepted { "accepted" } else { "refused" };
+    METRICS
+        .auth_attempts_total
+        .with_label_values(&[result])
+        .inc();
+}
+
+/// Password checks waiting for a slot: +1 when one starts waiting, -1 when it stops.
+pub fn auth_check_waiting(delta: i64) {
+    METRICS.auth_checks_waiting.add(delta);
+}
+
+pub fn auth_check_permits(n: usize) {
+    METRICS.auth_check_permits.set(n as i64);
+}
+
+/// A client made to wait after failed logins.
+pub fn auth_delayed(d: Duration) {
+    METRICS.auth_delay_seconds_total.inc_by(d.as_secs_f64());
+}
+
+/// An inspection that failed; `reason` is one of a fixed set (panic, timeout).
+pub fn inspect_failed(reason: &'static str) {
+    METRICS
+        .inspect_failures_total
+        .with_label_values(&[reason])
+        .inc();
 }
 
 /// A recipient refused at RCPT; `rule` is one of a fixed set of names.

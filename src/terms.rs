@@ -135,13 +135,47 @@ impl ActionKind {
     }
 }
 
-/// The domain part of an address, lowercase, without a trailing dot; empty when there is none
-/// (the null sender, a bare local part).
+/// The domain part of an address (after the last `@`: a domain holds none, so that is the last
+/// unquoted one), normalised by `normal_domain`; empty when there is none (the null sender, a
+/// bare local part).
 pub fn domain_of(address: &str) -> String {
-    address
-        .rsplit_once('@')
-        .map(|(_, d)| d)
-        .unwrap_or("")
-        .trim_end_matches('.')
-        .to_ascii_lowercase()
+    normal_domain(address.rsplit_once('@').map(|(_, d)| d).unwrap_or(""))
+}
+
+/// The one form of a domain name every module sees: UTS #46 (IDNA) mapped to ASCII, so that
+/// `ｇｍａｉｌ.com`, `GMAIL.com.` and `gmail.com` are one name for classing, the lists, ownership
+/// and postures, as they are for DNS; lowercase, without a trailing dot. A name IDNA refuses is
+/// kept lowercase as it is: it matches no list and no DNS name.
+pub fn normal_domain(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.');
+    if domain
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && !domain.split('.').any(|label| label.starts_with("xn--"))
+    {
+        return domain.to_ascii_lowercase();
+    }
+    match idna::domain_to_ascii(domain) {
+        Ok(ascii) if !ascii.is_empty() => ascii.trim_end_matches('.').to_string(),
+        _ => domain.to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn domains_are_one_name_whatever_their_form() {
+        assert_eq!(domain_of("u@ｇｍａｉｌ.com"), "gmail.com");
+        assert_eq!(domain_of("u@GMAIL.com."), "gmail.com");
+        assert_eq!(domain_of("u@gmail.com@x.test"), "x.test");
+        assert_eq!(domain_of("u@bücher.example"), "xn--bcher-kva.example");
+        assert_eq!(
+            domain_of("u@XN--BCHER-KVA.example"),
+            "xn--bcher-kva.example"
+        );
+        assert_eq!(domain_of(""), "");
+        assert_eq!(domain_of("postmaster"), "");
+    }
 }

@@ -567,6 +567,38 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_or_emptied_head_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = log(dir.path(), 1 << 20);
+        for n in 0..4 {
+            log.append_all(vec![record(n)]).unwrap();
+        }
+        let path = log.path().to_path_buf();
+        let verdict = || verify_files(std::slice::from_ref(&path)).verdict;
+        assert_eq!(verdict(), Verdict::Intact { records: 4 });
+        // Cut records off the end and delete the head that would have shown it.
+        let original = lines(&path);
+        std::fs::write(&path, original[..2].join("\n") + "\n").unwrap();
+        std::fs::remove_file(head_path(&path)).unwrap();
+        match verdict() {
+            Verdict::Broken { why, .. } => assert!(why.contains("head file"), "{why}"),
+            v => panic!("a deleted head went unnoticed: {v:?}"),
+        }
+        // A server restarted after the deletion creates an empty head: still damage.
+        std::fs::write(head_path(&path), b"").unwrap();
+        assert!(matches!(verdict(), Verdict::Broken { .. }));
+        // An empty log without a head is a fresh one.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::remove_file(head_path(&path)).unwrap();
+        assert_eq!(verdict(), Verdict::Intact { records: 0 });
+        // Rotated files have no head of their own.
+        assert!(verify::is_rotated(Path::new(
+            "a/audit-2026-11-30T201500Z-000000000042.jsonl"
+        )));
+        assert!(!verify::is_rotated(Path::new("a/audit.jsonl")));
+    }
+
+    #[test]
     fn a_record_torn_by_a_crash_is_cut_off_at_open() {
         let dir = tempfile::tempdir().unwrap();
         let path = {

@@ -129,9 +129,41 @@ pub fn verify_files(files: &[PathBuf]) -> Report {
     }
 }
 
-/// The head file names the newest record written; the log must reach it.
+/// Whether `file` is a rotated part of the chain (`<stem>-<time>-<seq:012>.jsonl`), which has
+/// no head of its own.
+pub(super) fn is_rotated(file: &Path) -> bool {
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let Some(stem) = name.strip_suffix(".jsonl") else {
+        return false;
+    };
+    stem.len() > 13
+        && stem.as_bytes()[stem.len() - 13] == b'-'
+        && stem[stem.len() - 12..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The head file names the newest record written; the log must reach it. A log with records
+/// and no readable head has lost it: without the head, records cut off the end would go
+/// unnoticed, so that is damage too.
 fn check_head(file: &Path, last: Option<&(u64, String)>) -> Option<String> {
-    let head: Value = serde_json::from_slice(&std::fs::read(head_path(file)).ok()?).ok()?;
+    let path = head_path(file);
+    let head: Option<Value> = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let head = match head {
+        Some(h) => h,
+        None if last.is_none() || is_rotated(file) => return None,
+        None => {
+            return Some(format!(
+                "the head file {} is missing or unreadable, so records cut off the end of the \
+                 log could not be noticed: it was deleted or damaged (restore it from a \
+                 backup, or investigate)",
+                path.display()
+            ));
+        }
+    };
     let hseq = head.get("seq")?.as_u64()?;
     let hhash = head.get("hash")?.as_str()?;
     match last {

@@ -204,6 +204,9 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
         (None, Some(_)) => return err("tls.key_file", "set, but tls.cert_file is not".into()),
         _ => {}
     }
+    if c.auth.check_memory == 0 {
+        return err("auth.check_memory", "must be above zero".into());
+    }
     if c.auth.enabled && c.auth.credentials_file.is_none() {
         return err(
             "auth.enabled",

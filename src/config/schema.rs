@@ -99,13 +99,32 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Offer AUTH PLAIN/LOGIN after STARTTLS. An authenticated client may relay from any address.
     pub enabled: bool,
     /// Lines of `user:$argon2id$...` (PHC strings, as `sluis passwd` prints them).
     pub credentials_file: Option<PathBuf>,
+    /// Memory password checks may use at once, in bytes. Each argon2 check takes its hash's
+    /// memory cost (19 MiB for `sluis passwd`); checks that do not fit wait their turn.
+    pub check_memory: usize,
+    /// What a failed login costs its client address: the next attempt from there waits this
+    /// long, doubling with every further failure (at most 30 s), until 15 minutes pass without
+    /// one.
+    #[serde(with = "humantime_serde")]
+    pub failure_delay: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            enabled: false,
+            credentials_file: None,
+            check_memory: 128 * 1024 * 1024,
+            failure_delay: Duration::from_secs(1),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

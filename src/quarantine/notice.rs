@@ -15,7 +15,10 @@ pub fn compose(
     m.push_str(&format!(
         "From: Mail Gateway <MAILER-DAEMON@{hostname}>\r\n"
     ));
-    m.push_str(&format!("To: <{sender}>\r\n"));
+    m.push_str(&format!(
+        "To: <{}>\r\n",
+        crate::wire::address::mailbox(sender)
+    ));
     m.push_str("Subject: Your message is held for review\r\n");
     m.push_str(&format!("Date: {}\r\n", rfc5322_now()));
     m.push_str(&format!(

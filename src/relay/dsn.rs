@@ -13,6 +13,7 @@ use smtp_proto::{RcptTo, Response};
 
 use crate::spool::SpooledBody;
 use crate::wire::Client;
+use crate::wire::address::mailbox;
 
 use super::received::rfc5322_now;
 use super::{Envelope, Lane};
@@ -64,7 +65,7 @@ pub fn compose(
     m.push_str(&format!(
         "From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
     ));
-    m.push_str(&format!("To: <{}>\r\n", env.mail_from.address));
+    m.push_str(&format!("To: <{}>\r\n", mailbox(&env.mail_from.address)));
     m.push_str("Subject: Undelivered Mail Returned to Sender\r\n");
     m.push_str(&format!("Date: {}\r\n", rfc5322_now()));
     m.push_str(&format!("Message-ID: <{}.dsn@{hostname}>\r\n", env.id));
@@ -84,7 +85,7 @@ pub fn compose(
     for (rcpt, reply) in failures {
         m.push_str(&format!(
             "  <{}>: {} {}\r\n",
-            rcpt.address,
+            mailbox(&rcpt.address),
             reply.code,
             one_line(&reply.message)
         ));
@@ -114,7 +115,7 @@ pub fn compose(
         m.push_str(&format!(
             "Final-Recipient: rfc822; {}\r\nAction: failed\r\nStatus: {status}\r\n\
              Diagnostic-Code: smtp; {} {}\r\n",
-            rcpt.address,
+            mailbox(&rcpt.address),
             reply.code,
             one_line(&reply.message)
         ));
@@ -171,7 +172,7 @@ pub(crate) async fn send(
         .map_err(|e| e.to_string())?;
     for (line, what) in [
         ("MAIL FROM:<>\r\n".to_string(), "MAIL"),
-        (format!("RCPT TO:<{to}>\r\n"), "RCPT"),
+        (format!("RCPT TO:<{}>\r\n", mailbox(to)), "RCPT"),
         ("DATA\r\n".to_string(), "DATA"),
     ] {
         let r = up

@@ -24,6 +24,7 @@ use smtp_proto::{MailFrom, RcptTo, Response};
 
 use crate::config::{Config, LaneConfig, StartTls};
 use crate::spool::SpooledBody;
+use crate::wire::address::mailbox;
 use crate::wire::{Client, Endpoint, Reply, UpstreamError, parse_host_port, tls};
 
 /// A transaction's envelope, as the client gave it.
@@ -141,7 +142,7 @@ fn mail_command(
 ) -> Result<String, Reply> {
     let from = &env.mail_from;
     use smtp_proto::*;
-    let mut cmd = format!("MAIL FROM:<{}>", from.address);
+    let mut cmd = format!("MAIL FROM:<{}>", mailbox(&from.address));
     if from.flags & MAIL_BODY_8BITMIME != 0 {
         if !caps.has_capability(EXT_8BIT_MIME) {
             return Err(Reply::new(
@@ -187,7 +188,7 @@ fn mail_command(
 
 fn rcpt_command(to: &RcptTo<String>, client: &Client) -> String {
     use smtp_proto::*;
-    let mut cmd = format!("RCPT TO:<{}>", to.address);
+    let mut cmd = format!("RCPT TO:<{}>", mailbox(&to.address));
     if client.caps.has_capability(EXT_DSN) {
         let mut notify = Vec::new();
         if to.flags & RCPT_NOTIFY_NEVER != 0 {

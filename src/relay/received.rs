@@ -57,7 +57,10 @@ impl Trace<'_> {
         if let Some(rcpt) = self.single_recipient
             && !rcpt.contains(['\r', '\n', '>'])
         {
-            h.push_str(&format!("\r\n\tfor <{rcpt}>"));
+            h.push_str(&format!(
+                "\r\n\tfor <{}>",
+                crate::wire::address::mailbox(rcpt)
+            ));
         }
         h.push_str(&format!(";\r\n\t{}\r\n", rfc5322_now()));
         h.into_bytes()

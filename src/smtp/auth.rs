@@ -2,9 +2,17 @@
 //!
 //! AUTH is a second way to be allowed to relay, for clients outside `allow_networks`. It is only
 //! offered over TLS, so passwords never cross the wire in the clear.
+//!
+//! A password check is argon2: memory-hard by design (19 MiB each for `sluis passwd`), so a
+//! burst of attempts could take gigabytes. `Guard` lets only as many checks run at once as fit
+//! `auth.check_memory`, and makes every failure cost its client address time (a back-off that
+//! doubles per failure), so guessing is slow and cannot exhaust memory.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -87,6 +95,105 @@ impl Credentials {
     }
 }
 
+impl Credentials {
+    /// The largest memory one check takes, in bytes: the highest argon2 `m` (KiB) of the
+    /// hashes, the decoy's included.
+    pub fn check_memory(&self) -> usize {
+        self.users
+            .values()
+            .map(String::as_str)
+            .chain([DECOY_HASH])
+            .filter_map(|h| PasswordHash::new(h).ok()?.params.get_decimal("m"))
+            .max()
+            .map_or(19 * 1024 * 1024, |kib| kib as usize * 1024)
+    }
+}
+
+/// How long failures are remembered, the longest back-off, and how many addresses are kept.
+const FAILURE_MEMORY: Duration = Duration::from_secs(15 * 60);
+const MAX_DELAY: Duration = Duration::from_secs(30);
+const MAX_TRACKED: usize = 10_000;
+
+/// Bounds concurrent password checks by memory and slows down addresses that fail.
+pub struct Guard {
+    checks: Arc<tokio::sync::Semaphore>,
+    permits: usize,
+    failure_delay: Duration,
+    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+}
+
+impl Guard {
+    /// As many concurrent checks as `budget` bytes hold, each taking `per_check` (at least 1).
+    pub fn new(budget: usize, per_check: usize, failure_delay: Duration) -> Guard {
+        let permits = (budget / per_check.max(1)).max(1);
+        crate::metrics::auth_check_permits(permits);
+        Guard {
+            checks: Arc::new(tokio::sync::Semaphore::new(permits)),
+            permits,
+            failure_delay,
+            failures: Mutex::default(),
+        }
+    }
+
+    pub fn permits(&self) -> usize {
+        self.permits
+    }
+
+    /// How long `ip` must wait before its next check: nothing without recent failures, then
+    /// `failure_delay` doubling per failure, at most 30 s.
+    pub fn delay_for(&self, ip: IpAddr) -> Duration {
+        let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match failures.get(&ip) {
+            Some(&(n, last)) if n > 0 && last.elapsed() < FAILURE_MEMORY => {
+                let doubled = self.failure_delay.saturating_mul(1u32 << (n - 1).min(16));
+                doubled.min(MAX_DELAY)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Runs `check` once a slot is free (waiting counts in the metrics), off the executor.
+    pub async fn check(&self, check: impl FnOnce() -> bool + Send + 'static) -> bool {
+        crate::metrics::auth_check_waiting(1);
+        let permit = self.checks.clone().acquire_owned().await;
+        crate::metrics::auth_check_waiting(-1);
+        let Ok(_permit) = permit else {
+            return false;
+        };
+        tokio::task::spawn_blocking(check).await.unwrap_or(false)
+    }
+
+    pub fn failed(&self, ip: IpAddr) {
+        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        if failures.len() >= MAX_TRACKED && !failures.contains_key(&ip) {
+            failures.retain(|_, (_, last)| last.elapsed() < FAILURE_MEMORY);
+            if failures.len() >= MAX_TRACKED {
+                // Under a spray from very many addresses: forget the oldest.
+                if let Some(oldest) = failures
+                    .iter()
+                    .min_by_key(|(_, (_, t))| *t)
+                    .map(|(k, _)| *k)
+                {
+                    failures.remove(&oldest);
+                }
+            }
+        }
+        let entry = failures.entry(ip).or_insert((0, Instant::now()));
+        if entry.1.elapsed() >= FAILURE_MEMORY {
+            entry.0 = 0;
+        }
+        entry.0 = entry.0.saturating_add(1);
+        entry.1 = Instant::now();
+    }
+
+    pub fn succeeded(&self, ip: IpAddr) {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&ip);
+    }
+}
+
 /// A PHC argon2id hash of `password`, for the credentials file (`sluis passwd`).
 pub fn hash_password(password: &str) -> Result<String, argon2::password_hash::Error> {
     let mut salt = [0u8; 16];
@@ -158,5 +265,38 @@ mod tests {
         assert_eq!(decode_plain(&enc(b"admin\0ehr\0pw")), None);
         assert_eq!(decode_plain(&enc(b"\0\0pw")), None);
         assert_eq!(decode_plain("!!!"), None);
+    }
+}
+
+#[cfg(test)]
+mod guard_tests {
+    use super::*;
+
+    #[test]
+    fn failures_cost_time_doubling_and_a_success_forgets_them() {
+        let g = Guard::new(64 << 20, 19 << 20, Duration::from_secs(1));
+        assert_eq!(g.permits(), 3, "64 MiB hold three 19 MiB checks");
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        assert_eq!(g.delay_for(ip), Duration::ZERO);
+        g.failed(ip);
+        assert_eq!(g.delay_for(ip), Duration::from_secs(1));
+        g.failed(ip);
+        g.failed(ip);
+        assert_eq!(g.delay_for(ip), Duration::from_secs(4));
+        for _ in 0..10 {
+            g.failed(ip);
+        }
+        assert_eq!(g.delay_for(ip), MAX_DELAY);
+        assert_eq!(g.delay_for(other), Duration::ZERO, "per address");
+        g.succeeded(ip);
+        assert_eq!(g.delay_for(ip), Duration::ZERO);
+        assert_eq!(Guard::new(1, 19 << 20, Duration::ZERO).permits(), 1);
+    }
+
+    #[test]
+    fn the_memory_of_a_check_comes_from_the_hashes() {
+        let c = Credentials::default();
+        assert_eq!(c.check_memory(), 19456 * 1024);
     }
 }

@@ -3,8 +3,13 @@
 //! Replies are collected and flushed only when the client has nothing more buffered, which is
 //! what makes PIPELINING (RFC 2920) efficient. The read buffer never holds more than one command
 //! line plus one read, so a client cannot make a session grow without bound.
+//!
+//! Timeouts are deadlines for a whole unit (a command line, a line of content), not for each
+//! read: a client trickling one byte at a time cannot keep a session open beyond them.
 
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::{Buf, Bytes, BytesMut};
 use memchr::memchr;
@@ -90,11 +95,11 @@ impl Connection {
         !self.discarding && memchr(b'\n', &self.rbuf).is_some()
     }
 
-    async fn fill(&mut self, timeout: Duration) -> Result<(), ReadError> {
+    async fn fill(&mut self, deadline: Instant) -> Result<(), ReadError> {
         let mut rbuf = std::mem::take(&mut self.rbuf);
         rbuf.reserve(READ_SIZE);
         let stream = self.stream()?;
-        let n = tokio::time::timeout(timeout, stream.read_buf(&mut rbuf))
+        let n = tokio::time::timeout_at(deadline, stream.read_buf(&mut rbuf))
             .await
             .map_err(|_| ReadError::Timeout);
         self.rbuf = rbuf;
@@ -104,8 +109,10 @@ impl Connection {
         }
     }
 
-    /// Reads one line (up to and including LF), at most `max` bytes long.
+    /// Reads one line (up to and including LF), at most `max` bytes long; the whole line must
+    /// arrive within `timeout`.
     pub async fn read_line(&mut self, max: usize, timeout: Duration) -> Result<Line, ReadError> {
+        let deadline = Instant::now() + timeout;
         loop {
             if let Some(i) = memchr(b'\n', &self.rbuf) {
                 let end = i + 1;
@@ -120,16 +127,17 @@ impl Connection {
                 self.discarding = true;
                 self.rbuf.clear();
             }
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
     }
 
-    /// Reads DATA content into `out` (dot-unstuffed). Returns true when the end marker was read.
+    /// Reads DATA content into `out` (dot-unstuffed), waiting until `deadline` at most. Returns
+    /// true when the end marker was read.
     pub async fn read_data(
         &mut self,
         decoder: &mut DataDecoder,
         out: &mut Vec<u8>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<bool, ReadError> {
         loop {
             if decoder.decode(&mut self.rbuf, out) {
@@ -138,14 +146,15 @@ impl Connection {
             if !out.is_empty() {
                 return Ok(false);
             }
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
     }
 
-    /// Reads up to `max` raw bytes (a BDAT chunk's next piece).
-    pub async fn read_raw(&mut self, max: usize, timeout: Duration) -> Result<Bytes, ReadError> {
+    /// Reads up to `max` raw bytes (a BDAT chunk's next piece), waiting until `deadline` at
+    /// most.
+    pub async fn read_raw(&mut self, max: usize, deadline: Instant) -> Result<Bytes, ReadError> {
         if self.rbuf.is_empty() {
-            self.fill(timeout).await?;
+            self.fill(deadline).await?;
         }
         let n = max.min(self.rbuf.len());
         Ok(self.rbuf.split_to(n).freeze())

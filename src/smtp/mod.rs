@@ -24,6 +24,8 @@ pub struct Frontend {
     pub config: Arc<Config>,
     pub tls: TlsAcceptor,
     pub credentials: Option<Arc<auth::Credentials>>,
+    /// Bounds password checks and slows down addresses that fail them.
+    pub auth_guard: Arc<auth::Guard>,
     /// Where finished transactions go.
     pub target: Arc<dyn Target>,
 }
@@ -35,10 +37,19 @@ impl Frontend {
             (true, Some(path)) => Some(Arc::new(auth::Credentials::load(path)?)),
             _ => None,
         };
+        let per_check = credentials
+            .as_ref()
+            .map_or(19 * 1024 * 1024, |c| c.check_memory());
+        let auth_guard = Arc::new(auth::Guard::new(
+            config.auth.check_memory,
+            per_check,
+            config.auth.failure_delay,
+        ));
         Ok(Frontend {
             config,
             tls,
             credentials,
+            auth_guard,
             target,
         })
     }

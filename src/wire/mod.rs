@@ -2,6 +2,7 @@
 //! DSNs and notices), TLS client configurations, SMTP replies and the plain-or-TLS stream.
 //! Nothing here decides anything about a message; it only speaks the protocols.
 
+pub mod address;
 pub mod client;
 pub mod reply;
 pub mod stream;

@@ -1,6 +1,8 @@
 //! Message content: DATA and BDAT framing into the checker and the spool, then the hand-over to
 //! the target.
 
+use tokio::time::Instant;
+
 use crate::spool::SpooledBody;
 use crate::wire::Reply;
 
@@ -46,16 +48,21 @@ impl Session {
         let mut decoder = DataDecoder::default();
         let mut content = Vec::with_capacity(16 * 1024);
         let mut store_error = None;
+        // Each line of content must arrive within the timeout (a trickle does not extend it).
+        let mut line_deadline = Instant::now() + timeout;
         loop {
             content.clear();
             let ended = match self
                 .conn
-                .read_data(&mut decoder, &mut content, timeout)
+                .read_data(&mut decoder, &mut content, line_deadline)
                 .await
             {
                 Ok(ended) => ended,
                 Err(e) => return self.lost_during_data(e),
             };
+            if memchr::memrchr(b'\n', &content).is_some() {
+                line_deadline = Instant::now() + timeout;
+            }
             if checker.check(&content)
                 && store_error.is_none()
                 && let Err(e) = body.write(&content).await
@@ -94,11 +101,16 @@ impl Session {
         let timeout = self.rt.config.timeouts.data_block;
         let mut left = size;
         let mut store_error = None;
+        // As for DATA: each line of the chunk must arrive within the timeout.
+        let mut line_deadline = Instant::now() + timeout;
         while left > 0 {
-            let chunk = match self.conn.read_raw(left, timeout).await {
+            let chunk = match self.conn.read_raw(left, line_deadline).await {
                 Ok(c) => c,
                 Err(e) => return self.lost_during_data(e),
             };
+            if memchr::memrchr(b'\n', &chunk).is_some() {
+                line_deadline = Instant::now() + timeout;
+            }
             left -= chunk.len();
             if let Some((checker, body)) = self.tx.as_mut().and_then(|t| t.bdat.as_mut())
                 && checker.check(&chunk)

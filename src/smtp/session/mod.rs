@@ -363,7 +363,11 @@ impl Session {
             ));
         }
         if tx.rcpts.len() >= limit {
-            return self.reply(Reply::new(452, "4.5.3", "Error: too many recipients"));
+            // RFC 5321 4.5.3.1.8: the client sends the rest in another transaction. Not an
+            // error of the client's, so it does not count towards the error limit.
+            let r = Reply::new(452, "4.5.3", "Error: too many recipients");
+            self.conn.queue(&r.to_bytes());
+            return;
         }
         if to.address.is_empty() {
             return self.reply(Reply::new(501, "5.1.3", "Bad recipient address syntax"));

@@ -145,15 +145,24 @@ impl Session {
             self.reply(Reply::new(501, "5.7.0", "Authentication aborted"));
             return Flow::Continue;
         };
+        // Earlier failures from this address cost time before the check is even made.
+        let guard = self.rt.auth_guard.clone();
+        let ip = self.peer.ip();
+        let delay = guard.delay_for(ip);
+        if !delay.is_zero() {
+            crate::metrics::auth_delayed(delay);
+            tokio::time::sleep(delay).await;
+        }
         let check_user = user.clone();
-        let ok = tokio::task::spawn_blocking(move || creds.verify(&check_user, &pass))
-            .await
-            .unwrap_or(false);
+        let ok = guard.check(move || creds.verify(&check_user, &pass)).await;
+        crate::metrics::auth_attempt(ok);
         if ok {
+            guard.succeeded(ip);
             tracing::info!(peer = %self.peer, user = %user, "authenticated");
             self.auth_user = Some(user);
             self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
         } else {
+            guard.failed(ip);
             tracing::warn!(peer = %self.peer, "authentication failed");
             self.reply(Reply::new(
                 535,

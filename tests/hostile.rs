@@ -1,0 +1,168 @@
+//! What a hostile or broken client can send, against the real gateway (issue: harden the
+//! gateway): trickled commands and content, too many recipients, quoted local parts, IDN forms
+//! of personal domains, password guessing, messages built to exhaust the inspector, and a
+//! readiness check that must answer while the resolver does not.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Writes `bytes` one at a time, `gap` apart, until done or the peer is gone; sets `done` at
+/// the end. Bounded: at most `bytes.len()` writes.
+fn trickle(stream: &TcpStream, bytes: &'static [u8], gap: Duration) -> Arc<AtomicBool> {
+    let done = Arc::new(AtomicBool::new(false));
+    let flag = done.clone();
+    let mut s = stream.try_clone().unwrap();
+    std::thread::spawn(move || {
+        for b in bytes {
+            if s.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(gap);
+        }
+        flag.store(true, Ordering::SeqCst);
+    });
+    done
+}
+
+#[test]
+fn a_command_trickled_a_byte_at_a_time_still_times_out() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, "[timeouts]\ncommand = \"2s\"\n");
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    // 40 bytes, one every 250 ms: 10 s to finish; every read restarting the clock would keep
+    // the session open all that time.
+    let started = Instant::now();
+    let done = trickle(
+        &c.stream,
+        b"MAIL FROM:<slow@org.test> BODY=8BITMIME\r\n",
+        Duration::from_millis(250),
+    );
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the command was allowed to finish ({:?})",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_line_of_content_trickled_a_byte_at_a_time_still_times_out() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, "[timeouts]\ndata_block = \"2s\"\n");
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    c.start_data("a@org.test", &["b@partner.test"]);
+    let done = trickle(
+        &c.stream,
+        b"Subject: trickled-content, one byte at a time\r\n",
+        Duration::from_millis(250),
+    );
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the line was allowed to finish"
+    );
+    assert!(sink.messages().is_empty(), "something was relayed");
+}
+
+#[test]
+fn too_many_recipients_get_452_and_the_accepted_ones_are_delivered() {
+    // The default limits: 100 recipients, 10 errors per session. 150 recipients used to end
+    // the session with 421 and deliver nothing.
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, DELIVER_ALL);
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    assert!(c.cmd("MAIL FROM:<a@org.test>").starts_with("250"));
+    let mut over = 0;
+    for n in 0..150 {
+        let r = c.cmd(&format!("RCPT TO:<r{n}@partner.test>"));
+        if n < 100 {
+            assert!(r.starts_with("250"), "{n}: {r}");
+        } else {
+            assert!(r.starts_with("452 4.5.3"), "{n}: {r}");
+            over += 1;
+        }
+    }
+    assert_eq!(over, 50);
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: many-recipients\r\n\r\nx\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("250"), "{r}");
+    let got = sink.wait_token("many-recipients", 1, WAIT);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].matches("X-Rcpt-Args:").count(), 100);
+    assert!(c.cmd("NOOP").starts_with("250"), "the session goes on");
+}
+
+#[test]
+fn quoted_local_parts_go_upstream_as_the_same_address() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, DELIVER_ALL);
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    let r = c.send_message(
+        "\"dr. jansen\"@org.test",
+        &[
+            "\"john smith\"@partner.test",
+            "\"u@gmail.com\"@partner.test",
+        ],
+        b"Subject: quoted-local-parts\r\n\r\nx\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    let got = sink.wait_token("quoted-local-parts", 1, WAIT);
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert!(m.contains("X-Mail-Args: <\"dr. jansen\"@org.test>"), "{m}");
+    assert!(
+        m.contains("X-Rcpt-Args: <\"john smith\"@partner.test>"),
+        "{m}"
+    );
+    assert!(
+        m.contains("X-Rcpt-Args: <\"u@gmail.com\"@partner.test>"),
+        "{m}"
+    );
+    // Classed by the domain after the last unquoted @: partner.test, not gmail.com.
+    assert!(
+        sluis
+            .log()
+            .contains("rcpt_domains=partner.test,partner.test")
+    );
+}
+
+#[test]
+fn a_full_width_personal_domain_is_still_a_personal_mailbox() {
+    let sink = Sink::start(&[]);
+    let rules = "[[policy.rules]]\nname = \"hold-personal\"\naction = \"quarantine\"\n\
+                 when = { class = [\"personal\"] }\n\n[[policy.rules]]\nname = \"deliver\"\n\
+                 action = \"deliver\"\n";
+    let sluis = Sluis::start(sink.port, rules);
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    for (n, rcpt) in ["u@ｇｍａｉｌ.com", "u@GMAIL.COM.", "u@gmail.com"]
+        .iter()
+        .enumerate()
+    {
+        let r = c.cmd("MAIL FROM:<a@org.test> SMTPUTF8");
+        assert!(r.starts_with("250"), "{r}");
+        let r = c.cmd(&format!("RCPT TO:<{rcpt}>"));
+        assert!(r.starts_with("250"), "{rcpt}: {r}");
+        assert!(c.cmd("DATA").starts_with("354"));
+        c.send(format!("Subject: idn-{n}\r\n\r\nx\r\n.\r\n").as_bytes());
+        let r = c.reply();
+        assert!(r.contains("held for review"), "{rcpt}: {r}");
+    }
+    assert!(sink.messages().is_empty(), "a personal mailbox got mail");
+}
