@@ -166,3 +166,79 @@ fn a_full_width_personal_domain_is_still_a_personal_mailbox() {
     }
     assert!(sink.messages().is_empty(), "a personal mailbox got mail");
 }
+
+/// Refuses what could not be inspected, delivers the rest: shows how a message was judged.
+const REFUSE_UNINSPECTABLE: &str = "[[policy.rules]]\nname = \"refuse-uninspectable\"\n\
+    action = \"refuse\"\nwhen = { uninspectable = true }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
+#[test]
+fn a_message_nested_100000_deep_is_uninspectable_and_the_gateway_lives() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, REFUSE_UNINSPECTABLE);
+    let mut nested =
+        b"From: a@org.test\r\nSubject: nested\r\nContent-Type: message/rfc822\r\n\r\n".to_vec();
+    nested.extend(b"Content-Type: message/rfc822\r\n\r\n".repeat(100_000));
+    nested.extend_from_slice(b"Subject: inner\r\n\r\nhi\r\n");
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    let r = c.send_message("a@org.test", &["b@partner.test"], &nested);
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    assert!(r.contains("refuse-uninspectable"), "{r}");
+    // The same session and the same process go on.
+    let r = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: after-the-nest\r\n\r\nx\r\n",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(sink.wait_token("after-the-nest", 1, WAIT).len(), 1);
+    let audit = std::fs::read_to_string(sluis.dir.path().join("spool/audit/audit.jsonl")).unwrap();
+    assert!(
+        audit.contains("nesting: attached messages nested too deeply"),
+        "the reason is recorded"
+    );
+}
+
+#[test]
+fn a_message_of_100000_parts_to_40_recipients_adds_little_to_the_audit_log() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, REFUSE_UNINSPECTABLE);
+    let mut parts =
+        b"From: a@org.test\r\nSubject: parts\r\nContent-Type: multipart/mixed; boundary=\"z\"\r\n\r\n"
+            .to_vec();
+    parts.extend(b"--z\r\n\r\nx\r\n".repeat(100_000));
+    parts.extend_from_slice(b"--z--\r\n");
+    let rcpts: Vec<String> = (0..40).map(|n| format!("r{n}@partner.test")).collect();
+    let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    let r = c.send_message("a@org.test", &rcpts, &parts);
+    assert!(r.starts_with("550 5.7.1"), "{r}");
+    let audit = sluis.dir.path().join("spool/audit/audit.jsonl");
+    let text = std::fs::read_to_string(&audit).unwrap();
+    // Was ~70 MiB per recipient's copy of 100,000 findings; now the facts are written once.
+    assert!(
+        text.len() < 100 * 1024,
+        "audit log grew {} bytes",
+        text.len()
+    );
+    let messages: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"message\""))
+        .collect();
+    assert_eq!(messages.len(), 1, "the message's facts once");
+    assert!(messages[0].contains("too many parts to inspect"));
+    let decisions = text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"decision\""))
+        .count();
+    assert_eq!(decisions, 40);
+    assert!(
+        !text
+            .lines()
+            .filter(|l| l.contains("\"event\":\"decision\""))
+            .any(|l| l.contains("\"findings\"")),
+        "findings repeated per recipient"
+    );
+}

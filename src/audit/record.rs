@@ -14,6 +14,10 @@ use crate::terms::{Level, RecipientClass};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Record {
+    /// What a transaction carries, once per transaction before its decisions: the facts all
+    /// its recipients share (findings, forward signals), so they are not repeated per
+    /// recipient.
+    Message(Message),
     /// What was decided for one recipient of a transaction, and why.
     Decision(Decision),
     /// What became of a transaction: the lanes' answers and the client's reply.
@@ -22,6 +26,25 @@ pub enum Record {
     Review(Review),
     /// What the upstream said to one lane's share of a released item.
     ReleaseResult(ReleaseResult),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub transaction: String,
+    pub client: String,
+    pub user: Option<String>,
+    pub sender: String,
+    pub recipients: usize,
+    pub message_id: Option<String>,
+    pub size: u64,
+    pub sensitive: bool,
+    pub score: u32,
+    /// Masked findings ("bsn ***-**-782 in part 1 (high)"), at most `inspect.max_findings`
+    /// and a line saying how many more: never a value.
+    pub findings: Vec<String>,
+    pub forward_signals: Vec<String>,
+    pub uninspectable: bool,
+    pub tagged: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,8 +64,10 @@ pub struct Decision {
     pub require: Option<Level>,
     pub sensitive: bool,
     pub score: u32,
-    /// Masked findings ("bsn ***-**-782 in part 1 (high)"): never a value.
-    pub findings: Vec<String>,
+    /// Masked findings, in records written before the transaction's `Message` record existed;
+    /// now they are there, once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub findings: Option<Vec<String>>,
     pub forward_signals: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posture: Option<PostureEvidence>,

@@ -39,6 +39,7 @@ pub fn scan(config: Option<PathBuf>, format: Format, files: &[String]) -> ExitCo
                     sensitive: result.sensitive,
                     score: result.score,
                     findings: &result.findings,
+                    findings_omitted: result.findings_omitted,
                     forward: &result.forward,
                 };
                 match serde_json::to_string(&line) {
@@ -105,9 +106,16 @@ struct ScanLine<'a> {
     sensitive: bool,
     score: u32,
     findings: &'a [sluis::inspect::Finding],
+    /// Findings past inspect.max_findings, counted but not listed.
+    #[serde(skip_serializing_if = "is_zero")]
+    findings_omitted: usize,
     /// Signs of an automated forward (header names), when there are any.
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     forward: &'a [&'static str],
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
@@ -133,6 +141,12 @@ fn print_scan_text(file: &str, r: &sluis::inspect::Inspection) {
             confidence,
             f.masked,
             f.location
+        );
+    }
+    if r.findings_omitted > 0 {
+        out!(
+            "  and {} more findings, not listed (inspect.max_findings)",
+            r.findings_omitted
         );
     }
 }

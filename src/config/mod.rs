@@ -318,10 +318,24 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
             Err(e) => return err("inspect.hash_key_file", format!("{}: {e}", f.display())),
         }
     }
-    if c.inspect.max_depth == 0 || c.inspect.max_parts == 0 || c.inspect.max_time.is_zero() {
+    if c.inspect.max_depth > 32 {
+        return err(
+            "inspect.max_depth",
+            format!(
+                "{} is above 32: the parser opens at most 64 nested levels, deeper ones are \
+                 uninspectable anyway",
+                c.inspect.max_depth
+            ),
+        );
+    }
+    if c.inspect.max_depth == 0
+        || c.inspect.max_parts == 0
+        || c.inspect.max_findings == 0
+        || c.inspect.max_time.is_zero()
+    {
         return err(
             "inspect",
-            "max_depth, max_parts and max_time must be above zero".into(),
+            "max_depth, max_parts, max_findings and max_time must be above zero".into(),
         );
     }
     for (i, d) in c.domains.iter().enumerate() {

@@ -230,6 +230,9 @@ pub struct InspectConfig {
     pub max_depth: usize,
     /// MIME parts plus archive members inspected per message.
     pub max_parts: usize,
+    /// Findings kept per message (for the audit log, the quarantine and `sluis scan`); more
+    /// are counted ("and 99,000 more") and still count towards the score.
+    pub max_findings: usize,
     /// Time inspection of one message may take.
     #[serde(with = "humantime_serde")]
     pub max_time: Duration,
@@ -284,6 +287,7 @@ impl Default for InspectConfig {
             max_decompressed_bytes: 100 * 1024 * 1024,
             max_depth: 5,
             max_parts: 1000,
+            max_findings: 1000,
             max_time: Duration::from_secs(10),
             hash_key_file: None,
             default_keywords: true,

@@ -32,7 +32,7 @@ impl Confidence {
 }
 
 /// Which detector found something. `Custom` names come from the configuration.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Detector {
     Bsn,
@@ -69,8 +69,89 @@ pub struct Finding {
     pub confidence: Confidence,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 fn detector_name<S: serde::Serializer>(d: &Detector, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(d.name())
+}
+
+/// The findings of one message as they are found, bounded: at most `cap` are kept (a message
+/// made of 100,000 identifiers must not cost memory or audit space in proportion), the rest
+/// counted. The score counts every distinct identifier, kept or not, at its highest
+/// confidence, so a bound never makes a sensitive message look harmless; when full, a finding
+/// of medium or high confidence takes the place of a low one.
+pub struct Findings {
+    list: Vec<Finding>,
+    cap: usize,
+    omitted: usize,
+    /// Where the kept low-confidence findings are, for replacing them.
+    low_slots: Vec<usize>,
+    /// Best weight per distinct identifier (weighted ones only), up to `cap` identifiers ...
+    best: std::collections::HashMap<(Detector, String), u32>,
+    /// ... and the weight of those past it, each counted as found (an overestimate at worst).
+    extra: u32,
+}
+
+impl Findings {
+    pub fn new(cap: usize) -> Findings {
+        Findings {
+            list: Vec::new(),
+            cap: cap.max(1),
+            omitted: 0,
+            low_slots: Vec::new(),
+            best: std::collections::HashMap::new(),
+            extra: 0,
+        }
+    }
+
+    pub fn push(&mut self, f: Finding) {
+        let weight = if f.detector == Detector::Uninspectable {
+            0
+        } else {
+            f.confidence.weight()
+        };
+        if weight > 0 {
+            let key = (f.detector.clone(), f.hash.clone().unwrap_or_default());
+            let room = self.best.len() < self.cap;
+            match self.best.get_mut(&key) {
+                Some(w) => *w = (*w).max(weight),
+                None if room => {
+                    self.best.insert(key, weight);
+                }
+                None => self.extra = self.extra.saturating_add(weight),
+            }
+        }
+        // What could not be inspected is always kept: the policy acts on it. The walk reports
+        // at most one per part (and parts are bounded by inspect.max_parts).
+        if f.detector == Detector::Uninspectable || self.list.len() < self.cap {
+            if f.confidence == Confidence::Low && f.detector != Detector::Uninspectable {
+                self.low_slots.push(self.list.len());
+            }
+            self.list.push(f);
+        } else if f.confidence > Confidence::Low
+            && let Some(slot) = self.low_slots.pop()
+        {
+            self.list[slot] = f;
+            self.omitted += 1;
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// Each distinct identifier once, at its highest confidence. Uninspectable content adds
+    /// nothing here; the policy weighs it separately.
+    pub fn score(&self) -> u32 {
+        self.best
+            .values()
+            .fold(self.extra, |sum, w| sum.saturating_add(*w))
+    }
+
+    /// The kept findings and how many more there were.
+    pub fn finish(self) -> (Vec<Finding>, usize) {
+        (self.list, self.omitted)
+    }
 }
 
 /// The result of inspecting one message: the typed value the policy consumes.
@@ -78,7 +159,11 @@ fn detector_name<S: serde::Serializer>(d: &Detector, s: S) -> Result<S::Ok, S::E
 pub struct Inspection {
     pub sensitive: bool,
     pub score: u32,
+    /// At most `inspect.max_findings` of them (`Findings`).
     pub findings: Vec<Finding>,
+    /// Findings past `inspect.max_findings`: counted, not kept.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub findings_omitted: usize,
     /// Header signs of an automated forward, by name (empty: none).
     pub forward: Vec<&'static str>,
     /// The From address, for the envelope heuristics; never shown or logged.
@@ -106,5 +191,56 @@ impl Inspection {
         names.sort_unstable();
         names.dedup();
         names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(detector: Detector, hash: &str, confidence: Confidence) -> Finding {
+        Finding {
+            detector,
+            location: "part 1".into(),
+            masked: "***".into(),
+            hash: Some(hash.into()),
+            confidence,
+        }
+    }
+
+    #[test]
+    fn findings_past_the_cap_are_counted_and_still_score() {
+        let mut f = Findings::new(3);
+        for n in 0..3 {
+            f.push(finding(Detector::Bsn, &format!("low{n}"), Confidence::Low));
+        }
+        assert_eq!(f.score(), 0, "low findings add nothing");
+        // Full of low ones: a high one takes a low one's place.
+        f.push(finding(Detector::Bsn, "real", Confidence::High));
+        for n in 0..100 {
+            f.push(finding(
+                Detector::Iban,
+                &format!("i{n}"),
+                Confidence::Medium,
+            ));
+        }
+        // The same identifier again counts once; identifiers past the cap still count.
+        f.push(finding(Detector::Bsn, "real", Confidence::Medium));
+        f.push(Finding {
+            hash: None,
+            masked: "encrypted".into(),
+            ..finding(Detector::Uninspectable, "", Confidence::High)
+        });
+        let score = f.score();
+        assert_eq!(score, 10 + 100 * 4);
+        let (kept, omitted) = f.finish();
+        assert_eq!(
+            kept.len(),
+            4,
+            "three kept and the uninspectable one, always"
+        );
+        assert_eq!(omitted, 102);
+        assert!(kept.iter().any(|k| k.hash.as_deref() == Some("real")));
+        assert!(kept.iter().any(|k| k.detector == Detector::Uninspectable));
     }
 }

@@ -12,9 +12,7 @@ pub mod forward;
 pub mod mask;
 mod walk;
 
-use std::collections::BTreeMap;
-
-pub use finding::{Confidence, Detector, Finding, Inspection};
+pub use finding::{Confidence, Detector, Finding, Findings, Inspection};
 
 use crate::config::InspectConfig;
 use extract::{Budget, Extracted};
@@ -70,15 +68,27 @@ impl Inspector {
         })
     }
 
-    /// Inspects one message (RFC 5322 bytes). Never fails: what cannot be read is a finding.
+    /// Inspects one message (RFC 5322 bytes). Never fails: what cannot be read is a finding,
+    /// and so is a failure of the inspection itself (a panic in a parser or extractor): the
+    /// message is then uninspectable, never the process gone.
     pub fn inspect(&self, raw: &[u8]) -> Inspection {
         if let Some(result) = self.too_large(raw.len()) {
             return result;
         }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inspect_within(raw))) {
+            Ok(result) => result,
+            Err(_) => {
+                crate::metrics::inspect_failed("panic");
+                Inspection::failed("inspection failed (internal error); reported, not read")
+            }
+        }
+    }
+
+    fn inspect_within(&self, raw: &[u8]) -> Inspection {
         let mut budget = Budget::new(&self.config);
         let mut extracted = Extracted::default();
         let top = walk::walk(raw, &mut budget, &mut extracted);
-        let mut findings = Vec::new();
+        let mut findings = Findings::new(self.config.max_findings);
         let texts = std::mem::take(&mut extracted.texts);
         for unit in &texts {
             if budget.expired() {
@@ -96,11 +106,13 @@ impl Inspector {
                 confidence: Confidence::High,
             });
         }
-        let score = score(&findings);
+        let score = findings.score();
+        let (findings, findings_omitted) = findings.finish();
         Inspection {
             sensitive: score >= self.config.threshold,
             score,
             findings,
+            findings_omitted,
             forward: top.forward,
             header_from: top.from,
             subject: top.subject,
@@ -109,17 +121,18 @@ impl Inspector {
     }
 }
 
-/// Each distinct identifier counts once, at its highest confidence: the same BSN in the plain
-/// and the HTML version of a message is one BSN. Uninspectable content adds nothing here; the
-/// policy weighs it separately.
-fn score(findings: &[Finding]) -> u32 {
-    let mut best: BTreeMap<(&Detector, Option<&str>), u32> = BTreeMap::new();
-    for f in findings
-        .iter()
-        .filter(|f| f.detector != Detector::Uninspectable)
-    {
-        let w = best.entry((&f.detector, f.hash.as_deref())).or_insert(0);
-        *w = (*w).max(f.confidence.weight());
+impl Inspection {
+    /// The result when inspection itself failed or ran out of time: uninspectable.
+    pub fn failed(reason: &str) -> Inspection {
+        Inspection {
+            findings: vec![Finding {
+                detector: Detector::Uninspectable,
+                location: "message".into(),
+                masked: reason.to_string(),
+                hash: None,
+                confidence: Confidence::High,
+            }],
+            ..Inspection::default()
+        }
     }
-    best.values().sum()
 }

@@ -34,8 +34,18 @@ pub struct TopLevel {
     pub message_id: Option<String>,
 }
 
+/// Multipart and message/rfc822 levels the parser opens. Deeper ones stay closed and are
+/// reported uninspectable: a message of 100,000 nested parts must cost neither the stack nor
+/// the process (the nesting is built before `Budget::max_depth` could be consulted).
+pub const MAX_NESTING: usize = 64;
+
 pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
-    match MessageParser::default().parse(raw) {
+    // One part more than the budget takes, so that the walk sees there were too many.
+    match MessageParser::default()
+        .with_max_nesting(MAX_NESTING)
+        .with_max_parts(budget.max_parts.saturating_add(1))
+        .parse(raw)
+    {
         Some(msg) => {
             let top = TopLevel {
                 forward: super::forward::header_signals(&msg),
@@ -126,7 +136,13 @@ fn part(
         None => format!("{prefix}part {shown_path} {ctype}"),
     };
     if !budget.take_part() {
-        out.cannot(location, "too many parts to inspect");
+        // Said once: a message of 100,000 parts must not make 100,000 findings.
+        if budget.parts_over() == 1 {
+            out.cannot(
+                location,
+                "too many parts to inspect: this and the parts after it were not read",
+            );
+        }
         return;
     }
     if budget.expired() {
@@ -137,7 +153,14 @@ fn part(
         out.text(format!("{location} (name)"), name.to_string());
     }
     if p.is_encoding_problem {
-        out.cannot(&location, "content transfer encoding could not be decoded");
+        let container = ctype.starts_with("multipart/")
+            || ctype == "message/rfc822"
+            || ctype == "message/global";
+        if container {
+            out.cannot(&location, "nesting: parts nested too deeply to be parsed");
+        } else {
+            out.cannot(&location, "content transfer encoding could not be decoded");
+        }
     }
     match &p.body {
         PartType::Text(t) => out.text(location, t.to_string()),
@@ -147,7 +170,7 @@ fn part(
         }
         PartType::Message(inner) => {
             if depth + 1 > budget.max_depth {
-                out.cannot(location, "attached messages nested too deeply");
+                out.cannot(location, "nesting: attached messages nested too deeply");
             } else {
                 message(inner, &format!("{location}/"), depth + 1, budget, out);
             }
@@ -182,6 +205,43 @@ mod tests {
         let mut budget = Budget::new(&InspectConfig::default());
         let mut out = Extracted::default();
         walk(raw, &mut budget, &mut out);
+    }
+
+    /// 100,000 nested message/rfc822 parts (3 MB) once aborted the process with a stack
+    /// overflow; 50,000 nested multiparts are the same attack without attached messages.
+    /// Both are walked, and the nesting is reported, with the default and the deepest
+    /// allowed `max_depth`.
+    #[test]
+    fn deep_nesting_is_uninspectable_not_a_crash() {
+        let mut messages = b"From: a@x.test\r\nSubject: n\r\n".to_vec();
+        messages.extend(b"Content-Type: message/rfc822\r\n\r\n".repeat(100_000));
+        messages.extend_from_slice(b"Subject: i\r\n\r\nhi\r\n");
+        let mut multiparts = b"From: a@x.test\r\nSubject: n\r\n".to_vec();
+        for i in 0..50_000 {
+            multiparts.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"q{i}x\"\r\n\r\n--q{i}x\r\n")
+                    .as_bytes(),
+            );
+        }
+        multiparts.extend_from_slice(b"Content-Type: text/plain\r\n\r\nhi\r\n");
+        for max_depth in [InspectConfig::default().max_depth, 32] {
+            for raw in [&messages, &multiparts] {
+                let config = InspectConfig {
+                    max_depth,
+                    ..InspectConfig::default()
+                };
+                let mut budget = Budget::new(&config);
+                let mut out = Extracted::default();
+                walk(raw, &mut budget, &mut out);
+                assert!(
+                    out.uninspectable
+                        .iter()
+                        .any(|u| u.reason.starts_with("nesting")),
+                    "max_depth {max_depth}: {:?}",
+                    out.uninspectable.first().map(|u| &u.reason)
+                );
+            }
+        }
     }
 
     /// Multi-byte charsets are decoded (mail-parser's `full_encoding`), not read as broken

@@ -127,6 +127,7 @@ impl Records for FakeAudit {
                         .unwrap_or_default()
                 ),
                 Record::Outcome(o) => format!("audit outcome {}", o.reply),
+                Record::Message(m) => format!("audit message {}", m.recipients),
                 other => format!("audit {other:?}"),
             };
             push(&self.log, line);
@@ -260,6 +261,7 @@ async fn a_deferral_defers_everything_and_nothing_moves() {
     assert_eq!(
         log,
         [
+            "audit message 3",
             "audit a@x.test defer deferred-with-transaction",
             "audit b@y.test defer rule-defer",
             "audit c@z.test defer deferred-with-transaction",

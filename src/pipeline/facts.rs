@@ -61,7 +61,7 @@ impl Pipeline {
             count(&result, std::time::Duration::ZERO);
             return Some(result);
         }
-        let _slot = self.inspect_slots.clone().acquire_owned().await.ok()?;
+        let slot = self.inspect_slots.clone().acquire_owned().await.ok()?;
         let raw = match body.read_all().await {
             Ok(raw) => raw,
             Err(e) => {
@@ -71,9 +71,26 @@ impl Pipeline {
         };
         let inspector = self.inspector.clone();
         let started = std::time::Instant::now();
-        let result = tokio::task::spawn_blocking(move || inspector.inspect(&raw))
-            .await
-            .ok()?;
+        // The inspection bounds its own time (inspect.max_time, checked between parts); this is
+        // the guard should one step overrun it. Either way the message is uninspectable, and
+        // the slot stays taken until the worker is done, so overruns cannot pile up.
+        let limit = self.config.inspect.max_time.saturating_mul(2);
+        let worker = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            inspector.inspect(&raw)
+        });
+        let result = match tokio::time::timeout(limit, worker).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => {
+                crate::metrics::inspect_failed("panic");
+                Inspection::failed("inspection failed (internal error); reported, not read")
+            }
+            Err(_) => {
+                crate::metrics::inspect_failed("timeout");
+                tracing::warn!(%id, ?limit, "inspection overran its time limit: uninspectable");
+                Inspection::failed("inspection time limit exceeded")
+            }
+        };
         count(&result, started.elapsed());
         Some(result)
     }
@@ -139,22 +156,30 @@ fn count(result: &Inspection, took: std::time::Duration) {
     );
 }
 
-/// The findings as the audit log and the quarantine keep them: masked, never the values.
+/// The findings as the audit log and the quarantine keep them: masked, never the values, and
+/// what was past `inspect.max_findings` said in one line.
 pub(super) fn masked_findings(inspection: Option<&Inspection>) -> Vec<String> {
-    inspection
-        .map(|i| {
-            i.findings
-                .iter()
-                .map(|f| {
-                    format!(
-                        "{} {} in {} ({})",
-                        f.detector.name(),
-                        f.masked,
-                        f.location,
-                        f.confidence.name()
-                    )
-                })
-                .collect()
+    let Some(i) = inspection else {
+        return Vec::new();
+    };
+    let mut out: Vec<String> = i
+        .findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} in {} ({})",
+                f.detector.name(),
+                f.masked,
+                f.location,
+                f.confidence.name()
+            )
         })
-        .unwrap_or_default()
+        .collect();
+    if i.findings_omitted > 0 {
+        out.push(format!(
+            "and {} more findings, not listed (inspect.max_findings)",
+            i.findings_omitted
+        ));
+    }
+    out
 }

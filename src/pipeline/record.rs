@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::audit::Record;
-use crate::audit::record::{Decision, LaneOutcome, Outcome, PostureEvidence};
+use crate::audit::record::{Decision, LaneOutcome, Message, Outcome, PostureEvidence};
 use crate::posture::domain_of;
 
 use super::Case;
@@ -12,17 +12,33 @@ use super::Case;
 /// The rule of recipients held because a later lane deferred after another had accepted.
 pub const UPSTREAM_DEFERRED: &str = "upstream-deferred";
 
-/// The audit records of the decisions, one per recipient. `deferred_by`: the recipient whose
-/// deferral defers the whole transaction (the others record that, and what they would have
-/// been).
+/// The audit records of the decisions: the message's facts once, then one per recipient.
+/// `deferred_by`: the recipient whose deferral defers the whole transaction (the others
+/// record that, and what they would have been).
 pub fn decisions(
     case: &Case,
     quarantine_id: Option<&str>,
     deferred_by: Option<usize>,
 ) -> Vec<Record> {
     let judged = &case.judged;
-    (0..judged.len())
-        .map(|i| {
+    let facts = &case.facts;
+    let message = Record::Message(Message {
+        transaction: case.id.clone(),
+        client: case.session.client_ip.to_string(),
+        user: case.session.user.clone(),
+        sender: case.mail_from.address.clone(),
+        recipients: case.rcpts.len(),
+        message_id: case.message_id.clone(),
+        size: facts.size,
+        sensitive: facts.sensitive,
+        score: facts.score,
+        findings: case.findings.clone(),
+        forward_signals: facts.forward_signals.clone(),
+        uninspectable: facts.uninspectable,
+        tagged: facts.tagged,
+    });
+    std::iter::once(message)
+        .chain((0..judged.len()).map(|i| {
             let d = &judged[i].decision;
             let (decision, rule, reasons) = match deferred_by {
                 Some(k) if k != i => (
@@ -40,7 +56,7 @@ pub fn decisions(
             };
             let qid = quarantine_id.filter(|_| decision == "quarantine");
             decision_for(case, i, decision, rule, reasons, qid)
-        })
+        }))
         .collect()
 }
 
@@ -73,7 +89,7 @@ pub fn decision_for(
         require: d.require,
         sensitive: case.facts.sensitive,
         score: case.facts.score,
-        findings: case.findings.clone(),
+        findings: None,
         forward_signals: case.facts.forward_signals.clone(),
         posture: d.posture.as_ref().map(|p| PostureEvidence {
             level: p.posture,

@@ -15,7 +15,7 @@ use regex_automata::util::pool::Pool;
 
 use crate::config::{Checksum, IdentifierConfig, InspectConfig};
 
-use super::finding::{Confidence, Detector, Finding};
+use super::finding::{Confidence, Detector, Finding, Findings};
 use super::mask::{self, HashKey};
 use keywords::Kind;
 
@@ -248,7 +248,7 @@ impl Scanner {
     }
 
     /// Finds everything in one text unit; `location` says where the text came from.
-    pub fn scan(&self, text: &str, location: &str, out: &mut Vec<Finding>) {
+    pub fn scan(&self, text: &str, location: &str, out: &mut Findings) {
         let bytes = text.as_bytes();
         // Candidates that pass their own checks first: most text has none, and then the
         // context words need not be searched at all.
@@ -267,7 +267,7 @@ impl Scanner {
         }
     }
 
-    fn classify(&self, text: &str, valid: &[Candidate], location: &str, out: &mut Vec<Finding>) {
+    fn classify(&self, text: &str, valid: &[Candidate], location: &str, out: &mut Findings) {
         let bytes = text.as_bytes();
         // Identifiers need context from anywhere (a table header far above); dates only their
         // own lead-in, which spares CSV exports full of dates a scan of the whole text.
@@ -406,14 +406,7 @@ impl Custom {
         })
     }
 
-    fn scan(
-        &self,
-        text: &[u8],
-        location: &str,
-        window: usize,
-        key: &HashKey,
-        out: &mut Vec<Finding>,
-    ) {
+    fn scan(&self, text: &[u8], location: &str, window: usize, key: &HashKey, out: &mut Findings) {
         for m in self.regex.find_iter(text) {
             let Ok(value) = std::str::from_utf8(m.as_bytes()) else {
                 continue;
@@ -644,9 +637,11 @@ mod birth_date_tests {
 
     fn dates_of_birth(cfg: &InspectConfig, text: &str) -> usize {
         let scanner = Scanner::new(cfg, HashKey::new(b"test")).unwrap();
-        let mut out = Vec::new();
+        let mut out = Findings::new(1000);
         scanner.scan(text, "part 1 text/plain", &mut out);
-        out.iter()
+        out.finish()
+            .0
+            .iter()
             .filter(|f| f.detector == Detector::DateOfBirth)
             .count()
     }

@@ -55,6 +55,10 @@ impl Extracted {
 pub struct Budget {
     bytes_left: u64,
     parts_left: usize,
+    /// `inspect.max_parts`.
+    pub max_parts: usize,
+    /// Parts refused since the budget ran out.
+    parts_over: usize,
     pub max_depth: usize,
     deadline: Instant,
 }
@@ -64,6 +68,8 @@ impl Budget {
         Budget {
             bytes_left: cfg.max_decompressed_bytes,
             parts_left: cfg.max_parts,
+            max_parts: cfg.max_parts,
+            parts_over: 0,
             max_depth: cfg.max_depth,
             deadline: Instant::now() + cfg.max_time,
         }
@@ -76,10 +82,16 @@ impl Budget {
     /// Counts one more part or archive member; false when the limit is reached.
     pub fn take_part(&mut self) -> bool {
         if self.parts_left == 0 {
+            self.parts_over += 1;
             return false;
         }
         self.parts_left -= 1;
         true
+    }
+
+    /// How many parts were refused since the budget ran out.
+    pub fn parts_over(&self) -> usize {
+        self.parts_over
     }
 
     /// Reads all of `r`, charging the bytes; `None` when that would exceed the budget.

@@ -78,7 +78,12 @@ fn member(
 ) -> Option<Vec<u8>> {
     let here = format!("{location}/{}", crate::inspect::mask::name(name));
     if !budget.take_part() {
-        out.cannot(here, "too many parts to inspect");
+        if budget.parts_over() == 1 {
+            out.cannot(
+                here,
+                "too many parts to inspect: this and the parts after it were not read",
+            );
+        }
         return None;
     }
     let index = zip.index_for_name(name)?;

@@ -20,6 +20,11 @@ use std::{borrow::Cow, collections::HashMap, hash::Hash, net::IpAddr};
 pub struct MessageParser {
     pub(crate) header_map: HashMap<HeaderName<'static>, HdrParseFnc>,
     pub(crate) def_hdr_parse_fnc: HdrParseFnc,
+    // Sluis patch: how many multipart and message/rfc822 levels are opened (see
+    // `with_max_nesting`); unbounded by default, as upstream.
+    pub(crate) max_nesting: usize,
+    // Sluis patch: how many parts are parsed (see `with_max_parts`).
+    pub(crate) max_parts: usize,
 }
 
 pub(crate) type HdrParseFnc = for<'x> fn(&mut MessageStream<'x>) -> crate::HeaderValue<'x>;

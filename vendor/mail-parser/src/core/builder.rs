@@ -18,7 +18,28 @@ impl MessageParser {
         Self {
             header_map: Default::default(),
             def_hdr_parse_fnc: |s| s.parse_raw(),
+            max_nesting: usize::MAX,
+            max_parts: usize::MAX,
         }
+    }
+
+    /// Sluis patch: parse at most `parts` parts (of one message, attached messages each
+    /// counting their own); the rest of the message is not parsed. Each part costs memory
+    /// (its headers, its place in `parts`): a 25 MB message of two million empty parts would
+    /// otherwise take gigabytes before anyone could count them.
+    pub fn with_max_parts(mut self, parts: usize) -> Self {
+        self.max_parts = parts;
+        self
+    }
+
+    /// Sluis patch: open at most `levels` nested multipart and message/rfc822 parts. A part
+    /// deeper than that is kept unparsed (a multipart as text, a message as binary) and marked
+    /// `is_encoding_problem`, as upstream marks an encoded message nested too deeply. Without
+    /// a bound, a message of 100,000 nested message/rfc822 parts builds 100,000 nested
+    /// `Message` values, whose drop overflows the stack.
+    pub fn with_max_nesting(mut self, levels: usize) -> Self {
+        self.max_nesting = levels;
+        self
     }
 
     /// Parse all MIME headers:

@@ -135,8 +135,14 @@ impl MessageParser {
         let mut state_stack = Vec::with_capacity(4);
 
         let mut part_headers = Vec::new();
+        let mut parts_seen = 0usize; // Sluis patch: see `with_max_parts`
 
         'outer: loop {
+            if parts_seen >= self.max_parts {
+                break;
+            }
+            parts_seen += 1;
+
             // Parse headers
             state.offset_header = stream.offset();
             if !stream.parse_headers(self, &mut part_headers) {
@@ -157,7 +163,16 @@ impl MessageParser {
             let (is_multipart, mut is_inline, mut is_text, mut mime_type) =
                 mime_type(content_type, &state.mime_type);
 
+            // Sluis patch: past `max_nesting` open levels, a container is not opened.
+            let too_deep = (is_multipart || mime_type == MimeType::Message)
+                && state_stack.len() >= self.max_nesting;
+            if too_deep && is_multipart {
+                mime_type = MimeType::TextOther;
+                is_text = true;
+            }
+
             if is_multipart
+                && !too_deep
                 && let Some(mime_boundary) = content_type.and_then(|f| f.attribute("boundary"))
             {
                 if stream.seek_next_part(mime_boundary.as_bytes()) {
@@ -211,7 +226,7 @@ impl MessageParser {
                 _ => (Encoding::None, MessageStream::mime_part),
             };
 
-            if mime_type == MimeType::Message && encoding == Encoding::None {
+            if mime_type == MimeType::Message && encoding == Encoding::None && !too_deep {
                 let new_state = MessageParserState {
                     mime_type: MimeType::Message,
                     mime_boundary: state.mime_boundary.take(),
@@ -353,7 +368,7 @@ impl MessageParser {
             } else {
                 message.attachments.push(message.parts.len() as u32);
 
-                if depth != 0 {
+                if depth != 0 && !too_deep {
                     if let Some(nested_message) = self.parse_(bytes.as_ref(), depth - 1, false) {
                         PartType::Message(Message {
                             html_body: nested_message.html_body,
@@ -380,7 +395,7 @@ impl MessageParser {
             message.parts.push(MessagePart {
                 headers: std::mem::take(&mut part_headers),
                 encoding,
-                is_encoding_problem,
+                is_encoding_problem: is_encoding_problem || too_deep,
                 body: body_part,
                 offset_header: state.offset_header as u32,
                 offset_body: state.offset_body as u32,
@@ -590,6 +605,80 @@ mod tests {
     use std::{fs, path::PathBuf};
 
     use crate::MessageParser;
+
+    // Sluis patch: `with_max_nesting` bounds nesting; a generous bound changes nothing.
+    #[test]
+    fn nesting_is_bounded_when_asked() {
+        let nested = |levels: usize, container: &[u8]| {
+            let mut m = b"From: a@x.test\r\nSubject: n\r\n".to_vec();
+            for _ in 0..levels {
+                m.extend_from_slice(container);
+            }
+            m.extend_from_slice(b"Subject: inner\r\n\r\nhi\r\n");
+            m
+        };
+        // 100,000 message/rfc822 levels: parsed and dropped without a stack overflow.
+        let deep = nested(100_000, b"Content-Type: message/rfc822\r\n\r\n");
+        let msg = MessageParser::default()
+            .with_max_nesting(8)
+            .parse(&deep)
+            .unwrap();
+        let mut depth = 0;
+        let mut m = &msg;
+        while let Some(crate::PartType::Message(inner)) = m.parts.first().map(|p| &p.body) {
+            depth += 1;
+            m = inner;
+        }
+        assert_eq!(depth, 8);
+        let last = m.parts.first().unwrap();
+        assert!(last.is_encoding_problem, "the unopened level is marked");
+        assert!(matches!(last.body, crate::PartType::Binary(_)));
+        drop(msg);
+
+        // The same for multiparts: the unopened one is text, marked.
+        let mut deep = b"From: a@x.test\r\nSubject: n\r\n".to_vec();
+        for i in 0..50_000 {
+            deep.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}\"\r\n\r\n--b{i}\r\n")
+                    .as_bytes(),
+            );
+        }
+        deep.extend_from_slice(b"Content-Type: text/plain\r\n\r\nhi\r\n");
+        let msg = MessageParser::default()
+            .with_max_nesting(8)
+            .parse(&deep)
+            .unwrap();
+        // (Boundary "b7" also opens "--b70", "--b700"...: each of those is a level too deep.)
+        let problems: Vec<_> = msg.parts.iter().filter(|p| p.is_encoding_problem).collect();
+        assert!(!problems.is_empty());
+        assert!(
+            problems
+                .iter()
+                .all(|p| matches!(p.body, crate::PartType::Text(_)))
+        );
+
+        // At most so many parts are parsed, however many there are.
+        let mut many =
+            b"From: a@x.test\r\nContent-Type: multipart/mixed; boundary=\"z\"\r\n\r\n".to_vec();
+        many.extend(b"--z\r\n\r\nx\r\n".repeat(100_000));
+        many.extend_from_slice(b"--z--\r\n");
+        let msg = MessageParser::default()
+            .with_max_parts(50)
+            .parse(&many)
+            .unwrap();
+        assert_eq!(msg.parts.len(), 50);
+        assert!(MessageParser::default().parse(&many).unwrap().parts.len() > 100_000);
+
+        // Within the bounds, the result is the unbounded parser's.
+        let shallow = nested(5, b"Content-Type: message/rfc822\r\n\r\n");
+        assert_eq!(
+            MessageParser::default()
+                .with_max_nesting(8)
+                .with_max_parts(50)
+                .parse(&shallow),
+            MessageParser::default().parse(&shallow)
+        );
+    }
 
     #[test]
     fn parse_full_messages() {
