@@ -3,7 +3,9 @@
 //! `/healthz` says the process is alive. `/readyz` says whether it can do its work right now
 //! (spool, quarantine and audit log writable, the default upstream lane answering, and when
 //! domains must be proven or the policy needs postures, the resolver answering with validating
-//! DNSSEC), so that a load balancer or Kubernetes sends mail elsewhere while it cannot. `/metrics` is for Prometheus. `/quarantine...` is the review API
+//! DNSSEC), so that a load balancer or Kubernetes sends mail elsewhere while it cannot. The
+//! checks run in the background (`ready`); the endpoint reports their last results with their
+//! age and answers within a second, however slow a resolver is. `/metrics` is for Prometheus. `/quarantine...` is the review API
 //! (`review`), behind a bearer token.
 
 use std::net::SocketAddr;
@@ -15,14 +17,16 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::posture::dns::Dns;
 use crate::quarantine::review::Reviewer;
 
+mod ready;
 mod review;
+
+pub use ready::Readiness;
 
 /// What the admin listener serves, built from one configuration (a reload sends a new one).
 pub struct Services {
@@ -58,70 +62,9 @@ async fn metrics(State(rt): State<Shared>) -> impl IntoResponse {
     )
 }
 
-/// Whether the upstream greets within a few seconds; the session is closed politely.
-async fn upstream_answers(host: &str, port: u16) -> Result<(), String> {
-    let probe = async {
-        let mut s = tokio::net::TcpStream::connect((host, port))
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut greeting = [0u8; 3];
-        s.read_exact(&mut greeting)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = s.write_all(b"QUIT\r\n").await;
-        if &greeting == b"220" {
-            Ok(())
-        } else {
-            Err(format!("greeting {}", String::from_utf8_lossy(&greeting)))
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(3), probe)
-        .await
-        .map_err(|_| "no greeting within 3 s".to_string())?
-}
-
-async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
-    let rt = rt.borrow().clone();
-    let mut checks = serde_json::Map::new();
-    let mut ready = true;
-    let spool = rt.spool_dir.clone();
-    let spool_ok = tokio::task::spawn_blocking(move || tempfile::tempfile_in(&spool).map(drop))
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|r| r.map_err(|e| e.to_string()));
-    let lane = rt.reviewer.lanes.default_lane();
-    let lane_ok = upstream_answers(&lane.endpoint.host, lane.endpoint.port).await;
-    let quarantine = rt.reviewer.store.dir().to_path_buf();
-    let audit = rt.reviewer.audit.path().to_path_buf();
-    let stores_ok = tokio::task::spawn_blocking(move || {
-        let q = tempfile::tempfile_in(&quarantine)
-            .map(drop)
-            .map_err(|e| format!("{}: {e}", quarantine.display()));
-        let a = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&audit)
-            .map(drop)
-            .map_err(|e| format!("{}: {e}", audit.display()));
-        (q, a)
-    })
-    .await
-    .unwrap_or_else(|e| (Err(e.to_string()), Err(e.to_string())));
-    let mut results = vec![
-        ("spool".to_string(), spool_ok),
-        ("quarantine".to_string(), stores_ok.0),
-        ("audit".to_string(), stores_ok.1),
-        (format!("upstream:{}", lane.name), lane_ok),
-    ];
-    // DNS matters once domains must be proven or the policy needs postures: resolver
-    // answering, DNSSEC validating.
-    if let Some(dns) = &rt.dns {
-        results.push(("dns".to_string(), dns.self_test().await));
-    }
-    for (name, result) in results {
-        ready &= result.is_ok();
-        checks.insert(name, result.err().unwrap_or_else(|| "ok".into()).into());
-    }
-    let body = serde_json::json!({ "ready": ready, "checks": checks }).to_string() + "\n";
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let services = state.services.borrow().clone();
+    let (ready, body) = state.readiness.report(&services).await;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -130,7 +73,24 @@ async fn readyz(State(rt): State<Shared>) -> impl IntoResponse {
     (status, [(header::CONTENT_TYPE, "application/json")], body)
 }
 
-pub fn router(runtime: Shared) -> Router {
+/// What the handlers share: the current services and the readiness checks' last results.
+#[derive(Clone)]
+pub struct AdminState {
+    services: Shared,
+    readiness: Arc<Readiness>,
+}
+
+impl axum::extract::FromRef<AdminState> for Shared {
+    fn from_ref(state: &AdminState) -> Shared {
+        state.services.clone()
+    }
+}
+
+pub fn router(runtime: Shared, readiness: Arc<Readiness>) -> Router {
+    let state = AdminState {
+        services: runtime.clone(),
+        readiness,
+    };
     let review = Router::new()
         .route("/quarantine", get(review::list))
         .route("/quarantine/purge", post(review::purge))
@@ -138,7 +98,7 @@ pub fn router(runtime: Shared) -> Router {
         .route("/quarantine/{id}/release", post(review::release))
         .route("/quarantine/{id}/reject", post(review::reject))
         .route_layer(axum::middleware::from_fn_with_state(
-            runtime.clone(),
+            runtime,
             review::require_token,
         ));
     Router::new()
@@ -146,18 +106,24 @@ pub fn router(runtime: Shared) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .merge(review)
-        .with_state(runtime)
+        .with_state(state)
 }
 
 /// Serves until `shutdown` is cancelled.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     runtime: Shared,
+    readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "admin listener ready");
-    let result = axum::serve(listener, router(runtime))
+    tokio::spawn(ready::checker(
+        runtime.clone(),
+        readiness.clone(),
+        shutdown.clone(),
+    ));
+    let result = axum::serve(listener, router(runtime, readiness))
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await;
     if let Err(e) = result {

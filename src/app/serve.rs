@@ -64,13 +64,14 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let rt = self.runtime.borrow().clone();
+        let readiness = Arc::new(admin::Readiness::default());
         // Know which listed domains are ours before the first message arrives, and say so
         // loudly when DNSSEC cannot work. When only postures need DNS, nothing waits for it:
-        // confidential mail is deferred while lookups fail.
+        // confidential mail is deferred while lookups fail. The result is readiness's first.
         if rt.needs_dns() {
             let check = {
-                let rt = rt.clone();
-                async move { log_dnssec_self_test(&rt).await }
+                let (rt, readiness) = (rt.clone(), readiness.clone());
+                async move { readiness.record("dns", log_dnssec_self_test(&rt).await) }
             };
             if rt.config.domains.is_empty() {
                 tokio::spawn(check);
@@ -102,6 +103,7 @@ impl Server {
             tokio::spawn(admin::serve(
                 l,
                 self.admin.subscribe(),
+                readiness,
                 self.shutdown.clone(),
             ));
         }
@@ -214,9 +216,10 @@ impl Server {
     }
 }
 
-/// Logs whether DNSSEC validation works through the configured resolver.
-async fn log_dnssec_self_test(rt: &Runtime) {
-    match rt.dns.self_test().await {
+/// Logs whether DNSSEC validation works through the configured resolver; the result.
+async fn log_dnssec_self_test(rt: &Runtime) -> Result<(), String> {
+    let result = rt.dns.self_test().await;
+    match &result {
         Ok(()) => {
             tracing::info!(resolver = %rt.config.dns.resolver, anchor = rt.dns.anchor_zone(), "DNSSEC validation works")
         }
@@ -224,4 +227,5 @@ async fn log_dnssec_self_test(rt: &Runtime) {
             tracing::error!(resolver = %rt.config.dns.resolver, error = %e, "DNSSEC validation does not work: listed domains count as lapsed and confidential mail is deferred (posture unknown)")
         }
     }
+    result
 }

@@ -75,7 +75,8 @@ impl Inspector {
         if let Some(result) = self.too_large(raw.len()) {
             return result;
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inspect_within(raw))) {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.inspect_unguarded(raw)))
+        {
             Ok(result) => result,
             Err(_) => {
                 crate::metrics::inspect_failed("panic");
@@ -84,7 +85,12 @@ impl Inspector {
         }
     }
 
-    fn inspect_within(&self, raw: &[u8]) -> Inspection {
+    /// `inspect` without its guard: a panic propagates. For the fuzz targets, which must see
+    /// every panic the guard would turn into a finding.
+    pub fn inspect_unguarded(&self, raw: &[u8]) -> Inspection {
+        if let Some(result) = self.too_large(raw.len()) {
+            return result;
+        }
         let mut budget = Budget::new(&self.config);
         let mut extracted = Extracted::default();
         let top = walk::walk(raw, &mut budget, &mut extracted);
