@@ -22,10 +22,13 @@ const LOCAL_LIMIT: Duration = Duration::from_secs(10);
 const UPSTREAM_LIMIT: Duration = Duration::from_secs(3);
 const DNS_LIMIT: Duration = Duration::from_secs(20);
 
-/// The last result of each check, and when it was made.
+/// A check's result and when it was made.
+type Checked = (Result<(), String>, Instant);
+
+/// The last result of each check.
 #[derive(Default)]
 pub struct Readiness {
-    results: Mutex<HashMap<String, (Result<(), String>, Instant)>>,
+    results: Mutex<HashMap<String, Checked>>,
     changed: Notify,
 }
 
