@@ -242,3 +242,122 @@ fn a_message_of_100000_parts_to_40_recipients_adds_little_to_the_audit_log() {
         "findings repeated per recipient"
     );
 }
+
+#[test]
+fn readyz_answers_at_once_while_the_resolver_is_silent() {
+    // A "resolver" that takes queries and never answers: each lookup waits for its timeout.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let sink = Sink::start(&[]);
+    // The NTA 7516 profile needs postures, so readiness checks DNS.
+    let (_sluis, admin) = Sluis::start_with_admin(
+        sink.port,
+        &format!("[dns]\nresolver = \"127.0.0.1:{port}\"\n"),
+    );
+    for _ in 0..3 {
+        let started = Instant::now();
+        let (status, body) = http_get(admin, "/readyz");
+        let took = started.elapsed();
+        // It took 13-15 s when /readyz asked the resolver itself.
+        assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
+        assert!(status.contains("503"), "{status} {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["checks"]["spool"], "ok", "{v}");
+        assert_eq!(v["checks"]["upstream:default"], "ok", "{v}");
+        assert_ne!(v["checks"]["dns"], "ok", "{v}");
+        assert!(v["age_seconds"]["spool"].is_number(), "{v}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    drop(silent);
+}
+
+/// A scrape of the admin listener's /metrics.
+fn metrics(admin: u16) -> String {
+    http_get(admin, "/metrics").1
+}
+
+/// The value of a metric line that starts with `prefix` (0 when absent).
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn password_guesses_wait_longer_each_time_and_checks_fit_the_memory_budget() {
+    let sink = Sink::start(&[]);
+    let dir = scratch("auth-burst");
+    let creds = dir.path().join("credentials");
+    let hash = std::process::Command::new(SLUIS)
+        .args(["passwd", "ehr"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut p| {
+            p.stdin.take().unwrap().write_all(b"s3cret-pass\n")?;
+            p.wait_with_output()
+        })
+        .unwrap();
+    std::fs::write(&creds, &hash.stdout).unwrap();
+    // 40 MiB hold two 19 MiB argon2 checks at once.
+    let extra = format!(
+        "[auth]\nenabled = true\ncredentials_file = \"{}\"\ncheck_memory = 41943040\n\
+         failure_delay = \"1s\"\n",
+        creds.display()
+    );
+    let admin = free_port();
+    let sluis = Sluis::start_on(
+        free_port(),
+        sink.port,
+        &extra,
+        &[
+            "--allow-net",
+            "127.0.0.1/32",
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+        ],
+    );
+    assert_eq!(metric(&metrics(admin), "sluis_auth_check_permits "), 2.0);
+    let server = format!("127.0.0.1:{}", sluis.port);
+    let attempt = |from: &str, password: &str| {
+        swaks(&[
+            "--server",
+            &server,
+            "--local-interface",
+            from,
+            "-tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "ehr",
+            "--auth-password",
+            password,
+            "--to",
+            "b@partner.test",
+            "--from",
+            "a@org.test",
+            "--quit-after",
+            "AUTH",
+        ])
+    };
+    // Three wrong guesses from one address: the second waits 1 s, the third 2 s.
+    for _ in 0..3 {
+        let said = attempt("127.0.0.2", "wrong");
+        assert!(said.contains("535 5.7.8"), "{said}");
+    }
+    let m = metrics(admin);
+    assert_eq!(
+        metric(&m, "sluis_auth_attempts_total{result=\"refused\"}"),
+        3.0
+    );
+    assert_eq!(metric(&m, "sluis_auth_delay_seconds_total"), 3.0, "{m}");
+    // Another address is not slowed down by those failures, and the right password works.
+    let said = attempt("127.0.0.3", "s3cret-pass");
+    assert!(said.contains("235 2.7.0"), "{said}");
+    assert_eq!(
+        metric(&metrics(admin), "sluis_auth_delay_seconds_total"),
+        3.0
+    );
+}

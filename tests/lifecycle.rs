@@ -351,3 +351,18 @@ fn audit_verify_accepts_a_log_of_the_previous_version() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1), "{out:?}");
 }
+
+#[test]
+fn debians_root_trust_anchors_are_accepted_as_they_are() {
+    // dns-root-data, installed by tests/run.sh: the IANA root keys as DNSKEY and as DS.
+    let dir = scratch("root-anchors");
+    for file in ["/usr/share/dns/root.key", "/usr/share/dns/root.ds"] {
+        assert!(
+            std::path::Path::new(file).exists(),
+            "{file} missing: tests/run.sh installs dns-root-data"
+        );
+        let cfg = dir.path().join("sluis.toml");
+        std::fs::write(&cfg, format!("[dns]\ntrust_anchor_file = \"{file}\"\n")).unwrap();
+        assert_success(&config_check(&cfg), file);
+    }
+}

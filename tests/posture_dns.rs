@@ -495,3 +495,84 @@ fn resolver_validation_trusts_the_ad_bit_and_notices_a_resolver_that_does_not_va
     });
     assert!(logged.is_some(), "{}", gw.log());
 }
+
+#[test]
+fn trust_anchors_as_administrators_have_them() {
+    let d = dns();
+    let dir = scratch("anchors");
+    let commented: String = d
+        .keymgr_dnskey
+        .lines()
+        .map(|l| {
+            // unbound's autotrust style: TTL and class swapped, state in a comment.
+            l.replacen(" DNSKEY ", " IN 172800 DNSKEY ", 1) + " ;{id = 1 (ksk)} ;;state=2\n"
+        })
+        .collect();
+    for (name, text) in [
+        ("keymgr.key", d.keymgr_dnskey.clone()),
+        (
+            "autotrust.key",
+            format!("; autotrust trust anchor file\n{commented}"),
+        ),
+        ("test.ds", format!("{}\n", d.test_ds)),
+    ] {
+        let file = dir.path().join(name);
+        std::fs::write(&file, &text).unwrap();
+        let out = Command::new(SLUIS)
+            .args([
+                "check-domain",
+                "dane.test",
+                "--no-probe",
+                "--format",
+                "json",
+            ])
+            .args(["--resolver", common::dns::RESOLVER, "--trust-anchor"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_success(&out, name);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mx = find(&v, "mx");
+        assert_eq!(mx["dnssec"], "secure", "{name}: {v}");
+    }
+    // A DS that matches no key is no anchor: nothing validates, nothing is "insecure".
+    let wrong = d.test_ds.replace(
+        d.test_ds.split_whitespace().last().unwrap(),
+        &"0".repeat(64),
+    );
+    let file = dir.path().join("wrong.ds");
+    std::fs::write(&file, format!("{wrong}\n")).unwrap();
+    let out = Command::new(SLUIS)
+        .args([
+            "check-domain",
+            "dane.test",
+            "--no-probe",
+            "--format",
+            "json",
+        ])
+        .args(["--resolver", common::dns::RESOLVER, "--trust-anchor"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["posture"], "unknown", "{v}");
+    // A line that is no anchor is named with its file and line.
+    let bad = dir.path().join("bad.key");
+    std::fs::write(&bad, format!("{}test. A 192.0.2.1\n", d.keymgr_dnskey)).unwrap();
+    let cfg = dir.path().join("sluis.toml");
+    std::fs::write(
+        &cfg,
+        format!("[dns]\ntrust_anchor_file = \"{}\"\n", bad.display()),
+    )
+    .unwrap();
+    let out = config_check(&cfg);
+    let said = String::from_utf8_lossy(&out.stderr);
+    let line = d.keymgr_dnskey.lines().count() + 1;
+    assert!(
+        said.contains(&format!(
+            "dns.trust_anchor_file: {}:{line}: a A record",
+            bad.display()
+        )),
+        "{said}"
+    );
+}

@@ -44,16 +44,9 @@ pub fn wired(c: &Config, src: &Source) -> Result<(), ConfigError> {
         }
     }
     if let Some(anchor) = &c.dns.trust_anchor_file
-        && let Err(e) = hickory_resolver::proto::dnssec::TrustAnchors::from_file(anchor)
+        && let Err(e) = crate::posture::anchors::read(anchor)
     {
-        return err(
-            "dns.trust_anchor_file",
-            format!(
-                "{}: {e} (expected DNSKEY records in zone-file syntax, e.g. \
-                 \"example. 3600 IN DNSKEY 257 3 13 <key>\")",
-                anchor.display()
-            ),
-        );
+        return err("dns.trust_anchor_file", e.to_string());
     }
     if let Err((i, key, msg)) = crate::policy::validate(&c.policy.rules) {
         let at = if key.is_empty() {

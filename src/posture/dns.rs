@@ -94,7 +94,11 @@ pub enum DnsSetupError {
 }
 
 pub struct Dns {
-    resolver: TokioResolver,
+    /// The validating resolver; built at once, or, with DS anchors, when first used (their
+    /// keys must be fetched first).
+    resolver: tokio::sync::OnceCell<TokioResolver>,
+    /// What the resolver is built from, when it is built later.
+    later: Option<Later>,
     /// Set when the resolver's AD bit is trusted instead of validating here.
     trust_ad: Option<AdClient>,
     /// The zone of the trust anchor: its SOA must validate when DNSSEC works end to end.
@@ -113,54 +117,100 @@ fn least_secure(proofs: impl Iterator<Item = Proof>) -> Security {
     worst
 }
 
+/// A resolver built when first used: the configuration, and the anchors whose DS records
+/// name keys still to be fetched.
+struct Later {
+    cfg: DnsConfig,
+    anchors: super::anchors::Anchors,
+}
+
+/// A resolver for `cfg`'s server; validating against `anchors` (the IANA root keys without).
+fn build(
+    cfg: &DnsConfig,
+    validate: bool,
+    anchors: Option<TrustAnchors>,
+) -> Result<TokioResolver, DnsSetupError> {
+    let addr: SocketAddr = cfg.resolver;
+    let mut udp = ConnectionConfig::udp();
+    udp.port = addr.port();
+    let mut tcp = ConnectionConfig::tcp();
+    tcp.port = addr.port();
+    let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+    let mut builder = Resolver::builder_with_config(
+        ResolverConfig::from_name_servers(vec![ns]),
+        TokioRuntimeProvider::default(),
+    );
+    let opts = builder.options_mut();
+    opts.validate = validate;
+    opts.timeout = cfg.timeout;
+    opts.attempts = 2;
+    // Ownership and posture must see changes soon: never cache longer than this.
+    opts.positive_max_ttl = Some(cfg.max_cache_ttl);
+    opts.negative_max_ttl = Some(cfg.max_cache_ttl);
+    if let Some(anchors) = anchors {
+        builder = builder.with_trust_anchor(Arc::new(anchors));
+    }
+    builder
+        .build()
+        .map_err(|e| DnsSetupError::Build(e.to_string()))
+}
+
 impl Dns {
     pub fn new(cfg: &DnsConfig) -> Result<Dns, DnsSetupError> {
-        let addr: SocketAddr = cfg.resolver;
-        let mut udp = ConnectionConfig::udp();
-        udp.port = addr.port();
-        let mut tcp = ConnectionConfig::tcp();
-        tcp.port = addr.port();
-        let ns = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-        let anchor_zone = match &cfg.trust_anchor_file {
-            Some(path) => anchor_zone(path),
-            None => ".".to_string(),
+        let anchors = match &cfg.trust_anchor_file {
+            Some(path) => Some(
+                super::anchors::read(path).map_err(|e| DnsSetupError::Anchor {
+                    path: path.display().to_string(),
+                    error: format!("line {}: {}", e.line, e.what),
+                })?,
+            ),
+            None => None,
         };
-        let mut builder = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![ns]),
-            TokioRuntimeProvider::default(),
-        );
-        let opts = builder.options_mut();
-        opts.validate = true;
-        opts.timeout = cfg.timeout;
-        opts.attempts = 2;
-        // Ownership and posture must see changes soon: never cache longer than this.
-        opts.positive_max_ttl = Some(cfg.max_cache_ttl);
-        opts.negative_max_ttl = Some(cfg.max_cache_ttl);
-        if let Some(path) = &cfg.trust_anchor_file {
-            let anchors = TrustAnchors::from_file(path).map_err(|e| DnsSetupError::Anchor {
-                path: path.display().to_string(),
-                error: e.to_string(),
-            })?;
-            builder = builder.with_trust_anchor(Arc::new(anchors));
-        }
+        let anchor_zone = anchors
+            .as_ref()
+            .map_or_else(|| ".".to_string(), |a| a.zone.clone());
         let trust_ad =
             (cfg.validation == crate::config::Validation::Resolver).then_some(AdClient {
                 resolver: cfg.resolver,
                 timeout: cfg.timeout,
             });
-        if trust_ad.is_some() {
-            // The resolver validates; the in-process resolver then only serves lookup_ip for
-            // callers that need no security status.
-            builder_validate_off(&mut builder);
+        // The resolver validates; the in-process resolver then only serves lookup_ip for
+        // callers that need no security status.
+        let validate = trust_ad.is_none();
+        let resolver = tokio::sync::OnceCell::new();
+        let mut later = None;
+        match anchors {
+            Some(a) if validate && !a.ds.is_empty() => {
+                later = Some(Later {
+                    cfg: cfg.clone(),
+                    anchors: a,
+                })
+            }
+            anchors => {
+                let built = build(cfg, validate, anchors.map(|a| a.keys))?;
+                let _ = resolver.set(built);
+            }
         }
-        let resolver = builder
-            .build()
-            .map_err(|e| DnsSetupError::Build(e.to_string()))?;
         Ok(Dns {
             resolver,
+            later,
             trust_ad,
             anchor_zone,
         })
+    }
+
+    /// The validating resolver; with DS anchors, built on first use once their keys are
+    /// fetched (retried at the next use when that fails).
+    async fn resolver(&self) -> Result<&TokioResolver, String> {
+        self.resolver
+            .get_or_try_init(|| async {
+                let Some(later) = &self.later else {
+                    return Err("no resolver".to_string());
+                };
+                let keys = ds_keys(&later.cfg, &later.anchors).await?;
+                build(&later.cfg, true, Some(keys)).map_err(|e| e.to_string())
+            })
+            .await
     }
 
     /// Whether the resolver answers and its answers validate: the anchor's own zone must come
@@ -252,7 +302,10 @@ impl Dns {
     ) -> Outcome<T> {
         match &self.trust_ad {
             Some(ad) => ad.query(name, rtype, pick).await,
-            None => Dns::outcome(self.resolver.lookup(name, rtype).await, pick),
+            None => match self.resolver().await {
+                Ok(r) => Dns::outcome(r.lookup(name, rtype).await, pick),
+                Err(e) => Outcome::Failed(e),
+            },
         }
     }
 
@@ -319,7 +372,11 @@ impl Dns {
                 Outcome::NotFound { .. } => ad.query(host, RecordType::AAAA, pick).await,
             };
         }
-        match self.resolver.lookup_ip(host).await {
+        let resolver = match self.resolver().await {
+            Ok(r) => r,
+            Err(e) => return Outcome::Failed(e),
+        };
+        match resolver.lookup_ip(host).await {
             Ok(l) => {
                 let ips: Vec<std::net::IpAddr> = l.iter().collect();
                 if ips.is_empty() {
@@ -384,8 +441,39 @@ impl Resolve for Dns {
     }
 }
 
-fn builder_validate_off(builder: &mut hickory_resolver::ResolverBuilder<TokioRuntimeProvider>) {
-    builder.options_mut().validate = false;
+/// The keys the DS anchors name: each anchor zone's DNSKEY RRset, fetched without validation
+/// (there is nothing to validate it with yet), and of it the keys whose digest a DS matches.
+/// The validating resolver then checks the RRset's signatures with those keys as usual.
+async fn ds_keys(
+    cfg: &DnsConfig,
+    anchors: &super::anchors::Anchors,
+) -> Result<TrustAnchors, String> {
+    use hickory_resolver::proto::dnssec::rdata::DNSSECRData;
+    use hickory_resolver::proto::rr::LowerName;
+    let plain = build(cfg, false, None).map_err(|e| e.to_string())?;
+    let mut keys = anchors.keys.clone();
+    for (zone, ds) in &anchors.ds {
+        let lookup = plain
+            .lookup(zone.clone(), RecordType::DNSKEY)
+            .await
+            .map_err(|e| format!("the DNSKEY records of trust anchor {zone}: {e}"))?;
+        let mut matched = false;
+        for r in lookup.answers() {
+            if let RData::DNSSEC(DNSSECRData::DNSKEY(key)) = &r.data
+                && ds.covers(zone, key).unwrap_or(false)
+            {
+                keys.insert_with_name(key.public_key(), LowerName::from(zone));
+                matched = true;
+            }
+        }
+        if !matched {
+            return Err(format!(
+                "no DNSKEY of {zone} matches the trust anchor's DS (key tag {})",
+                ds.key_tag()
+            ));
+        }
+    }
+    Ok(keys)
 }
 
 /// Queries the resolver directly with the DO bit set and reads its AD bit: the resolver
@@ -452,19 +540,6 @@ impl AdClient {
             code => Outcome::Failed(format!("{code} from the resolver")),
         }
     }
-}
-
-/// The owner name of the first record in a trust anchor file ("." when there is none).
-fn anchor_zone(path: &std::path::Path) -> String {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with(';'))
-                .and_then(|l| l.split_whitespace().next().map(str::to_string))
-        })
-        .unwrap_or_else(|| ".".to_string())
 }
 
 /// Waits at most this long for the first ownership checks at start.

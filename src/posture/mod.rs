@@ -2,6 +2,7 @@
 //! is still ours (ownership), and the DNS answers behind that. The TLS posture ladder of
 //! DESIGN §4 (`ladder`: DNS facts, DANE, the STARTTLS probe) lives here too.
 
+pub mod anchors;
 pub mod checks;
 pub mod class;
 pub mod dane;

@@ -50,6 +50,10 @@ const UNSIGNED: &[&str] = &["unsigned.test"];
 pub struct DnsTopology {
     pub dir: PathBuf,
     pub anchor: PathBuf,
+    /// The DNSKEY records of `test.` as Knot's keymgr prints them (no TTL, no class).
+    pub keymgr_dnskey: String,
+    /// The SHA-256 DS record of `test.`.
+    pub test_ds: String,
     /// Extra records per zone, as zone-file lines; rewritten by `set_records`.
     records: Mutex<BTreeMap<String, Vec<String>>>,
     serial: Mutex<u32>,
@@ -163,11 +167,12 @@ impl DnsTopology {
             ds.push(line);
         }
         // Zone-file syntax with TTL and class, as hickory's anchor parser reads it.
-        let test_dnskey: String = keymgr("test", &["dnskey"])
+        let keymgr_dnskey: String = keymgr("test", &["dnskey"])
             .lines()
             .filter(|l| l.contains(" DNSKEY "))
-            .map(|l| l.replacen(" DNSKEY ", " 3600 IN DNSKEY ", 1) + "\n")
+            .map(|l| l.to_string() + "\n")
             .collect();
+        let test_dnskey = keymgr_dnskey.replace(" DNSKEY ", " 3600 IN DNSKEY ");
         let anchor = dir.join("test.anchor");
         std::fs::write(&anchor, &test_dnskey).unwrap();
         let test_ds = keymgr("test", &["ds"])
@@ -179,6 +184,8 @@ impl DnsTopology {
         let topo = DnsTopology {
             dir: dir.clone(),
             anchor,
+            keymgr_dnskey,
+            test_ds: test_ds.clone(),
             records: Mutex::new(BTreeMap::new()),
             serial: Mutex::new(1),
         };
