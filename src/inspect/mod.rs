@@ -53,18 +53,11 @@ impl Inspector {
     /// The result for a message too large to inspect, or `None` when `len` is within bounds.
     /// Callers check this before loading a spooled message into memory.
     pub fn too_large(&self, len: usize) -> Option<Inspection> {
-        (len > self.config.max_message_size).then(|| Inspection {
-            findings: vec![Finding {
-                detector: Detector::Uninspectable,
-                location: "message".into(),
-                masked: format!(
-                    "message of {len} bytes is larger than inspect.max_message_size ({})",
-                    self.config.max_message_size
-                ),
-                hash: None,
-                confidence: Confidence::High,
-            }],
-            ..Inspection::default()
+        (len > self.config.max_message_size).then(|| {
+            Inspection::failed(&format!(
+                "message of {len} bytes is larger than inspect.max_message_size ({})",
+                self.config.max_message_size
+            ))
         })
     }
 
@@ -128,7 +121,7 @@ impl Inspector {
 }
 
 impl Inspection {
-    /// The result when inspection itself failed or ran out of time: uninspectable.
+    /// The result for a message that was not (or not wholly) inspected: uninspectable, why.
     pub fn failed(reason: &str) -> Inspection {
         Inspection {
             findings: vec![Finding {
