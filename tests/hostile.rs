@@ -289,18 +289,7 @@ fn metric(text: &str, prefix: &str) -> f64 {
 fn password_guesses_wait_longer_each_time_and_checks_fit_the_memory_budget() {
     let sink = Sink::start(&[]);
     let dir = scratch("auth-burst");
-    let creds = dir.path().join("credentials");
-    let hash = std::process::Command::new(SLUIS)
-        .args(["passwd", "ehr"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut p| {
-            p.stdin.take().unwrap().write_all(b"s3cret-pass\n")?;
-            p.wait_with_output()
-        })
-        .unwrap();
-    std::fs::write(&creds, &hash.stdout).unwrap();
+    let creds = credentials(dir.path(), "ehr", "s3cret-pass");
     // 40 MiB hold two 19 MiB argon2 checks at once.
     let extra = format!(
         "[auth]\nenabled = true\ncredentials_file = \"{}\"\ncheck_memory = 41943040\n\

@@ -18,13 +18,17 @@ fn check_domain(domain: &str) -> Value {
 }
 
 fn check_domain_with(args: &[&str]) -> Value {
-    let d = dns();
+    check_domain_anchored(args, dns().anchor_path())
+}
+
+/// `sluis check-domain` with `anchor` as the trust anchor file.
+fn check_domain_anchored(args: &[&str], anchor: &std::path::Path) -> Value {
     let out = Command::new(SLUIS)
         .arg("check-domain")
         .args(args)
         .args(["--format", "json", "--resolver", common::dns::RESOLVER])
         .arg("--trust-anchor")
-        .arg(d.anchor_path())
+        .arg(anchor)
         .output()
         .unwrap();
     assert_success(&out, "sluis check-domain");
@@ -518,20 +522,7 @@ fn trust_anchors_as_administrators_have_them() {
     ] {
         let file = dir.path().join(name);
         std::fs::write(&file, &text).unwrap();
-        let out = Command::new(SLUIS)
-            .args([
-                "check-domain",
-                "dane.test",
-                "--no-probe",
-                "--format",
-                "json",
-            ])
-            .args(["--resolver", common::dns::RESOLVER, "--trust-anchor"])
-            .arg(&file)
-            .output()
-            .unwrap();
-        assert_success(&out, name);
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let v = check_domain_anchored(&["dane.test", "--no-probe"], &file);
         let mx = find(&v, "mx");
         assert_eq!(mx["dnssec"], "secure", "{name}: {v}");
     }
@@ -542,19 +533,7 @@ fn trust_anchors_as_administrators_have_them() {
     );
     let file = dir.path().join("wrong.ds");
     std::fs::write(&file, format!("{wrong}\n")).unwrap();
-    let out = Command::new(SLUIS)
-        .args([
-            "check-domain",
-            "dane.test",
-            "--no-probe",
-            "--format",
-            "json",
-        ])
-        .args(["--resolver", common::dns::RESOLVER, "--trust-anchor"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = check_domain_anchored(&["dane.test", "--no-probe"], &file);
     assert_eq!(v["posture"], "unknown", "{v}");
     // A line that is no anchor is named with its file and line.
     let bad = dir.path().join("bad.key");

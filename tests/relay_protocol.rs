@@ -237,19 +237,7 @@ fn client_outside_allowed_networks_is_refused() {
 fn auth_is_offered_only_over_tls_and_lets_outside_clients_relay() {
     let sink = Sink::start(&[]);
     let dir = scratch("auth");
-    let creds = dir.path().join("credentials");
-    let hash = std::process::Command::new(SLUIS)
-        .args(["passwd", "ehr"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut p| {
-            use std::io::Write;
-            p.stdin.take().unwrap().write_all(b"s3cret-pass\n")?;
-            p.wait_with_output()
-        })
-        .unwrap();
-    std::fs::write(&creds, &hash.stdout).unwrap();
+    let creds = credentials(dir.path(), "ehr", "s3cret-pass");
     let extra = format!(
         "[auth]\nenabled = true\ncredentials_file = \"{}\"\n",
         creds.display()

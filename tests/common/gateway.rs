@@ -169,3 +169,24 @@ pub fn config_check(path: &Path) -> std::process::Output {
         .output()
         .expect("run sluis config check")
 }
+
+/// A credentials file in `dir` with one user, hashed by `sluis passwd` as an administrator
+/// would.
+pub fn credentials(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let hash = Command::new(SLUIS)
+        .args(["passwd", user])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut p| {
+            p.stdin
+                .take()
+                .expect("stdin")
+                .write_all(format!("{password}\n").as_bytes())?;
+            p.wait_with_output()
+        })
+        .expect("sluis passwd");
+    let path = dir.join("credentials");
+    std::fs::write(&path, &hash.stdout).unwrap();
+    path
+}

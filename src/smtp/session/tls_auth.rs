@@ -154,7 +154,9 @@ impl Session {
             tokio::time::sleep(delay).await;
         }
         let check_user = user.clone();
-        let ok = guard.check(move || creds.verify(&check_user, &pass)).await;
+        let ok = guard
+            .check(move |blocks| creds.verify_in(&check_user, &pass, blocks))
+            .await;
         crate::metrics::auth_attempt(ok);
         if ok {
             guard.succeeded(ip);
