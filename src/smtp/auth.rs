@@ -153,8 +153,9 @@ type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
 
 /// Bounds concurrent password checks by memory and slows down addresses that fail.
 pub struct Guard {
-    /// To the checking threads; they end when the guard (a reload replaced it) is dropped.
-    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
+    /// To the checking threads, started at the first check (a gateway without AUTH has none);
+    /// they end when the guard (a reload replaced it) is dropped.
+    jobs: std::sync::OnceLock<Mutex<std::sync::mpsc::Sender<Job>>>,
     permits: usize,
     failure_delay: Duration,
     failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
@@ -166,6 +167,16 @@ impl Guard {
     pub fn new(budget: usize, per_check: usize, failure_delay: Duration) -> Guard {
         let permits = (budget / per_check.max(1)).max(1);
         crate::metrics::auth_check_permits(permits);
+        Guard {
+            jobs: std::sync::OnceLock::new(),
+            permits,
+            failure_delay,
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Starts the checking threads; the way to them.
+    fn start(permits: usize) -> Mutex<std::sync::mpsc::Sender<Job>> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..permits {
@@ -192,12 +203,7 @@ impl Guard {
                 tracing::error!(error = %e, "cannot start a password-checking thread");
             }
         }
-        Guard {
-            jobs: Mutex::new(tx),
-            permits,
-            failure_delay,
-            failures: Mutex::default(),
-        }
+        Mutex::new(tx)
     }
 
     pub fn permits(&self) -> usize {
@@ -231,6 +237,7 @@ impl Guard {
         });
         let sent = self
             .jobs
+            .get_or_init(|| Guard::start(self.permits))
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .send(job);
