@@ -78,6 +78,29 @@ fn a_line_of_content_trickled_a_byte_at_a_time_still_times_out() {
 }
 
 #[test]
+fn a_bdat_chunk_trickled_a_byte_at_a_time_still_times_out() {
+    let sink = Sink::start(&[]);
+    let sluis = Sluis::start(sink.port, "[timeouts]\ndata_block = \"2s\"\n");
+    let mut c = Smtp::connect(sluis.port);
+    c.hello();
+    assert!(c.cmd("MAIL FROM:<a@org.test>").starts_with("250"));
+    assert!(c.cmd("RCPT TO:<b@partner.test>").starts_with("250"));
+    c.send(b"BDAT 47 LAST\r\n");
+    let done = trickle(
+        &c.stream,
+        b"Subject: trickled-chunk, one byte at a time\r\n\r\n",
+        Duration::from_millis(250),
+    );
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{r}");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the chunk was allowed to finish"
+    );
+    assert!(sink.messages().is_empty(), "something was relayed");
+}
+
+#[test]
 fn too_many_recipients_get_452_and_the_accepted_ones_are_delivered() {
     // The default limits: 100 recipients, 10 errors per session. 150 recipients used to end
     // the session with 421 and deliver nothing.
