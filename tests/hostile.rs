@@ -332,27 +332,14 @@ fn password_guesses_wait_longer_each_time_and_checks_fit_the_memory_budget() {
         ],
     );
     assert_eq!(metric(&metrics(admin), "sluis_auth_check_permits "), 2.0);
-    let server = format!("127.0.0.1:{}", sluis.port);
     let attempt = |from: &str, password: &str| {
-        swaks(&[
-            "--server",
-            &server,
-            "--local-interface",
+        swaks_login(
+            sluis.port,
             from,
-            "-tls",
-            "--auth",
             "PLAIN",
-            "--auth-user",
-            "ehr",
-            "--auth-password",
             password,
-            "--to",
-            "b@partner.test",
-            "--from",
-            "a@org.test",
-            "--quit-after",
-            "AUTH",
-        ])
+            &["--quit-after", "AUTH"],
+        )
     };
     // Three wrong guesses from one address: the second waits 1 s, the third 2 s.
     for _ in 0..3 {

@@ -261,44 +261,15 @@ fn auth_is_offered_only_over_tls_and_lets_outside_clients_relay() {
     let r = c.cmd("RCPT TO:<b@partner.test>");
     assert!(r.starts_with("554 5.7.1"), "{r}");
 
-    let server = format!("127.0.0.1:{}", sluis.port);
-    let wrong = swaks(&[
-        "--server",
-        &server,
-        "--local-interface",
-        "127.0.0.2",
-        "-tls",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "ehr",
-        "--auth-password",
-        "wrong",
-        "--to",
-        "b@partner.test",
-        "--from",
-        "a@org.test",
-    ]);
+    let wrong = swaks_login(sluis.port, "127.0.0.2", "PLAIN", "wrong", &[]);
     assert!(wrong.contains("535 5.7.8"), "{wrong}");
-    let good = swaks(&[
-        "--server",
-        &server,
-        "--local-interface",
+    let good = swaks_login(
+        sluis.port,
         "127.0.0.2",
-        "-tls",
-        "--auth",
         "LOGIN",
-        "--auth-user",
-        "ehr",
-        "--auth-password",
         "s3cret-pass",
-        "--to",
-        "b@partner.test",
-        "--from",
-        "a@org.test",
-        "--header",
-        "Message-ID: <auth-1@org.test>",
-    ]);
+        &["--header", "Message-ID: <auth-1@org.test>"],
+    );
     assert!(good.contains("235 2.7.0"), "{good}");
     let got = sink.wait_token("auth-1@org.test", 1, WAIT);
     assert_eq!(got.len(), 1, "{good}");

@@ -191,6 +191,38 @@ fn socket2_bind(local: &str) -> socket2::Socket {
     s
 }
 
+/// swaks over STARTTLS from the local address `from` to the gateway on `port`, logging in as
+/// "ehr" with `mechanism` and `password`, sending a@org.test → b@partner.test with `extra`
+/// arguments; its whole transcript.
+pub fn swaks_login(
+    port: u16,
+    from: &str,
+    mechanism: &str,
+    password: &str,
+    extra: &[&str],
+) -> String {
+    let server = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--server",
+        &server,
+        "--local-interface",
+        from,
+        "-tls",
+        "--auth",
+        mechanism,
+        "--auth-user",
+        "ehr",
+        "--auth-password",
+        password,
+        "--to",
+        "b@partner.test",
+        "--from",
+        "a@org.test",
+    ];
+    args.extend_from_slice(extra);
+    swaks(&args)
+}
+
 /// Runs swaks with `args`; its whole transcript.
 pub fn swaks(args: &[&str]) -> String {
     let bin = require("swaks");
