@@ -99,16 +99,17 @@ fn expected(s: &Services) -> Vec<String> {
     names
 }
 
-/// Runs the checks every few seconds until shutdown, each recording when it is done. A check
-/// still running when the next round is due is not started twice.
+/// Runs the checks every few seconds, and at once after a reload, until shutdown, each
+/// recording when it is done. A check still running when the next round is due is not started
+/// twice.
 pub async fn checker(
-    services: watch::Receiver<Arc<Services>>,
+    mut services: watch::Receiver<Arc<Services>>,
     readiness: Arc<Readiness>,
     shutdown: CancellationToken,
 ) {
     let running: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
     loop {
-        let s = services.borrow().clone();
+        let s = services.borrow_and_update().clone();
         for (name, check) in checks(&s) {
             if !running
                 .lock()
@@ -129,6 +130,8 @@ pub async fn checker(
         }
         tokio::select! {
             _ = tokio::time::sleep(INTERVAL) => {}
+            // A reload (new lanes, new checks): check what the new configuration needs now.
+            Ok(()) = services.changed() => {}
             _ = shutdown.cancelled() => return,
         }
     }
