@@ -33,26 +33,31 @@ fn trickle(stream: &TcpStream, bytes: &'static [u8], gap: Duration) -> Arc<Atomi
     done
 }
 
+/// Trickles `bytes` into the session a byte every 250 ms (10 s or more for these inputs) and
+/// asserts that the session is cut off with 421 4.4.2 before they are all sent: a timeout the
+/// trickle restarted on every read would keep the session open all that time.
+fn cut_off_while_trickling(c: &mut Smtp, bytes: &'static [u8], what: &str) {
+    let started = Instant::now();
+    let done = trickle(&c.stream, bytes, Duration::from_millis(250));
+    let r = c.reply();
+    assert!(r.starts_with("421 4.4.2"), "{what}: {r}");
+    assert!(
+        !done.load(Ordering::SeqCst),
+        "the {what} was allowed to finish ({:?})",
+        started.elapsed()
+    );
+}
+
 #[test]
 fn a_command_trickled_a_byte_at_a_time_still_times_out() {
     let sink = Sink::start(&[]);
     let sluis = Sluis::start(sink.port, "[timeouts]\ncommand = \"2s\"\n");
     let mut c = Smtp::connect(sluis.port);
     c.hello();
-    // 40 bytes, one every 250 ms: 10 s to finish; every read restarting the clock would keep
-    // the session open all that time.
-    let started = Instant::now();
-    let done = trickle(
-        &c.stream,
+    cut_off_while_trickling(
+        &mut c,
         b"MAIL FROM:<slow@org.test> BODY=8BITMIME\r\n",
-        Duration::from_millis(250),
-    );
-    let r = c.reply();
-    assert!(r.starts_with("421 4.4.2"), "{r}");
-    assert!(
-        !done.load(Ordering::SeqCst),
-        "the command was allowed to finish ({:?})",
-        started.elapsed()
+        "command",
     );
 }
 
@@ -63,16 +68,10 @@ fn a_line_of_content_trickled_a_byte_at_a_time_still_times_out() {
     let mut c = Smtp::connect(sluis.port);
     c.hello();
     c.start_data("a@org.test", &["b@partner.test"]);
-    let done = trickle(
-        &c.stream,
+    cut_off_while_trickling(
+        &mut c,
         b"Subject: trickled-content, one byte at a time\r\n",
-        Duration::from_millis(250),
-    );
-    let r = c.reply();
-    assert!(r.starts_with("421 4.4.2"), "{r}");
-    assert!(
-        !done.load(Ordering::SeqCst),
-        "the line was allowed to finish"
+        "line",
     );
     assert!(sink.messages().is_empty(), "something was relayed");
 }
@@ -86,16 +85,10 @@ fn a_bdat_chunk_trickled_a_byte_at_a_time_still_times_out() {
     assert!(c.cmd("MAIL FROM:<a@org.test>").starts_with("250"));
     assert!(c.cmd("RCPT TO:<b@partner.test>").starts_with("250"));
     c.send(b"BDAT 47 LAST\r\n");
-    let done = trickle(
-        &c.stream,
+    cut_off_while_trickling(
+        &mut c,
         b"Subject: trickled-chunk, one byte at a time\r\n\r\n",
-        Duration::from_millis(250),
-    );
-    let r = c.reply();
-    assert!(r.starts_with("421 4.4.2"), "{r}");
-    assert!(
-        !done.load(Ordering::SeqCst),
-        "the chunk was allowed to finish"
+        "chunk",
     );
     assert!(sink.messages().is_empty(), "something was relayed");
 }
