@@ -89,6 +89,30 @@ impl Budget {
         true
     }
 
+    /// Decompressed bytes this message may still produce.
+    pub fn bytes_left(&self) -> u64 {
+        self.bytes_left
+    }
+
+    /// Charges `n` bytes decoded elsewhere (by a library that bounds each stream itself);
+    /// false, and nothing left, when that exceeds the budget.
+    pub fn charge(&mut self, n: u64) -> bool {
+        match self.bytes_left.checked_sub(n) {
+            Some(left) => {
+                self.bytes_left = left;
+                true
+            }
+            None => {
+                self.bytes_left = 0;
+                false
+            }
+        }
+    }
+
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// How many parts were refused since the budget ran out.
     pub fn parts_over(&self) -> usize {
         self.parts_over

@@ -1,263 +1,403 @@
-//! Text from PDF content streams.
+//! Text from PDFs, read by lopdf.
 //!
-//! A deliberately small reader: it finds the streams, inflates FlateDecode ones within the
-//! budget, and takes the strings shown by the text operators (Tj, TJ, ', ") between BT and ET.
-//! It does not build the object tree, so a malformed file cannot send it round in circles.
-//! Literal strings are read as PDFDocEncoding (Latin-1 for our purposes); hex strings, which
-//! carry glyph ids for embedded CID fonts, are not text. A PDF that yields no text this way
-//! (a scan, embedded fonts) or that is encrypted is reported as uninspectable, never as clean.
+//! lopdf does the format: cross-reference tables and streams, object streams, every standard
+//! filter (Flate and LZW with predictors, ASCII85, ASCIIHex, RunLength), the standard security
+//! handler (an owner-password-only PDF opens with the empty user password), fonts' encodings and
+//! ToUnicode maps. This module only walks what a page shows: the text operators of its content
+//! stream and of the forms it draws, each string decoded through the font that is current.
+//!
+//! It never reports "clean" for text it could not read. A string in a font with no way to
+//! Unicode (a CID font without a ToUnicode map, an embedded symbolic font without one) is
+//! counted, and a PDF that shows such text is `uninspectable`, as is one that shows no text at
+//! all (a scan), one with a real user password, and one lopdf cannot open.
+//!
+//! Bounds: lopdf decodes each stream within the message's remaining decompression budget; the
+//! objects loaded and the time spent loading are bounded by a load filter (below); page content
+//! is charged to the budget; forms nest at most `MAX_FORM_DEPTH` deep and each is drawn once
+//! per page. A panic inside lopdf is caught here and reported for this attachment alone.
 
-use memchr::memmem;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashSet};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
+
+use lopdf::content::Content;
+use lopdf::{Dictionary, Document, Encoding, LoadOptions, Object, ObjectId};
 
 use super::{Budget, Extracted};
 
+/// Forms inside forms: real documents nest two or three deep.
+const MAX_FORM_DEPTH: usize = 8;
+/// Objects one PDF may load. A 300-page report has tens of thousands.
+const MAX_OBJECTS: usize = 1_000_000;
+/// Glyphs that decode to nothing may be symbols (a bullet in Symbol or Wingdings, a check mark
+/// in ZapfDingbats). Fewer than eight cannot hide an identifier: the shortest, an 8-digit BSN,
+/// has eight. From eight on the PDF is uninspectable.
+const UNDECODED_TOLERATED: usize = 8;
+/// One stream may decode to at most this much, whatever the budget: lopdf holds it whole.
+const MAX_STREAM_BYTES: u64 = 64 << 20;
+
 pub fn extract(bytes: &[u8], location: &str, budget: &mut Budget, out: &mut Extracted) {
-    if memmem::find(bytes, b"/Encrypt").is_some() {
-        out.cannot(location, "encrypted PDF");
-        return;
-    }
-    let mut text = String::new();
-    let mut pos = 0;
-    while let Some(i) = memmem::find(&bytes[pos..], b"stream") {
-        let at = pos + i;
-        pos = at + 6;
-        if at >= 3 && &bytes[at - 3..at] == b"end" {
-            continue;
+    let outcome = catch_unwind(AssertUnwindSafe(|| read(bytes, budget)));
+    match outcome {
+        Ok(Ok(read)) => {
+            if read.undecoded >= UNDECODED_TOLERATED {
+                out.cannot(
+                    location,
+                    "PDF text in a font without a Unicode map (cannot be decoded)",
+                );
+            }
+            if read.over_budget {
+                out.cannot(location, "decompressed size over the bound");
+            } else if read.out_of_time {
+                out.cannot(location, "inspection time limit reached");
+            } else if read.text.trim().is_empty() && read.undecoded < UNDECODED_TOLERATED {
+                out.cannot(location, "PDF without text (a scan or only images)");
+            }
+            out.text(location, read.text);
         }
-        // The keyword is followed by CRLF or LF, then the data.
-        let start = match &bytes[at + 6..] {
-            [b'\r', b'\n', ..] => at + 8,
-            [b'\n', ..] => at + 7,
-            _ => continue,
-        };
-        let Some(len) = memmem::find(&bytes[start..], b"endstream") else {
+        Ok(Err(reason)) => out.cannot(location, reason),
+        Err(_) => {
+            crate::metrics::inspect_failed("pdf");
+            out.cannot(location, "PDF could not be read (malformed)");
+        }
+    }
+}
+
+/// What one PDF showed.
+#[derive(Default)]
+struct Read {
+    text: String,
+    /// Glyphs shown in a font that has no way to Unicode, or that its map does not cover.
+    undecoded: usize,
+    over_budget: bool,
+    out_of_time: bool,
+}
+
+thread_local! {
+    /// The bounds of the load in progress on this thread: lopdf takes its filter as a plain
+    /// `fn`, so the deadline and the count of objects left reach it here.
+    static LOADING: Cell<Option<(Instant, usize)>> = const { Cell::new(None) };
+}
+
+/// lopdf's load filter: keeps objects until the count or the deadline runs out. Dropping the
+/// rest also stops the decompression of object streams that were not reached yet. lopdf keeps
+/// a top-level object from the reference it passed and a member of an object stream from the
+/// value returned, so the object stays where it is and a copy is returned.
+fn bounded(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)> {
+    let (deadline, left) = LOADING.get()?;
+    if left == 0 || Instant::now() > deadline {
+        LOADING.set(Some((deadline, 0)));
+        return None;
+    }
+    LOADING.set(Some((deadline, left - 1)));
+    Some((id, object.clone()))
+}
+
+fn read(bytes: &[u8], budget: &mut Budget) -> Result<Read, &'static str> {
+    let stream_limit = budget.bytes_left().min(MAX_STREAM_BYTES) as usize;
+    let options = LoadOptions {
+        max_decompressed_size: Some(stream_limit),
+        filter: Some(bounded),
+        ..LoadOptions::default()
+    };
+    LOADING.set(Some((budget.deadline(), MAX_OBJECTS)));
+    let loaded = Document::load_mem_with_options(bytes, options);
+    let exhausted = LOADING.take().is_some_and(|(_, left)| left == 0);
+    let doc = match loaded {
+        Ok(doc) => doc,
+        Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded { .. })) => {
+            return Err("decompressed size over the bound");
+        }
+        Err(_) if exhausted => return Err("PDF over the object or time bound"),
+        Err(lopdf::Error::Decryption(_) | lopdf::Error::InvalidPassword) => {
+            return Err("encrypted PDF (password required)");
+        }
+        Err(_) => return Err("PDF could not be read (malformed)"),
+    };
+    // lopdf decrypts with the empty user password when that opens the document (an
+    // owner-password-only PDF); a document still encrypted after loading needs a password.
+    if doc.is_encrypted() {
+        return Err("encrypted PDF (password required)");
+    }
+    if exhausted {
+        return Err("PDF over the object or time bound");
+    }
+    let mut read = Read::default();
+    let pages = doc.get_pages();
+    if pages.is_empty() {
+        return Err("PDF without pages (malformed)");
+    }
+    for page_id in pages.values() {
+        if budget.expired() {
+            read.out_of_time = true;
+            break;
+        }
+        let Ok(content) = doc.get_page_content_with_limit(*page_id, stream_limit) else {
+            // A page lopdf cannot decode within the limit: over the bound or corrupt.
+            read.over_budget = true;
             break;
         };
-        let data = &bytes[start..start + len];
-        pos = start + len + 9;
-        if budget.expired() {
-            out.cannot(location, "inspection time limit reached");
+        if !budget.charge(content.len() as u64) {
+            read.over_budget = true;
+            break;
+        }
+        let resources = page_resources(&doc, *page_id);
+        let mut page = Page {
+            doc: &doc,
+            budget,
+            forms_drawn: HashSet::new(),
+            read: &mut read,
+        };
+        page.show(&content, &resources, 0);
+        if read.over_budget || read.out_of_time {
+            break;
+        }
+    }
+    Ok(read)
+}
+
+/// The page's resource dictionaries, nearest first (a page inherits from its parents).
+fn page_resources(doc: &Document, page_id: ObjectId) -> Vec<&Dictionary> {
+    let Ok((own, inherited)) = doc.get_page_resources(page_id) else {
+        return Vec::new();
+    };
+    own.into_iter()
+        .chain(
+            inherited
+                .into_iter()
+                .filter_map(|id| doc.get_dictionary(id).ok()),
+        )
+        .collect()
+}
+
+/// How one font's strings become text.
+enum Decoder<'a> {
+    Text(Encoding<'a>),
+    /// No way to Unicode: the glyphs are counted, never guessed.
+    Opaque,
+}
+
+fn decoder<'a>(doc: &'a Document, font: &'a Dictionary, limit: usize) -> Decoder<'a> {
+    let name = |key: &[u8]| font.get(key).and_then(Object::as_name).ok();
+    let to_unicode = font
+        .get_deref(b"ToUnicode", doc)
+        .and_then(Object::as_stream)
+        .is_ok();
+    let composite = name(b"Subtype") == Some(b"Type0");
+    // A composite font's codes are CIDs, glyph numbers in its own font program, unless one of
+    // the predefined Unicode CMaps names them; without a ToUnicode map they mean nothing.
+    // lopdf would fall back to the standard one-byte encoding and produce plausible junk.
+    let unicode_cmap = name(b"Encoding")
+        .is_some_and(|e| e.starts_with(b"Uni") && (e.ends_with(b"-H") || e.ends_with(b"-V")));
+    if composite && !to_unicode && !unicode_cmap {
+        return Decoder::Opaque;
+    }
+    // An embedded symbolic simple font without an encoding or a map: its codes are whatever
+    // the font program says, so again not text.
+    if !composite && !to_unicode && font.get(b"Encoding").is_err() && symbolic_embedded(doc, font) {
+        return Decoder::Opaque;
+    }
+    if to_unicode && font.get(b"Encoding").is_ok() && !composite {
+        // A simple font with both: the map is what the producer says the glyphs mean (PDF
+        // 32000 §9.10.2 puts it first); lopdf would take the encoding.
+        if let Ok(stream) = font
+            .get_deref(b"ToUnicode", doc)
+            .and_then(Object::as_stream)
+        {
+            let mut mapped = Dictionary::new();
+            mapped.set("Type", Object::Name(b"Font".to_vec()));
+            mapped.set("ToUnicode", Object::Stream(stream.clone()));
+            if let Ok(Encoding::UnicodeMapEncoding(map)) =
+                mapped.get_font_encoding_with_limit(doc, limit)
+            {
+                return Decoder::Text(Encoding::UnicodeMapEncoding(map));
+            }
+        }
+    }
+    match font.get_font_encoding_with_limit(doc, limit) {
+        Ok(encoding) => Decoder::Text(encoding),
+        Err(_) => Decoder::Opaque,
+    }
+}
+
+fn symbolic_embedded(doc: &Document, font: &Dictionary) -> bool {
+    let Ok(descriptor) = font
+        .get_deref(b"FontDescriptor", doc)
+        .and_then(Object::as_dict)
+    else {
+        return false;
+    };
+    let flags = descriptor
+        .get(b"Flags")
+        .and_then(Object::as_i64)
+        .unwrap_or(0);
+    let embedded = [b"FontFile".as_slice(), b"FontFile2", b"FontFile3"]
+        .iter()
+        .any(|k| descriptor.has(k));
+    // Bit 3 (value 4): symbolic.
+    embedded && flags & 4 != 0
+}
+
+/// One page's walk: its content and the forms it draws.
+struct Page<'d, 'b> {
+    doc: &'d Document,
+    budget: &'b mut Budget,
+    /// Forms already drawn on this page: a form drawing itself, or drawn a thousand times,
+    /// is read once.
+    forms_drawn: HashSet<ObjectId>,
+    read: &'b mut Read,
+}
+
+impl<'d> Page<'d, '_> {
+    fn show(&mut self, content: &[u8], resources: &[&'d Dictionary], depth: usize) {
+        let Ok(content) = Content::decode(content) else {
+            // Content lopdf cannot tokenise: what it drew cannot be known.
+            self.read.undecoded += UNDECODED_TOLERATED;
+            return;
+        };
+        let limit = self.budget.bytes_left().min(MAX_STREAM_BYTES) as usize;
+        let mut fonts: BTreeMap<&[u8], Decoder<'d>> = BTreeMap::new();
+        let mut current: Option<&[u8]> = None;
+        for (n, op) in content.operations.iter().enumerate() {
+            if n % 4096 == 4095 && self.budget.expired() {
+                self.read.out_of_time = true;
+                return;
+            }
+            let text = &mut self.read.text;
+            match op.operator.as_str() {
+                "Tf" => {
+                    current = op.operands.first().and_then(|o| o.as_name().ok());
+                    if let Some(name) = current
+                        && !fonts.contains_key(name)
+                    {
+                        let found = resources.iter().find_map(|r| font_in(self.doc, r, name));
+                        let d = found.map_or(Decoder::Opaque, |f| decoder(self.doc, f, limit));
+                        fonts.insert(name, d);
+                    }
+                }
+                "Tj" | "TJ" | "'" | "\"" => {
+                    if matches!(op.operator.as_str(), "'" | "\"") {
+                        text.push('\n');
+                    }
+                    let strings: &[Object] = if op.operator == "\"" {
+                        op.operands.get(2..).unwrap_or(&[])
+                    } else {
+                        &op.operands
+                    };
+                    let decoder = current.and_then(|c| fonts.get(c));
+                    self.read.undecoded += shown(decoder, strings, text);
+                }
+                // Moves within a line separate table cells and words; a move to another line,
+                // a new matrix or the end of a text object separates lines.
+                "Td" | "TD" => {
+                    let dy = op.operands.get(1).and_then(|o| o.as_float().ok());
+                    text.push(if dy.is_some_and(|y| y != 0.0) {
+                        '\n'
+                    } else {
+                        ' '
+                    });
+                }
+                "Tm" | "T*" | "ET" => text.push('\n'),
+                "Do" if depth < MAX_FORM_DEPTH => {
+                    if let Some(name) = op.operands.first().and_then(|o| o.as_name().ok()) {
+                        self.form(name, resources, depth);
+                    }
+                }
+                _ => {}
+            }
+            if self.read.over_budget || self.read.out_of_time {
+                return;
+            }
+        }
+    }
+
+    /// Draws the form XObject `name` with its own resources (falling back to the page's).
+    fn form(&mut self, name: &[u8], resources: &[&'d Dictionary], depth: usize) {
+        let doc = self.doc;
+        let Some((id, form)) = resources.iter().find_map(|r| {
+            let xobjects = r
+                .get_deref(b"XObject", doc)
+                .and_then(Object::as_dict)
+                .ok()?;
+            let id = xobjects.get(name).and_then(Object::as_reference).ok()?;
+            let stream = doc.get_object(id).and_then(Object::as_stream).ok()?;
+            let subtype = stream.dict.get(b"Subtype").and_then(Object::as_name).ok();
+            (subtype == Some(b"Form")).then_some((id, stream))
+        }) else {
+            return;
+        };
+        if !self.forms_drawn.insert(id) {
             return;
         }
-        let dict = stream_dictionary(bytes, at);
-        let has = |k: &[u8]| memmem::find(dict, k).is_some();
-        if has(b"/Image")
-            || has(b"/FontFile")
-            || has(b"/Length1")
-            || has(b"/XRef")
-            || has(b"/ObjStm")
-        {
-            continue;
-        }
-        let decoded = if has(b"/FlateDecode") {
-            match budget.read_all(flate2::read::ZlibDecoder::new(data)) {
-                Ok(Some(d)) => d,
-                Ok(None) => {
-                    out.cannot(location, "decompressed size over the bound");
-                    return;
-                }
-                // A corrupt stream: the others may still hold the text.
-                Err(_) => continue,
+        let limit = self.budget.bytes_left().min(MAX_STREAM_BYTES) as usize;
+        let content = match form.decompressed_content_with_limit(limit) {
+            Ok(c) => c,
+            Err(lopdf::Error::Decompress(lopdf::DecompressError::MemoryLimitExceeded {
+                ..
+            })) => {
+                self.read.over_budget = true;
+                return;
             }
-        } else if has(b"/Filter") {
-            // LZW, ASCII85, RunLength...: rare for text in PDFs written this century.
-            continue;
-        } else {
-            data.to_vec()
+            // Not compressed, or compressed with a filter lopdf does not know.
+            Err(_) if form.dict.get(b"Filter").is_err() => form.content.clone(),
+            Err(_) => {
+                self.read.undecoded += UNDECODED_TOLERATED;
+                return;
+            }
         };
-        content_text(&decoded, &mut text);
-    }
-    if text.trim().is_empty() {
-        out.cannot(
-            location,
-            "PDF without extractable text (scanned, or embedded fonts)",
-        );
-    } else {
-        out.text(location, text);
-    }
-}
-
-/// The dictionary of the stream whose keyword is at `at`: back to its `obj`.
-fn stream_dictionary(bytes: &[u8], at: usize) -> &[u8] {
-    let from = at.saturating_sub(4096);
-    let window = &bytes[from..at];
-    match memmem::rfind(window, b" obj") {
-        Some(o) => &window[o..],
-        None => window,
-    }
-}
-
-/// Appends the text shown in one content stream.
-pub fn content_text(c: &[u8], out: &mut String) {
-    let mut i = 0;
-    let mut in_text = false;
-    // The strings read since the last operator, joined: what the next show operator shows.
-    let mut strings = String::new();
-    let mut in_array = false;
-    while i < c.len() {
-        match c[i] {
-            b'%' => {
-                i = memchr::memchr(b'\n', &c[i..]).map_or(c.len(), |n| i + n + 1);
-            }
-            b'(' => i = literal(c, i + 1, &mut strings),
-            b'<' if c.get(i + 1) == Some(&b'<') => i += 2,
-            b'>' if c.get(i + 1) == Some(&b'>') => i += 2,
-            b'<' => {
-                i = memchr::memchr(b'>', &c[i..]).map_or(c.len(), |n| i + n + 1);
-            }
-            b'[' => {
-                in_array = true;
-                i += 1;
-            }
-            b']' => {
-                in_array = false;
-                i += 1;
-            }
-            b'-' | b'0'..=b'9' | b'.' | b'+' => {
-                let end = c[i..]
-                    .iter()
-                    .position(|b| !(b.is_ascii_digit() || *b == b'.' || *b == b'-' || *b == b'+'))
-                    .map_or(c.len(), |n| i + n);
-                // A large negative kerning inside TJ is a word space.
-                if in_array
-                    && in_text
-                    && std::str::from_utf8(&c[i..end])
-                        .unwrap_or("0")
-                        .parse::<f32>()
-                        .is_ok_and(|v| v < -200.0)
-                {
-                    strings.push(' ');
-                }
-                i = end.max(i + 1);
-            }
-            b if b.is_ascii_alphabetic() || b == b'\'' || b == b'"' || b == b'*' => {
-                let end = c[i..]
-                    .iter()
-                    .position(|b| {
-                        !(b.is_ascii_alphanumeric() || *b == b'\'' || *b == b'"' || *b == b'*')
-                    })
-                    .map_or(c.len(), |n| i + n);
-                let op = &c[i..end];
-                i = end;
-                match op {
-                    b"BT" => in_text = true,
-                    b"ET" => {
-                        in_text = false;
-                        out.push('\n');
-                    }
-                    b"Tj" | b"TJ" | b"'" | b"\"" if in_text => {
-                        if op == b"'" || op == b"\"" {
-                            out.push('\n');
-                        }
-                        out.push_str(&strings);
-                        strings.clear();
-                    }
-                    b"Td" | b"TD" | b"Tm" | b"T*" if in_text => out.push(' '),
-                    // Inline image data is binary: skip to its end.
-                    b"ID" => {
-                        i = memmem::find(&c[i..], b"EI").map_or(c.len(), |n| i + n + 2);
-                    }
-                    _ => {}
-                }
-                if !in_array {
-                    strings.clear();
-                }
-            }
-            _ => i += 1,
+        if !self.budget.charge(content.len() as u64) {
+            self.read.over_budget = true;
+            return;
         }
+        let own = form
+            .dict
+            .get_deref(b"Resources", doc)
+            .and_then(Object::as_dict)
+            .ok();
+        let mut inner: Vec<&'d Dictionary> = own.into_iter().collect();
+        inner.extend_from_slice(resources);
+        self.show(&content, &inner, depth + 1);
     }
 }
 
-/// Appends the literal string starting after its '(' to `s`; the index after its ')'.
-fn literal(c: &[u8], mut i: usize, s: &mut String) -> usize {
-    let mut depth = 1;
-    while i < c.len() {
-        // Plain bytes up to the next escape or parenthesis in one go; they are Latin-1.
-        let run = memchr::memchr3(b'\\', b'(', b')', &c[i..]).map_or(c.len() - i, |n| n);
-        let plain = &c[i..i + run];
-        match std::str::from_utf8(plain) {
-            Ok(ascii) if plain.is_ascii() => s.push_str(ascii),
-            _ => s.extend(plain.iter().map(|&b| b as char)),
-        }
-        i += run;
-        let Some(&b) = c.get(i) else { break };
-        i += 1;
-        match b {
-            b'\\' => {
-                let Some(&e) = c.get(i) else { break };
-                i += 1;
-                match e {
-                    b'n' => s.push('\n'),
-                    b'r' => s.push('\r'),
-                    b't' => s.push('\t'),
-                    b'b' | b'f' => {}
-                    b'\r' | b'\n' => {
-                        if e == b'\r' && c.get(i) == Some(&b'\n') {
-                            i += 1;
-                        }
+fn font_in<'d>(
+    doc: &'d Document,
+    resources: &'d Dictionary,
+    name: &[u8],
+) -> Option<&'d Dictionary> {
+    let fonts = resources
+        .get_deref(b"Font", doc)
+        .and_then(Object::as_dict)
+        .ok()?;
+    fonts.get_deref(name, doc).and_then(Object::as_dict).ok()
+}
+
+/// Appends the text of a show operator's strings; returns how many glyphs did not decode.
+fn shown(decoder: Option<&Decoder>, operands: &[Object], text: &mut String) -> usize {
+    let mut undecoded = 0;
+    for operand in operands {
+        match operand {
+            Object::String(bytes, _) => match decoder {
+                Some(Decoder::Text(encoding)) => match Document::decode_text(encoding, bytes) {
+                    Ok(s) => {
+                        undecoded += s.chars().filter(|&c| c == '\u{fffd}').count();
+                        text.push_str(&s);
                     }
-                    b'0'..=b'7' => {
-                        let mut v = u32::from(e - b'0');
-                        for _ in 0..2 {
-                            match c.get(i) {
-                                Some(&d @ b'0'..=b'7') => {
-                                    v = v * 8 + u32::from(d - b'0');
-                                    i += 1;
-                                }
-                                _ => break,
-                            }
-                        }
-                        s.push(char::from_u32(v & 0xff).unwrap_or(' '));
-                    }
-                    other => s.push(other as char),
-                }
-            }
-            b'(' => {
-                depth += 1;
-                s.push('(');
-            }
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    break;
-                }
-                s.push(')');
-            }
-            // The run above stopped at one of the three.
+                    Err(_) => undecoded += bytes.len(),
+                },
+                // Each glyph is one or two bytes; count the fewest glyphs it could be.
+                _ => undecoded += bytes.len().div_ceil(2),
+            },
+            Object::Array(items) => undecoded += shown(decoder, items, text),
+            // TJ kerning, in thousandths of the font size: a word's width apart is a space.
+            Object::Integer(i) if *i < -200 => text.push(' '),
+            Object::Real(r) if *r < -200.0 => text.push(' '),
             _ => {}
         }
     }
-    i
+    undecoded
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn shows_text_of_tj_and_tj_arrays() {
-        let mut out = String::new();
-        content_text(
-            b"BT /F1 12 Tf 72 712 Td (BSN: ) Tj [(1234)-20(5678)-30(2)] TJ ET BT (na\\(am\\) \\101) Tj ET",
-            &mut out,
-        );
-        assert_eq!(out, " BSN: 123456782\nna(am) A\n");
-    }
-
-    #[test]
-    fn big_kerning_is_a_space_and_inline_images_are_skipped() {
-        let mut out = String::new();
-        content_text(
-            b"BT [(a) -500 (b)] TJ ET BI /W 1 ID (\x00\xff) EI BT (c) Tj ET",
-            &mut out,
-        );
-        assert_eq!(out, "a b\nc\n");
-    }
-
-    #[test]
-    fn literal_strings_are_latin_1_with_nested_parentheses() {
-        let mut out = String::new();
-        content_text(b"BT (caf\xe9 (1) \\\\ 2) Tj ET", &mut out);
-        assert_eq!(out, "caf\u{e9} (1) \\ 2\n");
-    }
-}
+mod tests;

@@ -1,0 +1,131 @@
+//! Documents made by real producers (tests/fixtures/documents, made by make.sh there; its
+//! README says how each was made), sent as attachments or as whole messages: what inspection
+//! must find in each, and what it must call uninspectable, with the true reason.
+
+use std::path::Path;
+
+use base64::Engine;
+use sluis::config::InspectConfig;
+use sluis::inspect::{Detector, Inspection, Inspector};
+
+const DIR: &str = "tests/fixtures/documents";
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(Path::new(DIR).join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A message carrying `bytes` as one attachment declared as `ctype`, with a neutral body.
+fn attached(name: &str, ctype: &str, bytes: &[u8]) -> Vec<u8> {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "From: a.jansen@ziekenhuis.example\r\nTo: b@praktijk.example\r\nSubject: Bijlage\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nZie bijlage.\r\n\
+         --b\r\nContent-Type: {ctype}\r\nContent-Disposition: attachment; filename=\"{name}\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--b--\r\n",
+        lines.join("\r\n")
+    )
+    .into_bytes()
+}
+
+fn inspect(raw: &[u8]) -> Inspection {
+    Inspector::new(&InspectConfig::default())
+        .unwrap()
+        .inspect(raw)
+}
+
+fn attachment(name: &str, ctype: &str) -> Inspection {
+    inspect(&attached(name, ctype, &fixture(name)))
+}
+
+fn show(r: &Inspection) -> String {
+    r.findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}/{:?}@{} {:?}",
+                f.detector.name(),
+                f.confidence,
+                f.location,
+                f.masked
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+fn bsns(r: &Inspection) -> Vec<&str> {
+    r.findings
+        .iter()
+        .filter(|f| f.detector == Detector::Bsn)
+        .map(|f| f.masked.as_str())
+        .collect()
+}
+
+fn reasons(r: &Inspection) -> Vec<&str> {
+    r.findings
+        .iter()
+        .filter(|f| f.detector == Detector::Uninspectable)
+        .map(|f| f.masked.as_str())
+        .collect()
+}
+
+/// Read, the BSN found, nothing called uninspectable.
+#[track_caller]
+fn reads_the_bsn(r: &Inspection, what: &str) {
+    assert!(
+        !bsns(r).is_empty() && reasons(r).is_empty() && r.sensitive,
+        "{what}:\n  {}",
+        show(r)
+    );
+}
+
+#[test]
+fn pdfs_from_real_producers_are_read() {
+    for name in [
+        // LibreOffice: subset TrueType fonts, text only through their ToUnicode maps.
+        "lo-ontslagbrief.pdf",
+        "lo-labuitslagen.pdf",
+        // reportlab: ASCII85Decode before FlateDecode.
+        "rl-ascii85.pdf",
+        // fpdf2: an embedded TrueType font as a CID font, 2-byte glyph ids, Identity-H.
+        "fpdf2-truetype.pdf",
+        // qpdf: object streams and a cross-reference stream.
+        "qpdf-objstm.pdf",
+        // qpdf: encrypted with an owner password only (AES-256 and RC4-128).
+        "qpdf-owner-only-aes256.pdf",
+        "qpdf-owner-only-rc4.pdf",
+        // LibreOffice's content stream under each remaining standard filter.
+        "pikepdf-filter-asciihex.pdf",
+        "pikepdf-filter-lzw.pdf",
+        "pikepdf-filter-runlength.pdf",
+        "pikepdf-filter-flate-png-up.pdf",
+    ] {
+        reads_the_bsn(&attachment(name, "application/pdf"), name);
+        // Declared wrongly, read all the same.
+        reads_the_bsn(&attachment(name, "application/octet-stream"), name);
+    }
+}
+
+#[test]
+fn pdfs_that_cannot_be_read_say_why() {
+    for (name, reason) in [
+        (
+            "qpdf-user-password.pdf",
+            "encrypted PDF (password required)",
+        ),
+        (
+            "fpdf2-no-tounicode.pdf",
+            "PDF text in a font without a Unicode map (cannot be decoded)",
+        ),
+    ] {
+        let r = attachment(name, "application/pdf");
+        assert_eq!(reasons(&r), [reason], "{name}:\n  {}", show(&r));
+        assert!(bsns(&r).is_empty());
+    }
+}
