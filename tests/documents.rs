@@ -129,3 +129,32 @@ fn pdfs_that_cannot_be_read_say_why() {
         assert!(bsns(&r).is_empty());
     }
 }
+
+#[test]
+fn legacy_office_and_rtf_are_read_or_named() {
+    reads_the_bsn(
+        &attachment("lo-labuitslagen.xls", "application/vnd.ms-excel"),
+        "xls",
+    );
+    reads_the_bsn(&attachment("lo-ontslagbrief.rtf", "application/rtf"), "rtf");
+    reads_the_bsn(
+        &attachment(
+            "lo-ontslagbrief.docx",
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        ),
+        "docx",
+    );
+    for (name, reason) in [
+        (
+            "lo-ontslagbrief.doc",
+            "legacy Word document (.doc) cannot be inspected",
+        ),
+        (
+            "docx-encrypted.docx",
+            "encrypted Office document (password required)",
+        ),
+    ] {
+        let r = attachment(name, "application/octet-stream");
+        assert_eq!(reasons(&r), [reason], "{name}:\n  {}", show(&r));
+    }
+}

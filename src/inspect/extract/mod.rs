@@ -4,9 +4,11 @@
 //! number of parts and a deadline. Whatever cannot be read (encrypted, corrupt, over a bound,
 //! a format we cannot open) becomes an `uninspectable` note, never a crash and never "clean".
 
+pub mod compound;
 pub mod html;
 pub mod office;
 pub mod pdf;
+pub mod rtf;
 pub mod sniff;
 
 use std::io::Read;
@@ -166,10 +168,8 @@ pub fn attachment(
             }
         }
         sniff::Kind::Text => out.text(location, sniff::decode_text(bytes)),
-        sniff::Kind::LegacyOffice => out.cannot(
-            location,
-            "legacy Office format (.doc/.xls) cannot be inspected",
-        ),
+        sniff::Kind::Compound => compound::extract(bytes, location, depth, budget, out),
+        sniff::Kind::Rtf => rtf::extract(bytes, location, budget, out),
         sniff::Kind::Archive(name) => {
             out.cannot(location, format!("{name} archive cannot be inspected"))
         }
