@@ -299,7 +299,7 @@ def main():
     save("unin-encrypted-pdf.eml", m, False, uninspectable="encrypted PDF")
     m = base("Scan", "Gescande brief.\n")
     attach(m, pdf("", image_only=True), "scan.pdf", "application", "pdf")
-    save("unin-scanned-pdf.eml", m, False, uninspectable="without extractable text")
+    save("unin-scanned-pdf.eml", m, False, uninspectable="PDF without text")
     m = base("Kapot", "Bijlage.\n")
     attach(m, b"PK\x03\x04" + bytes(100), "kapot.zip", "application", "zip")
     save("unin-corrupt-zip.eml", m, False, uninspectable="corrupt")
@@ -315,7 +315,7 @@ def main():
     save("unin-nested-too-deep.eml", m, False, uninspectable="nested too deeply")
     m = base("Oud", "Bijlage.\n")
     attach(m, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(600), "oud.doc", "application", "msword")
-    save("unin-legacy-doc.eml", m, False, uninspectable="legacy Office")
+    save("unin-legacy-doc.eml", m, False, uninspectable="corrupt OLE compound file")
 
     many = base("Veel delen", None)
     many.set_content("Deel 0.\n")

@@ -19,6 +19,7 @@
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use lopdf::content::Content;
@@ -34,6 +35,14 @@ const MAX_OBJECTS: usize = 1_000_000;
 /// in ZapfDingbats). Fewer than eight cannot hide an identifier: the shortest, an 8-digit BSN,
 /// has eight. From eight on the PDF is uninspectable.
 const UNDECODED_TOLERATED: usize = 8;
+/// What a viewer draws for a font that is not there.
+static MISSING_FONT: LazyLock<Dictionary> = LazyLock::new(|| {
+    let mut font = Dictionary::new();
+    font.set("Type", Object::Name(b"Font".to_vec()));
+    font.set("Subtype", Object::Name(b"Type1".to_vec()));
+    font.set("Encoding", Object::Name(b"WinAnsiEncoding".to_vec()));
+    font
+});
 /// One stream may decode to at most this much, whatever the budget: lopdf holds it whole.
 const MAX_STREAM_BYTES: u64 = 64 << 20;
 
@@ -116,8 +125,9 @@ fn read(bytes: &[u8], budget: &mut Budget) -> Result<Read, &'static str> {
         Err(_) => return Err("PDF could not be read (malformed)"),
     };
     // lopdf decrypts with the empty user password when that opens the document (an
-    // owner-password-only PDF); a document still encrypted after loading needs a password.
-    if doc.is_encrypted() {
+    // owner-password-only PDF); a document still encrypted after loading needs a password, and
+    // one that declares encryption lopdf could not set up cannot be read either.
+    if doc.is_encrypted() || (doc.trailer.has(b"Encrypt") && doc.encryption_state.is_none()) {
         return Err("encrypted PDF (password required)");
     }
     if exhausted {
@@ -272,7 +282,12 @@ impl<'d> Page<'d, '_> {
                         && !fonts.contains_key(name)
                     {
                         let found = resources.iter().find_map(|r| font_in(self.doc, r, name));
-                        let d = found.map_or(Decoder::Opaque, |f| decoder(self.doc, f, limit));
+                        // A font the page names but does not define: viewers substitute a
+                        // standard font, so the codes show as Latin text, and are read so.
+                        let d = match found {
+                            Some(f) => decoder(self.doc, f, limit),
+                            None => decoder(self.doc, &MISSING_FONT, limit),
+                        };
                         fonts.insert(name, d);
                     }
                 }
