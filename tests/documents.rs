@@ -158,3 +158,73 @@ fn legacy_office_and_rtf_are_read_or_named() {
         assert_eq!(reasons(&r), [reason], "{name}:\n  {}", show(&r));
     }
 }
+
+#[test]
+fn encrypted_mail_is_uninspectable_signed_mail_is_read() {
+    for (name, reason) in [
+        (
+            "smime-enveloped-x-pkcs7.eml",
+            "S/MIME-encrypted message (cannot be inspected)",
+        ),
+        (
+            "smime-enveloped-cms.eml",
+            "S/MIME-encrypted message (cannot be inspected)",
+        ),
+        (
+            "pgp-mime.eml",
+            "PGP/MIME-encrypted message (cannot be inspected)",
+        ),
+        (
+            "pgp-inline.eml",
+            "PGP-encrypted content (inline armour, cannot be inspected)",
+        ),
+    ] {
+        let r = inspect(&fixture(name));
+        assert_eq!(reasons(&r), [reason], "{name}:\n  {}", show(&r));
+    }
+    for name in ["smime-signed-clear.eml", "smime-signed-opaque.eml"] {
+        reads_the_bsn(&inspect(&fixture(name)), name);
+    }
+}
+
+/// Excel's "Unicode text": UTF-16LE with a byte-order mark, however it is declared.
+#[test]
+fn utf16_attachments_are_read_however_declared() {
+    for ctype in [
+        "text/csv",
+        "text/plain; charset=utf-8",
+        "application/octet-stream",
+    ] {
+        reads_the_bsn(&attachment("labuitslagen-utf16.txt", ctype), ctype);
+    }
+    // The same table as UTF-16BE without a byte-order mark, in the body, no charset given.
+    let table = String::from_utf16(
+        &fixture("labuitslagen-utf16.txt")[2..]
+            .chunks(2)
+            .map(|u| u16::from_le_bytes([u[0], u[1]]))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let be: Vec<u8> = table.encode_utf16().flat_map(u16::to_be_bytes).collect();
+    let mut raw = b"From: a@ziekenhuis.example\r\nContent-Type: text/plain\r\n\
+        Content-Transfer-Encoding: base64\r\n\r\n"
+        .to_vec();
+    raw.extend(
+        base64::engine::general_purpose::STANDARD
+            .encode(&be)
+            .as_bytes(),
+    );
+    reads_the_bsn(&inspect(&raw), "UTF-16BE body without a BOM");
+}
+
+/// A number a mail client wrapped with a soft line break (RFC 3676) is whole again.
+#[test]
+fn format_flowed_text_is_unwrapped_before_detection() {
+    let raw = b"From: a@ziekenhuis.example\r\n\
+        Content-Type: text/plain; charset=utf-8; format=flowed; delsp=yes\r\n\r\n\
+        De pati\xc3\xabnt met BSN 1234 \r\n56782 is opgenomen.\r\n";
+    reads_the_bsn(&inspect(raw), "flowed");
+    // The same without format=flowed: two numbers, neither a BSN.
+    let plain = String::from_utf8_lossy(raw).replace("; format=flowed; delsp=yes", "");
+    assert!(bsns(&inspect(plain.as_bytes())).is_empty());
+}

@@ -2,9 +2,15 @@
 //! people write. mail-parser parses and decodes (transfer encodings, charsets, RFC 2047 encoded
 //! words, RFC 2231 file names); this module only decides what to read and where it was.
 
-use mail_parser::{Address, HeaderValue, Message, MessageParser, MimeHeaders, PartType};
+use std::borrow::Cow;
 
-use super::extract::{self, Budget, Extracted, html};
+use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
+use mail_parser::{
+    Address, Encoding, HeaderValue, Message, MessageParser, MessagePart, MimeHeaders, PartType,
+};
+
+use super::extract::smime::{self, Cms};
+use super::extract::{self, Budget, Extracted, flowed, html, sniff};
 use super::mask;
 
 /// Headers whose text a person wrote.
@@ -162,9 +168,42 @@ fn part(
             out.cannot(&location, "content transfer encoding could not be decoded");
         }
     }
+    let param = |name: &str| p.content_type().and_then(|c| c.attribute(name));
+    // Ciphertext is not read as text or as an attachment: it says only that it is encrypted.
+    if ctype == "multipart/encrypted" {
+        let reason = match param("protocol").map(str::to_ascii_lowercase).as_deref() {
+            Some("application/pgp-encrypted") => "PGP/MIME-encrypted message (cannot be inspected)",
+            _ => "encrypted message (multipart/encrypted, cannot be inspected)",
+        };
+        out.cannot(location, reason);
+        return;
+    }
+    if ctype == "application/pkcs7-mime" || ctype == "application/x-pkcs7-mime" {
+        let bytes: &[u8] = match &p.body {
+            PartType::Binary(b) | PartType::InlineBinary(b) => b,
+            PartType::Text(t) | PartType::Html(t) => t.as_bytes(),
+            _ => &[],
+        };
+        match smime::open(bytes, param("smime-type")) {
+            Cms::Closed(reason) => out.cannot(location, reason),
+            Cms::Signed(entity) => signed_entity(entity, &location, depth, budget, out),
+            Cms::CertsOnly => {}
+            Cms::Unreadable => out.cannot(location, "S/MIME content could not be read"),
+        }
+        return;
+    }
     match &p.body {
-        PartType::Text(t) => out.text(location, t.to_string()),
-        PartType::Html(h) => out.text(location, html::to_text(h)),
+        PartType::Text(t) => {
+            let mut text = as_sent(msg, p, t);
+            if ctype == "text/plain"
+                && param("format").is_some_and(|f| f.eq_ignore_ascii_case("flowed"))
+            {
+                let delsp = param("delsp").is_some_and(|d| d.eq_ignore_ascii_case("yes"));
+                text = Cow::Owned(flowed::unwrap(&text, delsp));
+            }
+            extract::text(&location, text.into_owned(), out);
+        }
+        PartType::Html(h) => out.text(location, html::to_text(&as_sent(msg, p, h))),
         PartType::Binary(b) | PartType::InlineBinary(b) => {
             extract::attachment(b, &location, depth, budget, out);
         }
@@ -185,6 +224,63 @@ fn part(
                 part(msg, *child as usize, child_path, prefix, depth, budget, out);
             }
         }
+    }
+}
+
+/// The text of a part as its bytes say, when mail-parser's decoding (the declared charset, or
+/// UTF-8 without one) left NULs or replacement characters: UTF-16 sent without a charset, or
+/// with a wrong one, and Windows-1252 sent as if it were UTF-8. A byte-order mark wins over
+/// a declared charset, as in browsers (WHATWG Encoding).
+fn as_sent<'a>(msg: &Message, p: &MessagePart, decoded: &'a str) -> Cow<'a, str> {
+    if !decoded.contains(['\0', '\u{fffd}']) {
+        return Cow::Borrowed(decoded);
+    }
+    let Some(raw) = msg
+        .raw_message
+        .get(p.offset_body as usize..p.offset_end as usize)
+    else {
+        return Cow::Borrowed(decoded);
+    };
+    let bytes = match p.encoding {
+        Encoding::Base64 => base64_decode(raw),
+        Encoding::QuotedPrintable => quoted_printable_decode(raw),
+        Encoding::None => Some(raw.to_vec()),
+    };
+    match bytes {
+        Some(b) => Cow::Owned(sniff::decode_text(&b)),
+        None => Cow::Borrowed(decoded),
+    }
+}
+
+/// The MIME entity inside an opaque S/MIME signature, walked as an attached message.
+fn signed_entity(
+    entity: &[u8],
+    location: &str,
+    depth: usize,
+    budget: &mut Budget,
+    out: &mut Extracted,
+) {
+    if depth + 1 > budget.max_depth {
+        out.cannot(location, "nesting: signed content nested too deeply");
+        return;
+    }
+    match MessageParser::default()
+        .with_max_nesting(MAX_NESTING)
+        .with_max_parts(budget.max_parts.saturating_add(1))
+        .parse(entity)
+    {
+        Some(inner) if !inner.parts.is_empty() => {
+            part(
+                &inner,
+                0,
+                String::new(),
+                &format!("{location}/"),
+                depth + 1,
+                budget,
+                out,
+            );
+        }
+        _ => out.cannot(location, "S/MIME signed content could not be read"),
     }
 }
 

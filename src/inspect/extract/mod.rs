@@ -5,10 +5,12 @@
 //! a format we cannot open) becomes an `uninspectable` note, never a crash and never "clean".
 
 pub mod compound;
+pub mod flowed;
 pub mod html;
 pub mod office;
 pub mod pdf;
 pub mod rtf;
+pub mod smime;
 pub mod sniff;
 
 use std::io::Read;
@@ -134,6 +136,18 @@ impl Budget {
     }
 }
 
+/// Text from a part or an attachment, with any inline PGP armour in it named: the armoured
+/// block is ciphertext, the text around it is still read.
+pub fn text(location: &str, text: String, out: &mut Extracted) {
+    if text.contains("-----BEGIN PGP MESSAGE-----") {
+        out.cannot(
+            location,
+            "PGP-encrypted content (inline armour, cannot be inspected)",
+        );
+    }
+    out.text(location, text);
+}
+
 /// Extracts text from the bytes of one attachment (or archive member), dispatching on what the
 /// bytes are, not on what the sender declared them to be.
 pub fn attachment(
@@ -167,7 +181,7 @@ pub fn attachment(
                 Err(_) => out.cannot(location, "corrupt gzip data"),
             }
         }
-        sniff::Kind::Text => out.text(location, sniff::decode_text(bytes)),
+        sniff::Kind::Text => text(location, sniff::decode_text(bytes), out),
         sniff::Kind::Compound => compound::extract(bytes, location, depth, budget, out),
         sniff::Kind::Rtf => rtf::extract(bytes, location, budget, out),
         sniff::Kind::Archive(name) => {

@@ -44,7 +44,34 @@ pub fn kind(b: &[u8]) -> Kind {
             return *k;
         }
     }
-    if is_text(b) { Kind::Text } else { Kind::Binary }
+    if encoding_rs::Encoding::for_bom(b).is_some() || utf16_without_bom(b).is_some() || is_text(b) {
+        Kind::Text
+    } else {
+        Kind::Binary
+    }
+}
+
+/// UTF-16 without a byte-order mark, from where its NULs are: text in the Latin scripts has
+/// a NUL in every other byte, the high byte of each unit. Little-endian when the odd bytes are
+/// NUL, big-endian when the even ones are; at least 3 in 4 units and NULs nowhere else.
+fn utf16_without_bom(b: &[u8]) -> Option<&'static encoding_rs::Encoding> {
+    let head = &b[..b.len().min(4096) & !1];
+    if head.len() < 8 {
+        return None;
+    }
+    let units = head.len() / 2;
+    let (mut even, mut odd) = (0, 0);
+    for unit in head.chunks_exact(2) {
+        even += usize::from(unit[0] == 0);
+        odd += usize::from(unit[1] == 0);
+    }
+    if odd * 4 >= units * 3 && even == 0 {
+        Some(encoding_rs::UTF_16LE)
+    } else if even * 4 >= units * 3 && odd == 0 {
+        Some(encoding_rs::UTF_16BE)
+    } else {
+        None
+    }
 }
 
 /// Text: no NUL and almost only printable characters in the first 8 KiB.
@@ -71,11 +98,63 @@ fn utf8_cut_at_end(head: &[u8]) -> bool {
     }
 }
 
-/// Text bytes as a string: UTF-8 when it is, Windows-1252/Latin-1 otherwise (what Dutch
-/// office software writes when it does not write UTF-8).
+/// Text bytes as a string, by what the bytes say: a byte-order mark (UTF-8, UTF-16LE/BE)
+/// first, then UTF-16 without one, then UTF-8 when the bytes are valid UTF-8, and otherwise
+/// Windows-1252 (what Dutch office software writes when it does not write Unicode).
 pub fn decode_text(b: &[u8]) -> String {
+    if let Some((encoding, bom)) = encoding_rs::Encoding::for_bom(b) {
+        return encoding
+            .decode_without_bom_handling(&b[bom..])
+            .0
+            .into_owned();
+    }
+    if let Some(encoding) = utf16_without_bom(b) {
+        return encoding.decode_without_bom_handling(b).0.into_owned();
+    }
     match std::str::from_utf8(b) {
         Ok(s) => s.to_string(),
-        Err(_) => b.iter().map(|&c| c as char).collect(),
+        Err(_) => encoding_rs::WINDOWS_1252
+            .decode_without_bom_handling(b)
+            .0
+            .into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utf16(s: &str, big_endian: bool) -> Vec<u8> {
+        s.encode_utf16()
+            .flat_map(|u| {
+                if big_endian {
+                    u.to_be_bytes()
+                } else {
+                    u.to_le_bytes()
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn byte_order_marks_and_utf16_without_one_are_text() {
+        let text = "Patiënt\tBSN\n J. de Vries\t123456782\n";
+        let le = [&[0xff, 0xfe][..], &utf16(text, false)].concat();
+        let be = [&[0xfe, 0xff][..], &utf16(text, true)].concat();
+        let u8bom = [&[0xef, 0xbb, 0xbf][..], text.as_bytes()].concat();
+        for bytes in [le, be, u8bom, utf16(text, false), utf16(text, true)] {
+            assert!(matches!(kind(&bytes), Kind::Text));
+            assert_eq!(decode_text(&bytes), text);
+        }
+    }
+
+    #[test]
+    fn windows_1252_is_the_fallback_and_binary_stays_binary() {
+        assert_eq!(decode_text(b"pati\xebnt \x80 5"), "pati\u{eb}nt \u{20ac} 5");
+        // NULs in both halves of the units: not UTF-16 text.
+        assert!(matches!(
+            kind(&[0, 1, 0, 0, 2, 0, 0, 0, 3, 0, 0, 4]),
+            Kind::Binary
+        ));
     }
 }
