@@ -228,3 +228,46 @@ fn format_flowed_text_is_unwrapped_before_detection() {
     let plain = String::from_utf8_lossy(raw).replace("; format=flowed; delsp=yes", "");
     assert!(bsns(&inspect(plain.as_bytes())).is_empty());
 }
+
+/// A leaflet for patients with telephone numbers whose tails pass the 11-proof, and a footer
+/// with KvK and AGB numbers that do: nothing sensitive.
+#[test]
+fn phone_numbers_and_labelled_numbers_are_not_bsns() {
+    let r = attachment("lo-folder.pdf", "application/pdf");
+    assert!(bsns(&r).is_empty() && !r.sensitive, "{}", show(&r));
+    // 54530088 and 054530088 pass the 11-proof; so do 12345611 and 61234503.
+    let body = "Informatie voor patiënten. Bel 06-54530088, 06 54530088, +31 6 54530088 \
+        of (06) 54530088.\r\nZiekenhuis Voorbeeld, KvK 12345611, AGB-code 61234503.\r\n";
+    let raw = format!("From: a@ziekenhuis.example\r\nSubject: Folder\r\n\r\n{body}");
+    let r = inspect(raw.as_bytes());
+    assert_eq!(r.score, 0, "{}", show(&r));
+    assert!(
+        r.findings
+            .iter()
+            .all(|f| f.detector == Detector::Bsn && f.confidence == sluis::inspect::Confidence::Low),
+        "{}",
+        show(&r)
+    );
+    assert_eq!(
+        bsns(&r).len(),
+        2,
+        "only the KvK and AGB numbers: {}",
+        show(&r)
+    );
+    // The same numbers as BSNs next to "patiënt" are found.
+    let r = inspect(b"From: a@ziekenhuis.example\r\n\r\nPatient BSN 054530088.\r\n");
+    reads_the_bsn(&r, "a BSN with a leading zero");
+}
+
+/// HL7 v2: a PID segment whose identifier is typed NNNLD by NLMINBIZA is a BSN in patient
+/// context, with no Dutch word near it.
+#[test]
+fn hl7_pid_segments_with_a_bsn_are_patient_context() {
+    let hl7 = "MSH|^~\\&|HIS|ZKH|LAB|ZKH|202611301200||ADT^A08|1|P|2.5\r\
+        PID|1||123456782^^^NLMINBIZA^NNNLD||Vries^J^^de||19610314|M\r";
+    let r = inspect(&attached("adt.hl7", "application/hl7-v2", hl7.as_bytes()));
+    reads_the_bsn(&r, "HL7 PID");
+    let plain = hl7.replace("^^^NLMINBIZA^NNNLD", "^^^ZKH^MR");
+    let r = inspect(&attached("adt.hl7", "application/hl7-v2", plain.as_bytes()));
+    assert!(!r.sensitive, "{}", show(&r));
+}

@@ -268,7 +268,8 @@ def main():
     # --- negatives, the tricky ones ----------------------------------------------------------
     save("neg-patient-invoice-medium.eml",
          base("Factuur behandeling", f"Factuur voor de behandeling van patiënt, factuurnummer {B3}.\n"),
-         False, [("bsn", "medium", "text/plain")])
+         # The number right after "factuurnummer" is that label's: low, not medium.
+         False, [("bsn", "low", "text/plain")])
     save("neg-invoice-number.eml", base("Factuur 2024-118", f"Factuurnummer {B1}\nBedrag: EUR 1.250,00\nBetalen op {IBAN} o.v.v. het factuurnummer.\n"),
          False, [("bsn", "low", "text/plain"), ("iban", "low", "text/plain")])
     save("neg-dial-in-pin.eml", base("Teams-vergadering MDO", f"Deelnemen via telefoon: +31 20 123 4567\nConference ID: {B2[:3]} {B2[3:6]} {B2[6:]}#\n"),

@@ -12,9 +12,14 @@ pub enum Kind {
     Birth,
     /// Anti-context: invoices, orders, PINs, tracking codes, meeting IDs.
     Anti,
+    /// Names another kind of number written right after it (KvK, AGB, order, telephone).
+    Label,
 }
 
 pub const IDENTIFIER: &[&str] = &[
+    // HL7 v2: the identifier type of a BSN and the authority that assigns it, in PID-3.
+    "nnnld",
+    "nlminbiza",
     "bsn",
     "bsn#",
     "bsn-nummer",
@@ -122,6 +127,42 @@ pub const ANTI: &[&str] = &[
 /// Whether a match of `word` at `start..end` of `text` stands on its own: a word made of
 /// letters must not continue into letters or digits ("dob" inside "adobe", "order" inside
 /// "border").
+/// Labels of numbers that look like BSNs but are not: the number right after one is the
+/// label's (a register, a practice code, an order), so a BSN finding there is low.
+pub const LABEL: &[&str] = &[
+    "kvk",
+    "kvk-nummer",
+    "kvk nummer",
+    "kvk-nr",
+    "agb",
+    "agb-code",
+    "agb code",
+    "uzi",
+    "uzi-nummer",
+    "uzi nummer",
+    "rsin",
+    "btw",
+    "btw-nummer",
+    "vestigingsnummer",
+    "ordernummer",
+    "order",
+    "bestelnummer",
+    "factuurnummer",
+    "factuur",
+    "invoice",
+    "klantnummer",
+    "debiteurnummer",
+    "relatienummer",
+    "polisnummer",
+    "artikelnummer",
+    "tel",
+    "tel.",
+    "telefoon",
+    "telefoonnummer",
+    "fax",
+    "mobiel",
+];
+
 pub fn stands_alone(text: &[u8], start: usize, end: usize, word: &str) -> bool {
     let w = word.as_bytes();
     let alnum = |b: u8| b.is_ascii_alphanumeric() || b >= 0x80;

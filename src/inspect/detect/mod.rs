@@ -8,6 +8,7 @@
 
 pub mod checksum;
 pub mod keywords;
+pub mod phone;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::meta::{Cache, Regex};
@@ -161,7 +162,7 @@ impl Scanner {
             error: e.to_string(),
         })?;
         let mut kinds: Vec<(String, Vec<Kind>)> = Vec::new();
-        let lists: [(Kind, &[&str], &[String]); 4] = [
+        let lists: [(Kind, &[&str], &[String]); 5] = [
             (
                 Kind::Identifier,
                 keywords::IDENTIFIER,
@@ -170,6 +171,7 @@ impl Scanner {
             (Kind::Care, keywords::CARE, &cfg.care_keywords),
             (Kind::Birth, keywords::BIRTH, &[]),
             (Kind::Anti, keywords::ANTI, &cfg.anti_keywords),
+            (Kind::Label, keywords::LABEL, &[]),
         ];
         for (kind, builtin, extra) in lists {
             let builtin = builtin
@@ -256,7 +258,12 @@ impl Scanner {
         let valid: Vec<Candidate> = candidates(&self.candidates, &mut cache, bytes)
             .filter_map(|m| {
                 let raw = &text[m.start()..m.end()];
-                Candidate::check(raw, m.start(), m.pattern().as_usize())
+                let pattern = m.pattern().as_usize();
+                // A telephone number's tail is never a BSN, however it checks out.
+                if pattern <= 1 && phone::shaped(bytes, m.start(), m.end()) {
+                    return None;
+                }
+                Candidate::check(raw, m.start(), pattern)
             })
             .collect();
         if !valid.is_empty() {
@@ -297,6 +304,8 @@ impl Scanner {
                         || tables.column_is_identifier(bytes, c.start);
                     let anti = near(c.start, w, w, &[Kind::Anti]);
                     let confidence = match (identified, anti) {
+                        // "KvK 12345611": the number is the label's, whatever is around.
+                        _ if labelled(&hits, bytes, c.start) => Confidence::Low,
                         (true, false) => Confidence::High,
                         (true, true) => Confidence::Medium,
                         (false, _) => Confidence::Low,
@@ -343,6 +352,20 @@ impl Scanner {
             out.push(finding);
         }
     }
+}
+
+/// How close a label must be before its number: "AGB-code: " and a little more.
+const LABEL_REACH: usize = 24;
+
+/// Whether a label for another kind of number (KvK, AGB, UZI, order, invoice, phone) ends
+/// right before `pos`, with no other number in between.
+fn labelled(hits: &[Hit], text: &[u8], pos: usize) -> bool {
+    let first = hits.partition_point(|h| h.start + LABEL_REACH < pos);
+    hits[first..]
+        .iter()
+        .take_while(|h| h.start < pos)
+        .filter(|h| h.kind == Kind::Label)
+        .any(|h| !text[h.start..pos].iter().any(u8::is_ascii_digit))
 }
 
 /// A candidate that passed its own check (11-proof, mod-97); dates are checked later.
