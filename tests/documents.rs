@@ -271,3 +271,29 @@ fn hl7_pid_segments_with_a_bsn_are_patient_context() {
     let r = inspect(&attached("adt.hl7", "application/hl7-v2", plain.as_bytes()));
     assert!(!r.sensitive, "{}", show(&r));
 }
+
+/// A copy of a passport, as text a scanner's OCR or a PDF gives: the zone's check digits hold
+/// (ICAO 9303's Dutch specimen), so it is an identity document, and the BSN in its
+/// personal-number field is a BSN.
+#[test]
+fn passport_zones_and_named_document_numbers_are_identity_documents() {
+    let body = "Bijgaand kopie paspoort van de nieuwe arts.\r\n\r\n\
+        P<NLDDE<BRUIJN<<WILLEKE<LISELOTTE<<<<<<<<<<<\r\n\
+        SPECI20142NLD6503101F2401151999999990<<<<<82\r\n";
+    let raw = format!("From: hr@ziekenhuis.example\r\nSubject: Kopie\r\n\r\n{body}");
+    let r = inspect(raw.as_bytes());
+    let ids: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.detector == Detector::IdDocument)
+        .collect();
+    assert_eq!(ids.len(), 1, "{}", show(&r));
+    assert_eq!(bsns(&r), ["***-**-990"], "{}", show(&r));
+    assert!(r.sensitive);
+    // One check digit off: not a zone, nothing found.
+    let off = raw.replace("1F240115", "2F240115");
+    let r = inspect(off.as_bytes());
+    assert!(r.findings.is_empty(), "{}", show(&r));
+    let r = inspect(b"From: hr@ziekenhuis.example\r\n\r\nID-kaart documentnummer IR5K29RT1.\r\n");
+    assert!(r.sensitive, "{}", show(&r));
+}

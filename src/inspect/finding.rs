@@ -38,6 +38,8 @@ pub enum Detector {
     Bsn,
     Iban,
     DateOfBirth,
+    /// A passport or identity-card number named as such, or a machine-readable zone.
+    IdDocument,
     Custom(String),
     /// Content that could not be inspected (encrypted, corrupt, over a bound).
     Uninspectable,
@@ -49,6 +51,7 @@ impl Detector {
             Detector::Bsn => "bsn",
             Detector::Iban => "iban",
             Detector::DateOfBirth => "date-of-birth",
+            Detector::IdDocument => "id-document",
             Detector::Custom(n) => n,
             Detector::Uninspectable => "uninspectable",
         }

@@ -7,6 +7,7 @@
 //! automaton. The 11-proof, mod-97, dates and proximity are plain code afterwards.
 
 pub mod checksum;
+pub mod id_document;
 pub mod keywords;
 pub mod phone;
 
@@ -269,8 +270,33 @@ impl Scanner {
         if !valid.is_empty() {
             self.classify(text, &valid, location, out);
         }
+        self.id_documents(text, location, out);
         for c in &self.custom {
             c.scan(bytes, location, self.window, &self.key, out);
+        }
+    }
+
+    /// Passport and identity-card numbers and machine-readable zones (`id_document`); a BSN
+    /// in a zone's personal-number field is a BSN of the highest confidence.
+    fn id_documents(&self, text: &str, location: &str, out: &mut Findings) {
+        let found = id_document::scan(text);
+        for number in &found.documents {
+            out.push(Finding {
+                detector: Detector::IdDocument,
+                location: location.to_string(),
+                masked: mask::generic(number),
+                hash: Some(self.key.hash("id-document", number)),
+                confidence: Confidence::High,
+            });
+        }
+        for bsn in &found.bsns {
+            out.push(Finding {
+                detector: Detector::Bsn,
+                location: location.to_string(),
+                masked: mask::bsn(bsn),
+                hash: Some(self.key.hash("bsn", bsn)),
+                confidence: Confidence::High,
+            });
         }
     }
 

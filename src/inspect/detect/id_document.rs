@@ -1,0 +1,160 @@
+//! Identity documents: the copies of passports and identity cards that leak by mail.
+//!
+//! Two signals. A Dutch document number (two letters, six letters or digits, a digit; never
+//! the letter O) named as one: near paspoort, identiteitskaart, ID-kaart, documentnummer. And
+//! a machine-readable zone (ICAO 9303): TD3 (passports, two lines of 44) or TD1 (identity
+//! cards, three lines of 30), recognised only when its check digits hold. The personal-number
+//! field of a Dutch passport's zone and the optional field of a Dutch identity card's carry
+//! the holder's BSN, which is reported as a BSN.
+
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+use regex::bytes::Regex;
+
+use super::checksum;
+
+/// How far from its keyword a document number may be.
+const REACH: usize = 48;
+
+const WORDS: &[&str] = &[
+    "paspoort",
+    "paspoortnummer",
+    "identiteitskaart",
+    "identiteitsbewijs",
+    "id-kaart",
+    "id kaart",
+    "identiteitskaartnummer",
+    "documentnummer",
+    "document number",
+    "passport",
+    "passport number",
+    "identity card",
+    "rijbewijs",
+];
+
+static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"(?-u)\b[A-NP-Z]{2}[A-NP-Z0-9]{6}[0-9]\b").expect("a fixed pattern")
+});
+
+static KEYWORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(WORDS)
+        .expect("fixed words")
+});
+
+/// What was found: the document numbers (from either signal) and BSNs from zones.
+#[derive(Debug, Default, PartialEq)]
+pub struct Found {
+    pub documents: Vec<String>,
+    pub bsns: Vec<String>,
+}
+
+pub fn scan(text: &str) -> Found {
+    let mut found = Found::default();
+    let bytes = text.as_bytes();
+    // Cheap gate: no keyword and no '<' (every zone has filler), nothing to do.
+    let words: Vec<usize> = KEYWORDS.find_iter(bytes).map(|m| m.start()).collect();
+    if !words.is_empty() {
+        for m in NUMBER.find_iter(bytes) {
+            let near = words.iter().any(|&w| w.abs_diff(m.start()) <= REACH);
+            // A number of letters only is a word, not a document number.
+            if near && m.as_bytes().iter().filter(|b| b.is_ascii_digit()).count() >= 2 {
+                found
+                    .documents
+                    .push(String::from_utf8_lossy(m.as_bytes()).into_owned());
+            }
+        }
+    }
+    if memchr::memmem::find(bytes, b"<<").is_some() {
+        zones(text, &mut found);
+    }
+    found
+}
+
+/// ICAO 9303 check digit: weights 7, 3, 1; digits as themselves, A–Z as 10–35, `<` as 0.
+pub fn check_digit(field: &[u8]) -> Option<u8> {
+    let mut sum: u32 = 0;
+    for (i, &c) in field.iter().enumerate() {
+        let v = match c {
+            b'0'..=b'9' => c - b'0',
+            b'A'..=b'Z' => c - b'A' + 10,
+            b'<' => 0,
+            _ => return None,
+        };
+        sum += u32::from(v) * [7, 3, 1][i % 3];
+    }
+    Some((sum % 10) as u8)
+}
+
+fn holds(field: &[u8], digit: u8) -> bool {
+    digit.is_ascii_digit() && check_digit(field) == Some(digit - b'0')
+}
+
+/// Lines of the zone alphabet, with the spaces OCR and PDFs put in them taken out.
+fn zone_lines(text: &str) -> Vec<Vec<u8>> {
+    text.lines()
+        .map(|l| {
+            l.bytes()
+                .filter(|b| !b.is_ascii_whitespace())
+                .collect::<Vec<u8>>()
+        })
+        .collect()
+}
+
+fn is_zone(line: &[u8], len: usize) -> bool {
+    line.len() == len
+        && line
+            .iter()
+            .all(|&b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'<')
+}
+
+fn zones(text: &str, found: &mut Found) {
+    let lines = zone_lines(text);
+    for (i, line) in lines.iter().enumerate() {
+        // TD3: line 2 = number(9) check, nationality(3), birth(6) check, sex, expiry(6) check,
+        // personal number(14) check, composite check.
+        if is_zone(line, 44) && i > 0 && is_zone(&lines[i - 1], 44) && lines[i - 1][0] == b'P' {
+            let l = line.as_slice();
+            if holds(&l[0..9], l[9]) && holds(&l[13..19], l[19]) && holds(&l[21..27], l[27]) {
+                found.documents.push(trim(&l[0..9]));
+                if &l[10..13] == b"NLD" && (l[42] == b'<' || holds(&l[28..42], l[42])) {
+                    bsn(&l[28..42], found);
+                }
+            }
+        }
+        // TD1: line 1 = type(2), state(3), number(9) check, optional(15); line 2 = birth(6)
+        // check, sex, expiry(6) check, nationality(3), ...
+        if is_zone(line, 30) && lines.get(i + 1).is_some_and(|n| is_zone(n, 30)) {
+            let (a, b) = (line.as_slice(), lines[i + 1].as_slice());
+            if matches!(a[0], b'I' | b'A' | b'C')
+                && holds(&a[5..14], a[14])
+                && holds(&b[0..6], b[6])
+                && holds(&b[8..14], b[14])
+            {
+                found.documents.push(trim(&a[5..14]));
+                if &a[2..5] == b"NLD" {
+                    bsn(&a[15..30], found);
+                }
+            }
+        }
+    }
+}
+
+fn trim(field: &[u8]) -> String {
+    String::from_utf8_lossy(field)
+        .trim_end_matches('<')
+        .to_string()
+}
+
+/// A BSN in a zone's personal-number field: nine digits, then filler.
+fn bsn(field: &[u8], found: &mut Found) {
+    let value = trim(field);
+    if value.len() == 9 && checksum::elfproef(&value) {
+        found.bsns.push(value);
+    }
+}
+
+#[cfg(test)]
+mod tests;
