@@ -41,10 +41,37 @@ def with_identifier(text):
     return text
 
 
+def real_pdf(text, i):
+    lines = [l[k:k + 90] for l in text.split("\n") if l.strip() for k in range(0, len(l), 90)]
+    if i % 2:
+        from fpdf import FPDF
+        pdf = FPDF()
+        pdf.add_page()
+        pdf.add_font("DejaVu", fname="/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+        pdf.set_font("DejaVu", size=10)
+        for line in lines:
+            pdf.cell(text=line, new_x="LMARGIN", new_y="NEXT")
+        return bytes(pdf.output())
+    import io
+    from reportlab.pdfgen import canvas
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pageCompression=1)
+    y = 800
+    for line in lines:
+        if y < 60:
+            c.showPage()
+            y = 800
+        c.drawString(50, y, line)
+        y -= 12
+    c.save()
+    return buf.getvalue()
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
     total, i = 0, 0
+    pdfs = []
     while total < 110 * 1024 * 1024:
         kind = i % 10
         m = g.base(f"Bericht {i}", None)
@@ -59,9 +86,12 @@ def main():
             m.set_content(with_identifier(prose(3000)))
             att = i % 3
             if att == 0:
-                ops = " ".join(f"BT 72 {700 - j % 50 * 12} Td ({line}) Tj ET"
-                               for j, line in enumerate(prose(30000).encode("latin-1", "replace").decode("latin-1").replace("(", "").replace(")", "").split(". ")))
-                g.attach(m, g.pdf(ops), f"brief{i}.pdf", "application", "pdf")
+                # PDFs from real producers: reportlab (Type1 font, ASCII85 then Flate) and
+                # fpdf2 (an embedded TrueType font as a CID font with a ToUnicode map), the
+                # kinds of content streams and fonts hospital software writes.
+                text = with_identifier(prose(30000))
+                g.attach(m, real_pdf(text, i), f"brief{i}.pdf", "application", "pdf")
+                pdfs.append(f"m{i:05d}.eml")
             elif att == 1:
                 g.attach(m, g.docx([[p] for p in prose(40000).split("\n\n")]), f"verslag{i}.docx",
                          "application", "vnd.openxmlformats-officedocument.wordprocessingml.document")
@@ -74,7 +104,9 @@ def main():
             f.write(data)
         total += len(data)
         i += 1
-    print(f"{i} messages, {total / 1048576:.0f} MiB")
+    with open(os.path.join(os.path.dirname(out.rstrip("/")), "pdf-messages.txt"), "w") as f:
+        f.write("\n".join(os.path.join(out, p) for p in pdfs) + "\n")
+    print(f"{i} messages ({len(pdfs)} with a real producer's PDF), {total / 1048576:.0f} MiB")
 
 
 if __name__ == "__main__":

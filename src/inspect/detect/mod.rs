@@ -7,6 +7,7 @@
 //! automaton. The 11-proof, mod-97, dates and proximity are plain code afterwards.
 
 pub mod checksum;
+mod custom;
 pub mod id_document;
 pub mod keywords;
 pub mod phone;
@@ -15,10 +16,11 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex_automata::meta::{Cache, Regex};
 use regex_automata::util::pool::Pool;
 
-use crate::config::{Checksum, IdentifierConfig, InspectConfig};
+use crate::config::InspectConfig;
 
 use super::finding::{Confidence, Detector, Finding, Findings};
 use super::mask::{self, HashKey};
+use custom::Custom;
 use keywords::Kind;
 
 #[derive(Debug, thiserror::Error)]
@@ -121,13 +123,6 @@ fn next_digit(text: &[u8]) -> Option<usize> {
         .iter()
         .position(u8::is_ascii_digit)
         .map(|i| base + i)
-}
-
-struct Custom {
-    name: String,
-    regex: regex::bytes::Regex,
-    checksum: Checksum,
-    keywords: Option<AhoCorasick>,
 }
 
 /// Builds a search cache for the candidate regex (a pool needs a named function type).
@@ -428,67 +423,6 @@ impl Candidate {
             _ => What::Date(start + raw.len()),
         };
         Some(Candidate { start, what })
-    }
-}
-
-impl Custom {
-    fn new(cfg: &IdentifierConfig) -> Result<Custom, BuildError> {
-        let regex = regex::bytes::Regex::new(&cfg.pattern).map_err(|e| BuildError::Pattern {
-            name: cfg.name.clone(),
-            error: e.to_string(),
-        })?;
-        let keywords = if cfg.keywords.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .build(cfg.keywords.iter().map(|k| k.to_lowercase()))
-                    .map_err(|e| BuildError::Keywords(e.to_string()))?,
-            )
-        };
-        Ok(Custom {
-            name: cfg.name.clone(),
-            regex,
-            checksum: cfg.checksum,
-            keywords,
-        })
-    }
-
-    fn scan(&self, text: &[u8], location: &str, window: usize, key: &HashKey, out: &mut Findings) {
-        for m in self.regex.find_iter(text) {
-            let Ok(value) = std::str::from_utf8(m.as_bytes()) else {
-                continue;
-            };
-            let ok = match self.checksum {
-                Checksum::None => true,
-                Checksum::Elfproef => checksum::elfproef(&value.replace(['.', ' ', '-'], "")),
-                Checksum::Luhn => checksum::luhn(value),
-                Checksum::Mod97 => checksum::iban(&value.replace(' ', "")),
-            };
-            if !ok {
-                continue;
-            }
-            let confidence = match &self.keywords {
-                None => Confidence::High,
-                Some(ac) => {
-                    let lo = m.start().saturating_sub(window);
-                    let hi = (m.end() + window).min(text.len());
-                    if ac.find(&text[lo..hi]).is_some() {
-                        Confidence::High
-                    } else {
-                        Confidence::Low
-                    }
-                }
-            };
-            out.push(Finding {
-                detector: Detector::Custom(self.name.clone()),
-                location: location.to_string(),
-                masked: mask::generic(value),
-                hash: Some(key.hash(&self.name, value)),
-                confidence,
-            });
-        }
     }
 }
 
