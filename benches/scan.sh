@@ -33,8 +33,8 @@ for _ in 1 2 3 4 5; do
     target/release/sluis scan --format json "$work"/corpus/*.eml > "$work/sluis.out" || [ $? = 1 ]; t2=$(now)
     rg_best=$(python3 -c "print(min($rg_best, $t1 - $t0))")
     sl_best=$(python3 -c "print(min($sl_best, $t2 - $t1))")
-    target/release/sluis scan --format json "${pdf_messages[@]}" > /dev/null || [ $? = 1 ]; t3=$(now)
-    pdf_best=$(python3 -c "print(min($pdf_best, $t3 - $t2))")
+    t3=$(now); target/release/sluis scan --format json "${pdf_messages[@]}" > /dev/null || [ $? = 1 ]; t4=$(now)
+    pdf_best=$(python3 -c "print(min($pdf_best, $t4 - $t3))")
 done
 python3 - "$bytes" "$rg_best" "$sl_best" "$work/sluis.out" "$pdf_best" "${#pdf_messages[@]}" <<'PY'
 import json, sys

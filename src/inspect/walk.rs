@@ -232,7 +232,8 @@ fn part(
 /// with a wrong one, and Windows-1252 sent as if it were UTF-8. A byte-order mark wins over
 /// a declared charset, as in browsers (WHATWG Encoding).
 fn as_sent<'a>(msg: &Message, p: &MessagePart, decoded: &'a str) -> Cow<'a, str> {
-    if !decoded.contains(['\0', '\u{fffd}']) {
+    let b = decoded.as_bytes();
+    if memchr::memchr(0, b).is_none() && memchr::memmem::find(b, "\u{fffd}".as_bytes()).is_none() {
         return Cow::Borrowed(decoded);
     }
     let Some(raw) = msg

@@ -10,7 +10,6 @@
 use std::sync::LazyLock;
 
 use aho_corasick::AhoCorasick;
-use regex::bytes::Regex;
 
 use super::checksum;
 
@@ -33,10 +32,6 @@ const WORDS: &[&str] = &[
     "rijbewijs",
 ];
 
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?-u)\b[A-NP-Z]{2}[A-NP-Z0-9]{6}[0-9]\b").expect("a fixed pattern")
-});
-
 static KEYWORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
@@ -54,21 +49,48 @@ pub struct Found {
 pub fn scan(text: &str) -> Found {
     let mut found = Found::default();
     let bytes = text.as_bytes();
-    // Cheap gate: no keyword and no '<' (every zone has filler), nothing to do.
-    let words: Vec<usize> = KEYWORDS.find_iter(bytes).map(|m| m.start()).collect();
-    if !words.is_empty() {
-        for m in NUMBER.find_iter(bytes) {
-            let near = words.iter().any(|&w| w.abs_diff(m.start()) <= REACH);
-            // A number of letters only is a word, not a document number.
-            if near && m.as_bytes().iter().filter(|b| b.is_ascii_digit()).count() >= 2 {
-                found
-                    .documents
-                    .push(String::from_utf8_lossy(m.as_bytes()).into_owned());
-            }
+    // Numbers of the shape first (a pass over digits only, as for BSNs), then their words
+    // in a window around each: a search for the words over all text cost more than
+    // everything else detection does.
+    for (start, end) in shaped_numbers(bytes) {
+        let window = &bytes[start.saturating_sub(REACH)..(end + REACH).min(bytes.len())];
+        if KEYWORDS.is_match(window) {
+            found
+                .documents
+                .push(String::from_utf8_lossy(&bytes[start..end]).into_owned());
         }
     }
+    // Every zone has filler.
     if memchr::memmem::find(bytes, b"<<").is_some() {
         zones(text, &mut found);
+    }
+    found
+}
+
+/// Where Dutch document numbers could be: nine capitals and digits standing alone, two
+/// letters first, a digit last, at least two digits, never the letter O.
+fn shaped_numbers(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(i) = super::next_digit(&bytes[at..]) {
+        let digit = at + i;
+        let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
+        let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
+        at = end;
+        let n = &bytes[start..end];
+        let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
+        let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
+        if alone
+            && n.len() == 9
+            && n[..2].iter().all(letter)
+            && n[2..8].iter().all(|b| letter(b) || b.is_ascii_digit())
+            && n[8].is_ascii_digit()
+            && n.iter().filter(|b| b.is_ascii_digit()).count() >= 2
+        {
+            found.push((start, end));
+        }
     }
     found
 }

@@ -188,9 +188,82 @@ fn page_resources(doc: &Document, page_id: ObjectId) -> Vec<&Dictionary> {
 
 /// How one font's strings become text.
 enum Decoder<'a> {
-    Text(Encoding<'a>),
+    Text(Glyphs<'a>),
     /// No way to Unicode: the glyphs are counted, never guessed.
     Opaque,
+}
+
+/// A font's encoding and what it has decoded so far, code by code. lopdf looks each code up
+/// in a ToUnicode map by range searches, allocating per glyph; a page shows the same few
+/// dozen glyphs thousands of times, and decoding was most of the time spent on a PDF.
+struct Glyphs<'a> {
+    encoding: Encoding<'a>,
+    /// Bytes per code: two for composite fonts (Identity-H and the Unicode CMaps), one for
+    /// simple fonts.
+    width: usize,
+    /// By code: 256 codes per page of the table, by the code's high byte (one page for a
+    /// simple font, the pages in use for a composite one).
+    memo: Vec<Option<Box<[Option<Glyph>; 256]>>>,
+}
+
+/// What one code decodes to.
+enum Glyph {
+    Char(char),
+    Text(Box<str>),
+    /// Decoded to nothing usable: counted as this many undecoded glyphs.
+    Undecoded(usize),
+}
+
+impl<'a> Glyphs<'a> {
+    fn decoder(encoding: Encoding<'a>, composite: bool) -> Decoder<'a> {
+        Decoder::Text(Glyphs {
+            encoding,
+            width: if composite { 2 } else { 1 },
+            memo: Vec::new(),
+        })
+    }
+
+    /// Appends the text of `bytes`; returns how many glyphs did not decode.
+    fn decode(&mut self, bytes: &[u8], text: &mut String) -> usize {
+        let mut undecoded = 0;
+        for code in bytes.chunks(self.width) {
+            // A code cut short at the end of a string is decoded but not remembered.
+            let (high, low) = match *code {
+                [low] if self.width == 1 => (0, low),
+                [high, low] => (usize::from(high), low),
+                _ => {
+                    undecoded += 1;
+                    continue;
+                }
+            };
+            if self.memo.len() <= high {
+                self.memo.resize_with(high + 1, || None);
+            }
+            let page = self.memo[high].get_or_insert_with(|| Box::new([const { None }; 256]));
+            let encoding = &self.encoding;
+            let glyph = page[usize::from(low)].get_or_insert_with(|| {
+                match Document::decode_text(encoding, code) {
+                    Ok(s) if s.contains('\u{fffd}') => {
+                        Glyph::Undecoded(s.chars().filter(|&c| c == '\u{fffd}').count())
+                    }
+                    Ok(s) => {
+                        let mut chars = s.chars();
+                        match (chars.next(), chars.next()) {
+                            (Some(c), None) => Glyph::Char(c),
+                            _ => Glyph::Text(s.into_boxed_str()),
+                        }
+                    }
+                    Err(_) => Glyph::Undecoded(1),
+                }
+            });
+            match glyph {
+                Glyph::Char(c) => text.push(*c),
+                Glyph::Text(s) => text.push_str(s),
+                Glyph::Undecoded(n) => undecoded += *n,
+            }
+        }
+        undecoded
+    }
 }
 
 fn decoder<'a>(doc: &'a Document, font: &'a Dictionary, limit: usize) -> Decoder<'a> {
@@ -226,12 +299,12 @@ fn decoder<'a>(doc: &'a Document, font: &'a Dictionary, limit: usize) -> Decoder
             if let Ok(Encoding::UnicodeMapEncoding(map)) =
                 mapped.get_font_encoding_with_limit(doc, limit)
             {
-                return Decoder::Text(Encoding::UnicodeMapEncoding(map));
+                return Glyphs::decoder(Encoding::UnicodeMapEncoding(map), false);
             }
         }
     }
     match font.get_font_encoding_with_limit(doc, limit) {
-        Ok(encoding) => Decoder::Text(encoding),
+        Ok(encoding) => Glyphs::decoder(encoding, composite),
         Err(_) => Decoder::Opaque,
     }
 }
@@ -305,7 +378,7 @@ impl<'d> Page<'d, '_> {
                     } else {
                         &op.operands
                     };
-                    let decoder = current.and_then(|c| fonts.get(c));
+                    let decoder = current.and_then(|c| fonts.get_mut(c));
                     self.read.undecoded += shown(decoder, strings, text);
                 }
                 // Moves within a line separate table cells and words; a move to another line,
@@ -394,22 +467,16 @@ fn font_in<'d>(
 }
 
 /// Appends the text of a show operator's strings; returns how many glyphs did not decode.
-fn shown(decoder: Option<&Decoder>, operands: &[Object], text: &mut String) -> usize {
+fn shown(mut decoder: Option<&mut Decoder>, operands: &[Object], text: &mut String) -> usize {
     let mut undecoded = 0;
     for operand in operands {
         match operand {
-            Object::String(bytes, _) => match decoder {
-                Some(Decoder::Text(encoding)) => match Document::decode_text(encoding, bytes) {
-                    Ok(s) => {
-                        undecoded += s.chars().filter(|&c| c == '\u{fffd}').count();
-                        text.push_str(&s);
-                    }
-                    Err(_) => undecoded += bytes.len(),
-                },
+            Object::String(bytes, _) => match decoder.as_deref_mut() {
+                Some(Decoder::Text(glyphs)) => undecoded += glyphs.decode(bytes, text),
                 // Each glyph is one or two bytes; count the fewest glyphs it could be.
                 _ => undecoded += bytes.len().div_ceil(2),
             },
-            Object::Array(items) => undecoded += shown(decoder, items, text),
+            Object::Array(items) => undecoded += shown(decoder.as_deref_mut(), items, text),
             // TJ kerning, in thousandths of the font size: a word's width apart is a space.
             Object::Integer(i) if *i < -200 => text.push(' '),
             Object::Real(r) if *r < -200.0 => text.push(' '),
