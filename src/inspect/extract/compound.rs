@@ -6,7 +6,6 @@
 //! PowerPoint file and anything encrypted are uninspectable, each with its true reason.
 
 use std::io::{Cursor, Read};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use calamine::Reader;
 
@@ -24,7 +23,7 @@ pub fn extract(
     budget: &mut Budget,
     out: &mut Extracted,
 ) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let outcome = super::guarded(|| {
         let mut file = match cfb::CompoundFile::open(Cursor::new(bytes)) {
             Ok(f) => f,
             Err(_) => {
@@ -55,8 +54,8 @@ pub fn extract(
         } else {
             out.cannot(location, "OLE compound file of unknown kind");
         }
-    }));
-    if outcome.is_err() {
+    });
+    if outcome.is_none() {
         crate::metrics::inspect_failed("compound");
         out.cannot(location, "OLE compound file could not be read (malformed)");
     }

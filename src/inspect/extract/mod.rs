@@ -18,6 +18,17 @@ use std::time::Instant;
 
 use crate::config::InspectConfig;
 
+/// Runs a third-party reader (lopdf, cfb, calamine, rtf-parser) so that its panic costs only
+/// the attachment it was reading: `None` then. Under the fuzzer (`cfg(fuzzing)`, set by
+/// cargo-fuzz) the panic propagates, so that fuzzing finds it.
+pub fn guarded<T>(read: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(v) => Some(v),
+        Err(panic) if cfg!(fuzzing) => std::panic::resume_unwind(panic),
+        Err(_) => None,
+    }
+}
+
 /// Text to scan and where it came from.
 pub struct TextUnit {
     pub location: String,

@@ -18,7 +18,6 @@
 
 use std::cell::Cell;
 use std::collections::{BTreeMap, HashSet};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -47,9 +46,8 @@ static MISSING_FONT: LazyLock<Dictionary> = LazyLock::new(|| {
 const MAX_STREAM_BYTES: u64 = 64 << 20;
 
 pub fn extract(bytes: &[u8], location: &str, budget: &mut Budget, out: &mut Extracted) {
-    let outcome = catch_unwind(AssertUnwindSafe(|| read(bytes, budget)));
-    match outcome {
-        Ok(Ok(read)) => {
+    match super::guarded(|| read(bytes, budget)) {
+        Some(Ok(read)) => {
             if read.undecoded >= UNDECODED_TOLERATED {
                 out.cannot(
                     location,
@@ -65,8 +63,8 @@ pub fn extract(bytes: &[u8], location: &str, budget: &mut Budget, out: &mut Extr
             }
             out.text(location, read.text);
         }
-        Ok(Err(reason)) => out.cannot(location, reason),
-        Err(_) => {
+        Some(Err(reason)) => out.cannot(location, reason),
+        None => {
             crate::metrics::inspect_failed("pdf");
             out.cannot(location, "PDF could not be read (malformed)");
         }

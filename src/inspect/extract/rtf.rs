@@ -5,7 +5,6 @@
 //! glue a number to the word before it ("cardioloog123456782" has no word boundary). So each
 //! break is first given a character of its own: a `\'0a` or `\'09` after the control word.
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::LazyLock;
 
 use regex::bytes::{Captures, Regex};
@@ -37,13 +36,12 @@ pub fn extract(bytes: &[u8], location: &str, budget: &mut Budget, out: &mut Extr
     }
     // RTF is 7-bit by definition; bytes above that are read as Windows-1252, as Word does.
     let source = super::sniff::decode_text(&marked);
-    let parsed = catch_unwind(AssertUnwindSafe(|| {
-        rtf_parser::RtfDocument::try_from(source.as_str()).map(|d| d.get_text())
-    }));
+    let parsed =
+        super::guarded(|| rtf_parser::RtfDocument::try_from(source.as_str()).map(|d| d.get_text()));
     match parsed {
-        Ok(Ok(text)) => out.text(location, text),
-        Ok(Err(_)) => out.cannot(location, "RTF document could not be read (malformed)"),
-        Err(_) => {
+        Some(Ok(text)) => out.text(location, text),
+        Some(Err(_)) => out.cannot(location, "RTF document could not be read (malformed)"),
+        None => {
             crate::metrics::inspect_failed("rtf");
             out.cannot(location, "RTF document could not be read (malformed)");
         }
