@@ -23,15 +23,17 @@ const WORDS: &[&str] = &[
     "identiteitsbewijs",
     "id-kaart",
     "id kaart",
+    "id-bewijs",
     "identiteitskaartnummer",
     "documentnummer",
     "document number",
     "passport",
-    "passport number",
     "identity card",
     "rijbewijs",
 ];
 
+/// Searched only in the few bytes around a number of the right shape: over all text, the
+/// case-insensitive search cost a tenth of all inspection time.
 static KEYWORDS: LazyLock<AhoCorasick> = LazyLock::new(|| {
     AhoCorasick::builder()
         .ascii_case_insensitive(true)
@@ -49,9 +51,6 @@ pub struct Found {
 pub fn scan(text: &str) -> Found {
     let mut found = Found::default();
     let bytes = text.as_bytes();
-    // Numbers of the shape first (a pass over digits only, as for BSNs), then their words
-    // in a window around each: a search for the words over all text cost more than
-    // everything else detection does.
     for (start, end) in shaped_numbers(bytes) {
         let window = &bytes[start.saturating_sub(REACH)..(end + REACH).min(bytes.len())];
         if KEYWORDS.is_match(window) {
@@ -68,20 +67,30 @@ pub fn scan(text: &str) -> Found {
 }
 
 /// Where Dutch document numbers could be: nine capitals and digits standing alone, two
-/// letters first, a digit last, at least two digits, never the letter O.
+/// letters first, a digit last, at least two digits, never the letter O. Every run of digits
+/// in such a number follows a capital (the number starts with two letters), so a run after
+/// anything else, as nearly all digits in text are, is passed over at the cost of one byte.
 fn shaped_numbers(bytes: &[u8]) -> Vec<(usize, usize)> {
     let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
     let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
     let mut found = Vec::new();
     let mut at = 0;
     while let Some(i) = super::next_digit(&bytes[at..]) {
         let digit = at + i;
+        let run_end = bytes[digit..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(bytes.len(), |n| digit + n);
+        at = run_end;
+        if !bytes[..digit].last().is_some_and(u8::is_ascii_uppercase) {
+            continue;
+        }
         let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
         let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
         at = end;
         let n = &bytes[start..end];
         let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
-        let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
         if alone
             && n.len() == 9
             && n[..2].iter().all(letter)

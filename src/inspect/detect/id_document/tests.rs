@@ -60,6 +60,13 @@ fn passport_and_id_card_zones_with_the_bsn_in_them() {
 fn document_numbers_need_their_words() {
     let found = scan("Kopie paspoort, documentnummer NW5K29RT1 bijgevoegd.");
     assert_eq!(found.documents, ["NW5K29RT1"]);
+    for text in [
+        "ID-kaart IR5K29RT1",
+        "PASPOORT: IR5K29RT1",
+        "IR5K29RT1 (Identiteitskaart)",
+    ] {
+        assert_eq!(scan(text).documents, ["IR5K29RT1"], "{text}");
+    }
     // The same shape without a word near it is an order code; with the letter O it is not
     // a Dutch document number; letters only are a word.
     assert!(scan("Bestelling NW5K29RT1 verzonden.").documents.is_empty());
