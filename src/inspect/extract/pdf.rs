@@ -17,7 +17,7 @@
 //! per page. A panic inside lopdf is caught here and reported for this attachment alone.
 
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -137,6 +137,8 @@ fn read(bytes: &[u8], budget: &mut Budget) -> Result<Read, &'static str> {
         return Err("PDF over the object or time bound");
     }
     let mut read = Read::default();
+    // Fonts are shared by pages: each is made ready (its map parsed, its glyphs decoded) once.
+    let mut decoders = HashMap::new();
     let pages = doc.get_pages();
     if pages.is_empty() {
         return Err("PDF without pages (malformed)");
@@ -160,6 +162,7 @@ fn read(bytes: &[u8], budget: &mut Budget) -> Result<Read, &'static str> {
             doc: &doc,
             budget,
             forms_drawn: HashSet::new(),
+            decoders: &mut decoders,
             read: &mut read,
         };
         page.show(&content, &resources, 0);
@@ -332,6 +335,8 @@ struct Page<'d, 'b> {
     /// Forms already drawn on this page: a form drawing itself, or drawn a thousand times,
     /// is read once.
     forms_drawn: HashSet<ObjectId>,
+    /// Every font's decoder, by its dictionary, for the whole document.
+    decoders: &'b mut HashMap<*const Dictionary, Decoder<'d>>,
     read: &'b mut Read,
 }
 
@@ -343,8 +348,9 @@ impl<'d> Page<'d, '_> {
             return;
         };
         let limit = self.budget.bytes_left().min(MAX_STREAM_BYTES) as usize;
-        let mut fonts: BTreeMap<&[u8], Decoder<'d>> = BTreeMap::new();
-        let mut current: Option<&[u8]> = None;
+        // Font names in this content, to their dictionaries.
+        let mut fonts: BTreeMap<&[u8], *const Dictionary> = BTreeMap::new();
+        let mut current: Option<*const Dictionary> = None;
         for (n, op) in content.operations.iter().enumerate() {
             if n % 4096 == 4095 && self.budget.expired() {
                 self.read.out_of_time = true;
@@ -353,19 +359,27 @@ impl<'d> Page<'d, '_> {
             let text = &mut self.read.text;
             match op.operator.as_str() {
                 "Tf" => {
-                    current = op.operands.first().and_then(|o| o.as_name().ok());
-                    if let Some(name) = current
-                        && !fonts.contains_key(name)
-                    {
-                        let found = resources.iter().find_map(|r| font_in(self.doc, r, name));
-                        // A font the page names but does not define: viewers substitute a
-                        // standard font, so the codes show as Latin text, and are read so.
-                        let d = match found {
-                            Some(f) => decoder(self.doc, f, limit),
-                            None => decoder(self.doc, &MISSING_FONT, limit),
-                        };
-                        fonts.insert(name, d);
-                    }
+                    let doc = self.doc;
+                    current = op
+                        .operands
+                        .first()
+                        .and_then(|o| o.as_name().ok())
+                        .map(|name| {
+                            *fonts.entry(name).or_insert_with(|| {
+                                // A font the page names but does not define: viewers substitute
+                                // a standard font, so the codes show as Latin text, and are read
+                                // so.
+                                let font: &'d Dictionary = resources
+                                    .iter()
+                                    .find_map(|r| font_in(doc, r, name))
+                                    .unwrap_or(&MISSING_FONT);
+                                let key = std::ptr::from_ref(font);
+                                self.decoders
+                                    .entry(key)
+                                    .or_insert_with(|| decoder(doc, font, limit));
+                                key
+                            })
+                        });
                 }
                 "Tj" | "TJ" | "'" | "\"" => {
                     if matches!(op.operator.as_str(), "'" | "\"") {
@@ -376,7 +390,7 @@ impl<'d> Page<'d, '_> {
                     } else {
                         &op.operands
                     };
-                    let decoder = current.and_then(|c| fonts.get_mut(c));
+                    let decoder = current.and_then(|key| self.decoders.get_mut(&key));
                     self.read.undecoded += shown(decoder, strings, text);
                 }
                 // Moves within a line separate table cells and words; a move to another line,
