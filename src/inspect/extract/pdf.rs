@@ -190,8 +190,10 @@ fn page_resources(doc: &Document, page_id: ObjectId) -> Vec<&Dictionary> {
 /// How one font's strings become text.
 enum Decoder<'a> {
     Text(Glyphs<'a>),
-    /// No way to Unicode: the glyphs are counted, never guessed.
-    Opaque,
+    /// No way to Unicode: the glyphs are counted, never guessed; `width` bytes each.
+    Opaque {
+        width: usize,
+    },
 }
 
 /// A font's encoding and what it has decoded so far, code by code. lopdf looks each code up
@@ -280,12 +282,16 @@ fn decoder<'a>(doc: &'a Document, font: &'a Dictionary, limit: usize) -> Decoder
     let unicode_cmap = name(b"Encoding")
         .is_some_and(|e| e.starts_with(b"Uni") && (e.ends_with(b"-H") || e.ends_with(b"-V")));
     if composite && !to_unicode && !unicode_cmap {
-        return Decoder::Opaque;
+        return Decoder::Opaque { width: 2 };
     }
     // An embedded symbolic simple font without an encoding or a map: its codes are whatever
-    // the font program says, so again not text.
+    // the font program says, so again not text. Nor are a Type 3 font's without a map: its
+    // glyphs are drawings named at the producer's whim.
     if !composite && !to_unicode && font.get(b"Encoding").is_err() && symbolic_embedded(doc, font) {
-        return Decoder::Opaque;
+        return Decoder::Opaque { width: 1 };
+    }
+    if name(b"Subtype") == Some(b"Type3") && !to_unicode {
+        return Decoder::Opaque { width: 1 };
     }
     if to_unicode && font.get(b"Encoding").is_ok() && !composite {
         // A simple font with both: the map is what the producer says the glyphs mean (PDF
@@ -306,7 +312,9 @@ fn decoder<'a>(doc: &'a Document, font: &'a Dictionary, limit: usize) -> Decoder
     }
     match font.get_font_encoding_with_limit(doc, limit) {
         Ok(encoding) => Glyphs::decoder(encoding, composite),
-        Err(_) => Decoder::Opaque,
+        Err(_) => Decoder::Opaque {
+            width: if composite { 2 } else { 1 },
+        },
     }
 }
 
@@ -485,8 +493,9 @@ fn shown(mut decoder: Option<&mut Decoder>, operands: &[Object], text: &mut Stri
         match operand {
             Object::String(bytes, _) => match decoder.as_deref_mut() {
                 Some(Decoder::Text(glyphs)) => undecoded += glyphs.decode(bytes, text),
-                // Each glyph is one or two bytes; count the fewest glyphs it could be.
-                _ => undecoded += bytes.len().div_ceil(2),
+                Some(Decoder::Opaque { width }) => undecoded += bytes.len().div_ceil(*width),
+                // Shown before any font was chosen: a glyph a byte, the most it could be.
+                None => undecoded += bytes.len(),
             },
             Object::Array(items) => undecoded += shown(decoder.as_deref_mut(), items, text),
             // TJ kerning, in thousandths of the font size: a word's width apart is a space.

@@ -111,6 +111,21 @@ fn cid_without_map() -> Dictionary {
     dictionary! { "Type" => "Font", "Subtype" => "Type0", "Encoding" => "Identity-H" }
 }
 
+/// A Type 3 font's glyphs are drawings with names of the producer's choosing: without a map
+/// they are not text.
+#[test]
+fn a_type3_font_without_a_unicode_map_is_uninspectable() {
+    let type3 = dictionary! {
+        "Type" => "Font", "Subtype" => "Type3",
+        "Encoding" => dictionary! { "Differences" => vec![48.into(), "g0".into(), "g1".into()] },
+    };
+    let out = run(&pdf(b"BT /F1 12 Tf (0101010101) Tj ET", type3, None));
+    assert_eq!(
+        reasons(&out),
+        ["PDF text in a font without a Unicode map (cannot be decoded)"]
+    );
+}
+
 /// A bullet or two in a symbol font is not a reason to give up on a document; eight glyphs
 /// that do not decode are.
 #[test]
