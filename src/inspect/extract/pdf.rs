@@ -229,8 +229,9 @@ impl<'a> Glyphs<'a> {
     /// Appends the text of `bytes`; returns how many glyphs did not decode.
     fn decode(&mut self, bytes: &[u8], text: &mut String) -> usize {
         let mut undecoded = 0;
+        text.reserve(bytes.len() / self.width);
         for code in bytes.chunks(self.width) {
-            // A code cut short at the end of a string is decoded but not remembered.
+            // A code cut short (an odd byte at the end of a two-byte string) is not a glyph.
             let (high, low) = match *code {
                 [low] if self.width == 1 => (0, low),
                 [high, low] => (usize::from(high), low),
