@@ -22,11 +22,18 @@ fn pdf(content: &[u8], font: Dictionary, form: Option<(&[u8], Dictionary)>) -> V
         ));
         xobjects.set("Fm1", form_id);
     }
-    let content_id = doc.add_object(Stream::new(Dictionary::new(), content.to_vec()));
+    let content = Stream::new(Dictionary::new(), content.to_vec());
+    let resources =
+        dictionary! { "Font" => dictionary! { "F1" => font_id }, "XObject" => xobjects };
+    one_page(doc, content, resources)
+}
+
+/// Saves `doc` with one page that shows `content` with `resources`.
+fn one_page(mut doc: Document, content: Stream, resources: Dictionary) -> Vec<u8> {
+    let content_id = doc.add_object(content);
     let pages_id = doc.new_object_id();
     let page_id = doc.add_object(dictionary! {
-        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id,
-        "Resources" => dictionary! { "Font" => dictionary! { "F1" => font_id }, "XObject" => xobjects },
+        "Type" => "Page", "Parent" => pages_id, "Contents" => content_id, "Resources" => resources,
     });
     doc.objects.insert(
         pages_id,
@@ -178,26 +185,14 @@ fn garbage_is_malformed_not_a_panic() {
 
 #[test]
 fn a_flate_bomb_in_page_content_is_over_the_bound() {
-    let mut doc = Document::with_version("1.7");
     let zeros = vec![b' '; 8 << 20];
     let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut e, &zeros).unwrap();
-    let bomb = e.finish().unwrap();
-    let content_id = doc.add_object(Stream::new(dictionary! { "Filter" => "FlateDecode" }, bomb));
-    let pages_id = doc.new_object_id();
-    let page_id = doc.add_object(
-        dictionary! { "Type" => "Page", "Parent" => pages_id, "Contents" => content_id },
+    let bomb = Stream::new(
+        dictionary! { "Filter" => "FlateDecode" },
+        e.finish().unwrap(),
     );
-    doc.objects.insert(
-        pages_id,
-        Object::Dictionary(
-            dictionary! { "Type" => "Pages", "Kids" => vec![page_id.into()], "Count" => 1 },
-        ),
-    );
-    let catalog = doc.add_object(dictionary! { "Type" => "Catalog", "Pages" => pages_id });
-    doc.trailer.set("Root", catalog);
-    let mut bytes = Vec::new();
-    doc.save_to(&mut bytes).unwrap();
+    let bytes = one_page(Document::with_version("1.7"), bomb, Dictionary::new());
     let config = InspectConfig {
         max_decompressed_bytes: 1 << 20,
         ..InspectConfig::default()
