@@ -45,13 +45,16 @@ pub struct TopLevel {
 /// the process (the nesting is built before `Budget::max_depth` could be consulted).
 pub const MAX_NESTING: usize = 64;
 
-pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
-    // One part more than the budget takes, so that the walk sees there were too many.
-    match MessageParser::default()
+/// The parser with the walk's bounds: `MAX_NESTING`, and one part more than the budget takes,
+/// so that the walk sees there were too many.
+fn parser(budget: &Budget) -> MessageParser {
+    MessageParser::default()
         .with_max_nesting(MAX_NESTING)
         .with_max_parts(budget.max_parts.saturating_add(1))
-        .parse(raw)
-    {
+}
+
+pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
+    match parser(budget).parse(raw) {
         Some(msg) => {
             let top = TopLevel {
                 forward: super::forward::header_signals(&msg),
@@ -228,9 +231,9 @@ fn part(
 }
 
 /// The text of a part as its bytes say, when mail-parser's decoding (the declared charset, or
-/// UTF-8 without one) left NULs or replacement characters: UTF-16 sent without a charset, or
-/// with a wrong one, and Windows-1252 sent as if it were UTF-8. A byte-order mark wins over
-/// a declared charset, as in browsers (WHATWG Encoding).
+/// UTF-8 without one) left NULs or replacement characters: UTF-16 sent without a charset or
+/// with a wrong one, Windows-1252 sent as if it were UTF-8. Then the bytes decide, a
+/// byte-order mark first (`sniff::decode_text`); a declared charset that decodes cleanly stays.
 fn as_sent<'a>(msg: &Message, p: &MessagePart, decoded: &'a str) -> Cow<'a, str> {
     let b = decoded.as_bytes();
     if memchr::memchr(0, b).is_none() && memchr::memmem::find(b, "\u{fffd}".as_bytes()).is_none() {
@@ -265,11 +268,7 @@ fn signed_entity(
         out.cannot(location, "nesting: signed content nested too deeply");
         return;
     }
-    match MessageParser::default()
-        .with_max_nesting(MAX_NESTING)
-        .with_max_parts(budget.max_parts.saturating_add(1))
-        .parse(entity)
-    {
+    match parser(budget).parse(entity) {
         Some(inner) if !inner.parts.is_empty() => {
             part(
                 &inner,
