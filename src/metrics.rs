@@ -163,7 +163,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
     let inspect_failures_total = IntCounterVec::new(
         Opts::new(
             "sluis_inspect_failures_total",
-            "Inspections that failed (panic, time limit) and were reported as uninspectable",
+            "Inspections that failed and were reported as uninspectable: the inspector (panic, timeout) or a document reader (pdf, compound, rtf)",
         ),
         &["reason"],
     )
