@@ -19,5 +19,6 @@ pub mod quarantine;
 pub mod relay;
 pub mod smtp;
 pub mod spool;
+pub mod store;
 pub mod terms;
 pub mod wire;

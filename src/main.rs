@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::quarantine::QuarantineCommand,
     },
+    /// The state store: schema migrations, moving a file quarantine into PostgreSQL.
+    Store {
+        #[command(subcommand)]
+        command: cli::store::StoreCommand,
+    },
     /// The audit log.
     Audit {
         #[command(subcommand)]
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
         Command::Manpage => manpage(),
         Command::CheckDomain(args) => cli::check_domain::check_domain(args),
         Command::Quarantine { command } => cli::quarantine::quarantine(command),
+        Command::Store { command } => cli::store::store(command),
         Command::Audit { command } => return cli::audit::audit(command),
         Command::Scan {
             config,

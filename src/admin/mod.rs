@@ -52,8 +52,8 @@ async fn healthz() -> impl IntoResponse {
 }
 
 async fn metrics(State(rt): State<Shared>) -> impl IntoResponse {
-    let store = rt.borrow().reviewer.store.clone();
-    if let Ok(Ok((bytes, items))) = tokio::task::spawn_blocking(move || store.usage()).await {
+    let store = rt.borrow().reviewer.store.store().clone();
+    if let Ok((bytes, items)) = store.usage().await {
         crate::metrics::quarantine_usage(items, bytes);
     }
     (

@@ -21,6 +21,8 @@ const FIRST_RESULT_WAIT: Duration = Duration::from_millis(900);
 const LOCAL_LIMIT: Duration = Duration::from_secs(10);
 const UPSTREAM_LIMIT: Duration = Duration::from_secs(3);
 const DNS_LIMIT: Duration = Duration::from_secs(20);
+/// A database that takes longer than this to answer `SELECT 1` is as good as down.
+const STORE_LIMIT: Duration = Duration::from_secs(2);
 
 /// A check's result and when it was made.
 type Checked = (Result<(), String>, Instant);
@@ -156,10 +158,16 @@ fn checks(s: &Services) -> Vec<(String, Check)> {
     let (host, port) = (lane.endpoint.host.clone(), lane.endpoint.port);
     let mut all: Vec<(String, Check)> = vec![
         ("spool".into(), writable(s.spool_dir.clone())),
-        (
-            "quarantine".into(),
-            writable(s.reviewer.store.dir().to_path_buf()),
-        ),
+        ("quarantine".into(), {
+            // Files: the directory is writable; PostgreSQL: the server answers a statement.
+            let store = s.reviewer.store.store().clone();
+            Box::pin(async move {
+                store
+                    .check(STORE_LIMIT)
+                    .await
+                    .map_err(|e| format!("{} store: {e}", store.kind()))
+            })
+        }),
         (
             "audit".into(),
             Box::pin(within(LOCAL_LIMIT, async move {

@@ -68,6 +68,13 @@ fn review_error(e: ReviewError) -> Response {
         ReviewError::Store(StoreError::NotFound(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
         ReviewError::Store(StoreError::BadId(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         ReviewError::Refused(_) => error(StatusCode::CONFLICT, e.to_string()),
+        // Another reviewer has it or had it: say who, so nobody acts twice.
+        ReviewError::Store(StoreError::Busy { .. } | StoreError::Settled { .. }) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
+        ReviewError::Store(ref s) if s.is_transient() => {
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
         _ => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
@@ -75,14 +82,14 @@ fn review_error(e: ReviewError) -> Response {
 type Rt = Extension<Arc<Services>>;
 
 pub async fn list(Extension(rt): Rt) -> Response {
-    match rt.reviewer.store.list() {
+    match rt.reviewer.store.list().await {
         Ok(items) => Json(json!({ "items": items })).into_response(),
         Err(e) => review_error(e.into()),
     }
 }
 
 pub async fn show(Extension(rt): Rt, Path(id): Path<String>) -> Response {
-    match rt.reviewer.show(&id) {
+    match rt.reviewer.show(&id).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => review_error(e),
     }

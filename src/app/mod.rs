@@ -22,10 +22,11 @@ use crate::policy::Policy;
 use crate::posture::dns::Dns;
 use crate::posture::ladder::ProbeOptions;
 use crate::posture::{Classifier, PostureCache, Registry};
-use crate::quarantine::Store;
+use crate::quarantine::Quarantine;
 use crate::quarantine::review::Reviewer;
 use crate::relay::Lanes;
 use crate::smtp::Frontend;
+use crate::store::Store;
 
 /// Reads and checks the configuration: the file (or the embedded default) with the flags,
 /// the NTA 7516 profile when no rules are given, and every check, all reported as
@@ -61,7 +62,13 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    pub fn build(config: Config, ownership: Arc<Registry>) -> anyhow::Result<Runtime> {
+    /// `store` outlives reloads (like `ownership`): a reload does not reconnect, and held
+    /// items stay where they are.
+    pub fn build(
+        config: Config,
+        ownership: Arc<Registry>,
+        store: Arc<Store>,
+    ) -> anyhow::Result<Runtime> {
         let config = Arc::new(config);
         let lanes = Arc::new(Lanes::from_config(&config).map_err(anyhow::Error::msg)?);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -73,10 +80,7 @@ impl Runtime {
             dns: dns.clone(),
             probe: ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?,
         };
-        let quarantine = Arc::new(Store::open(
-            &config.quarantine_dir(),
-            config.quarantine.max_bytes,
-        )?);
+        let quarantine = Quarantine::new(store);
         let audit = Arc::new(AuditLog::open(
             &config.audit_file(),
             config.audit.rotate_bytes,

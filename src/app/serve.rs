@@ -21,6 +21,7 @@ use crate::config::{Config, Overrides};
 use crate::posture::Registry;
 use crate::smtp::Frontend;
 use crate::smtp::listener::Listener;
+use crate::store::Store;
 
 use super::Runtime;
 
@@ -28,6 +29,8 @@ pub struct Server {
     ownership: Arc<Registry>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
+    /// Opened once: a reload keeps the connection pool and the held items where they are.
+    store: Arc<Store>,
     runtime: watch::Sender<Arc<Runtime>>,
     /// The SMTP side's and the admin listener's share of the runtime, sent on reload.
     smtp: watch::Sender<Arc<Frontend>>,
@@ -37,7 +40,7 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn new(
+    pub async fn new(
         config_path: Option<PathBuf>,
         overrides: Overrides,
         config: Config,
@@ -49,9 +52,12 @@ impl Server {
             )
         })?;
         let ownership = Arc::new(Registry::default());
-        let runtime = Arc::new(Runtime::build(config, ownership.clone())?);
+        let store = Arc::new(Store::open(&config).await?);
+        tracing::info!(kind = store.kind(), "store opened");
+        let runtime = Arc::new(Runtime::build(config, ownership.clone(), store.clone())?);
         Ok(Server {
             ownership,
+            store,
             config_path,
             overrides,
             smtp: watch::channel(runtime.smtp.clone()).0,
@@ -181,7 +187,13 @@ impl Server {
                         "listen addresses changed: they take effect at the next restart"
                     );
                 }
-                Runtime::build(c, self.ownership.clone())
+                if c.store != current.config.store
+                    || c.quarantine_dir() != current.config.quarantine_dir()
+                    || c.quarantine.max_bytes != current.config.quarantine.max_bytes
+                {
+                    tracing::warn!("store settings changed: they take effect at the next restart");
+                }
+                Runtime::build(c, self.ownership.clone(), self.store.clone())
             });
         match loaded {
             Ok(rt) => {

@@ -6,6 +6,7 @@ pub mod passwd;
 pub mod quarantine;
 pub mod scan;
 pub mod serve;
+pub mod store;
 
 /// Writes a line to standard output. A closed pipe (`sluis scan *.eml | head`) ends the
 /// program quietly, as it does for other Unix tools, instead of a panic.

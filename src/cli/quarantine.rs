@@ -59,10 +59,10 @@ pub enum QuarantineCommand {
     },
 }
 
-fn reviewer(config: Option<&Path>) -> anyhow::Result<(Reviewer, config::Config)> {
+async fn reviewer(config: Option<&Path>) -> anyhow::Result<(Reviewer, config::Config)> {
     let cfg = sluis::app::load_config(config, &Overrides::default())?;
     same_user_as_the_spool(&cfg.server.spool_dir)?;
-    Ok((Reviewer::from_config(&cfg)?, cfg))
+    Ok((Reviewer::from_config(&cfg).await?, cfg))
 }
 
 /// The quarantine and the audit log belong to the user Sluis runs as. A command run as another
@@ -99,8 +99,8 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
         .build()?;
     match cmd {
         QuarantineCommand::List { config, format } => {
-            let (r, _) = reviewer(config.as_deref())?;
-            let items = r.store.list()?;
+            let (r, _) = rt.block_on(reviewer(config.as_deref()))?;
+            let items = rt.block_on(r.store.list())?;
             match format {
                 Format::Json => {
                     for i in &items {
@@ -132,8 +132,8 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             }
         }
         QuarantineCommand::Show { id, config, format } => {
-            let (r, _) = reviewer(config.as_deref())?;
-            let v = r.show(&id)?;
+            let (r, _) = rt.block_on(reviewer(config.as_deref()))?;
+            let v = rt.block_on(r.show(&id))?;
             match format {
                 Format::Json => out!("{}", serde_json::to_string(&v)?),
                 Format::Text => show_text(&v),
@@ -145,7 +145,7 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             reason,
             config,
         } => {
-            let (r, _) = reviewer(config.as_deref())?;
+            let (r, _) = rt.block_on(reviewer(config.as_deref()))?;
             let done = rt.block_on(r.release(&id, &who, &reason))?;
             for d in &done.delivered {
                 out!(
@@ -169,7 +169,7 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             reason,
             config,
         } => {
-            let (r, _) = reviewer(config.as_deref())?;
+            let (r, _) = rt.block_on(reviewer(config.as_deref()))?;
             rt.block_on(r.reject(&id, &who, &reason))?;
             out!("{id} rejected and removed");
         }
@@ -178,7 +178,7 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             reviewer: who,
             config,
         } => {
-            let (r, cfg) = reviewer(config.as_deref())?;
+            let (r, cfg) = rt.block_on(reviewer(config.as_deref()))?;
             let age = older_than.unwrap_or(cfg.quarantine.retention);
             let ids = rt.block_on(r.purge(age, &who))?;
             out!(

@@ -72,7 +72,7 @@ pub fn serve(settings: Settings) -> anyhow::Result<()> {
     init_logging(&cfg.log);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let server = sluis::app::serve::Server::new(settings.config, overrides, cfg)?;
+        let server = sluis::app::serve::Server::new(settings.config, overrides, cfg).await?;
         server.run().await
     })?;
     // Sessions cut off after the grace period are dropped with the runtime.

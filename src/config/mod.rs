@@ -402,6 +402,7 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
     if c.audit.rotate_bytes < 4096 {
         return err("audit.rotate_bytes", "must be at least 4096".into());
     }
+    validate_store(c, src)?;
     if let Some(f) = &c.review.token_file {
         match std::fs::read_to_string(f) {
             Ok(t) if t.trim().len() >= 16 => {}
@@ -413,6 +414,67 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
             }
             Err(e) => return err("review.token_file", format!("{}: {e}", f.display())),
         }
+    }
+    Ok(())
+}
+
+/// The store's settings: a PostgreSQL store needs a URL without a password in it.
+fn validate_store(c: &Config, src: &Source) -> Result<(), ConfigError> {
+    let err = |key: &str, msg: String| Err(src.error(key, msg));
+    let s = &c.store;
+    if s.pool_size == 0 {
+        return err("store.pool_size", "must be at least 1".into());
+    }
+    if s.timeout.is_zero() {
+        return err("store.timeout", "must be above zero".into());
+    }
+    if let Some(i) = &s.instance
+        && (i.is_empty() || i.len() > 128 || i.chars().any(|c| c.is_control()))
+    {
+        return err("store.instance", format!("{i:?} is not an instance name"));
+    }
+    if s.kind != policy::StoreKind::Postgres {
+        return Ok(());
+    }
+    let Some(url) = &s.url else {
+        return err(
+            "store.kind",
+            "\"postgres\" needs store.url (postgresql://user@host:port/database)".into(),
+        );
+    };
+    let parsed = match url.parse::<tokio_postgres::Config>() {
+        Ok(p) => p,
+        // The parser's message may quote the URL, password and all: say only what is wrong.
+        Err(_) => {
+            return err(
+                "store.url",
+                "not a PostgreSQL URL (postgresql://user@host:port/database)".into(),
+            );
+        }
+    };
+    if parsed.get_password().is_some() {
+        return err(
+            "store.url",
+            "holds a password: put it in store.password_file or the SLUIS_STORE_PASSWORD \
+             variable, never in the configuration"
+                .into(),
+        );
+    }
+    if parsed.get_user().is_none() {
+        return err(
+            "store.url",
+            "names no user (postgresql://USER@host/...)".into(),
+        );
+    }
+    if let Some(f) = &s.password_file
+        && let Err(e) = std::fs::read(f)
+    {
+        return err("store.password_file", format!("{}: {e}", f.display()));
+    }
+    if let Some(f) = &s.ca_file
+        && let Err(e) = std::fs::read(f)
+    {
+        return err("store.ca_file", format!("{}: {e}", f.display()));
     }
     Ok(())
 }

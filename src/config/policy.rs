@@ -142,6 +142,66 @@ impl Default for QuarantineConfig {
     }
 }
 
+/// Which backend holds quarantine, portal and review state (DESIGN §15).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// Files under the spool: one host.
+    #[default]
+    Files,
+    /// PostgreSQL: several instances share the state.
+    Postgres,
+}
+
+/// Whether the connection to PostgreSQL is encrypted, and how the server is checked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreTls {
+    /// TLS required, the server's certificate verified against `ca_file` (or the WebPKI roots)
+    /// and its name against the host in `url`.
+    #[default]
+    Verify,
+    /// No TLS: only for a server on the same host or a private link.
+    Off,
+}
+
+/// The state store (DESIGN §15).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub kind: StoreKind,
+    /// `postgresql://user@host:port/database`: never with a password in it.
+    pub url: Option<String>,
+    /// A file holding the database password; without it, the SLUIS_STORE_PASSWORD variable.
+    pub password_file: Option<PathBuf>,
+    pub tls: StoreTls,
+    /// CA certificates (PEM) that sign the server's certificate, for `tls = "verify"`.
+    pub ca_file: Option<PathBuf>,
+    /// This instance's name in audit anchors. Default: the host name (a pod's name).
+    pub instance: Option<String>,
+    /// Connections to the database at most.
+    pub pool_size: usize,
+    /// Each statement (and getting a connection) must finish within this, or the mail that
+    /// needed it is deferred.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            kind: StoreKind::Files,
+            url: None,
+            password_file: None,
+            tls: StoreTls::Verify,
+            ca_file: None,
+            instance: None,
+            pool_size: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The tamper-evident decision log (DESIGN §9, NEN 7513).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]

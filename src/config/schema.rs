@@ -31,6 +31,7 @@ pub struct Config {
     pub forwards: ForwardsConfig,
     pub posture: PostureConfig,
     pub policy: super::policy::PolicyConfig,
+    pub store: super::policy::StoreConfig,
     pub quarantine: super::policy::QuarantineConfig,
     pub audit: super::policy::AuditConfig,
     pub review: super::policy::ReviewConfig,

@@ -28,7 +28,7 @@ use smtp_proto::{RcptTo, Response};
 use crate::audit::record::LaneOutcome;
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::policy::Decision;
-use crate::quarantine::{HeldRecipient, Item, Store, StoreError};
+use crate::quarantine::{HeldRecipient, Item, Quarantine, StoreError};
 use crate::relay::{self, Envelope, Lanes, Relayed};
 use crate::spool::SpooledBody;
 use crate::terms::{ActionKind, Level};
@@ -374,6 +374,7 @@ fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> Item {
                 }
             })
             .collect(),
+        claim: None,
     }
 }
 
@@ -427,17 +428,17 @@ fn defer_reply(rcpt: &str, d: &Decision) -> Reply {
     )
 }
 
-impl Holds for Store {
+impl Holds for Quarantine {
     async fn put(
         &self,
         item: &Item,
         trace: &[u8],
         body: &mut SpooledBody,
     ) -> Result<(), StoreError> {
-        Store::put(self, item, trace, body).await
+        Quarantine::put(self, item, trace, body).await
     }
     async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        Store::remove(self, id).await
+        Quarantine::withdraw(self, id).await
     }
 }
 

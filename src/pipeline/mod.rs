@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::inspect::Inspector;
 use crate::policy::{MessageFacts, Policy};
 use crate::posture::{Classifier, Registry};
-use crate::quarantine::Store;
+use crate::quarantine::Quarantine;
 use crate::relay::received::Trace;
 use crate::relay::{Envelope, Lanes};
 use crate::smtp::{SessionFacts, Target, Transaction};
@@ -46,7 +46,7 @@ pub struct Pipeline {
     pub ownership: Arc<Registry>,
     pub policy: Arc<Policy>,
     pub postures: Postures,
-    pub quarantine: Arc<Store>,
+    pub quarantine: Quarantine,
     pub audit: Arc<AuditLog>,
     pub lanes: Arc<Lanes>,
 }
@@ -134,7 +134,7 @@ impl Pipeline {
             findings: facts::masked_findings(inspection.as_ref()),
         };
         let effects = act::Effects {
-            store: &*self.quarantine,
+            store: &self.quarantine,
             lanes: &*self.lanes,
             audit: &self.audit,
         };

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::Serialize;
 use smtp_proto::{MailFrom, RcptTo};
 
-use super::{Item, Store, StoreError};
+use super::{Item, Quarantine, StoreError};
 use crate::audit::record::{ReleaseResult, Review};
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::policy::Policy;
@@ -44,7 +44,7 @@ pub struct LaneResult {
 }
 
 pub struct Reviewer {
-    pub store: Arc<Store>,
+    pub store: Quarantine,
     pub audit: Arc<AuditLog>,
     pub policy: Arc<Policy>,
     pub lanes: Arc<Lanes>,
@@ -78,9 +78,32 @@ impl Reviewer {
         reason: &str,
     ) -> Result<Released, ReviewError> {
         check_identity(reviewer, reason)?;
-        let _one_review = self.store.reviewing().await?;
-        let mut item = self.store.get(id)?;
-        // Group by lane; a recipient whose requirement no lane meets is not released at all.
+        // Exclusive across reviewers and instances: a second release is told who has it.
+        let (mut item, claim) = self.store.claim(id, reviewer, "release").await?;
+        let prepared = self.prepare_release(&item, reviewer, reason).await;
+        let (groups, message) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                // Nothing was delivered: the item stays as it was, for another try.
+                if let Err(u) = self.store.unclaim(id, &claim).await {
+                    tracing::error!(quarantine = %id, error = %u, "cannot give up a claim");
+                }
+                return Err(e);
+            }
+        };
+        self.deliver_claimed(&mut item, &claim, reviewer, groups, message)
+            .await
+    }
+
+    /// The lanes per recipient (each the weakest that still enforces what its rule required),
+    /// the audited intent, and the message; nothing is delivered yet.
+    async fn prepare_release(
+        &self,
+        item: &Item,
+        reviewer: &str,
+        reason: &str,
+    ) -> Result<(BTreeMap<String, Vec<usize>>, Vec<u8>), ReviewError> {
+        // A recipient whose requirement no lane meets is not released at all.
         let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for (i, r) in item.recipients.iter().enumerate() {
             match self.policy.release_lane(r.require) {
@@ -96,11 +119,25 @@ impl Reviewer {
                 }
             }
         }
-        let mut record = review_record("release", &item, reviewer, reason);
+        let mut record = review_record("release", item, reviewer, reason);
         record.lanes = Some(groups.keys().cloned().collect());
         self.audit(vec![Record::Review(record)]).await?;
+        let message = self.store.message(&item.id).await?;
+        Ok((groups, message))
+    }
 
-        let message = self.store.read_message(id)?;
+    /// Delivers a claimed item through `groups`' lanes and settles the claim: from the first
+    /// delivery on the claim is never given back, so no retry can deliver twice.
+    async fn deliver_claimed(
+        &self,
+        item: &mut Item,
+        claim: &super::Claim,
+        reviewer: &str,
+        groups: BTreeMap<String, Vec<usize>>,
+        message: Vec<u8>,
+    ) -> Result<Released, ReviewError> {
+        let id = item.id.clone();
+        let id = id.as_str();
         let mut delivered = Vec::new();
         let mut still_held = Vec::new();
         for (lane_name, idx) in &groups {
@@ -110,7 +147,7 @@ impl Reviewer {
             };
             let env = Envelope {
                 id: item.transaction.clone(),
-                mail_from: mail_from(&item),
+                mail_from: mail_from(item),
                 rcpts: idx
                     .iter()
                     .map(|&i| RcptTo {
@@ -165,13 +202,16 @@ impl Reviewer {
                 })
             })
             .collect();
-        self.audit(records).await?;
+        // If settling fails the item stays claimed until the lease runs out, so a retry
+        // waits rather than delivering again at once.
+        let audited = self.audit(records).await;
         if still_held.is_empty() {
-            self.store.remove(id).await?;
+            self.store.settle(id, claim, None).await?;
         } else {
             item.recipients.retain(|r| still_held.contains(&r.address));
-            self.store.update(&item).await?;
+            self.store.settle(id, claim, Some(item)).await?;
         }
+        audited?;
         crate::metrics::quarantine_review("release");
         Ok(Released {
             id: id.to_string(),
@@ -183,36 +223,49 @@ impl Reviewer {
     /// Discards a held item: it is never delivered.
     pub async fn reject(&self, id: &str, reviewer: &str, reason: &str) -> Result<(), ReviewError> {
         check_identity(reviewer, reason)?;
-        let _one_review = self.store.reviewing().await?;
-        let item = self.store.get(id)?;
-        self.audit(vec![Record::Review(review_record(
-            "reject", &item, reviewer, reason,
-        ))])
-        .await?;
-        self.store.remove(id).await?;
+        let (item, claim) = self.store.claim(id, reviewer, "reject").await?;
+        let audited = self
+            .audit(vec![Record::Review(review_record(
+                "reject", &item, reviewer, reason,
+            ))])
+            .await;
+        if let Err(e) = audited {
+            // Not recorded, so not done (NEN 7513: no action without its record).
+            let _ = self.store.unclaim(id, &claim).await;
+            return Err(e);
+        }
+        self.store.settle(id, &claim, None).await?;
         crate::metrics::quarantine_review("reject");
         Ok(())
     }
 
     /// Removes items older than `age`; returns their ids.
     pub async fn purge(&self, age: Duration, reviewer: &str) -> Result<Vec<String>, ReviewError> {
-        let _one_review = self.store.reviewing().await?;
-        let old = self.store.older_than(age)?;
-        if old.is_empty() {
-            return Ok(Vec::new());
-        }
         let reason = format!("older than {}", humantime::format_duration(age));
-        let records = old
-            .iter()
-            .map(|item| Record::Review(review_record("purge", item, reviewer, &reason)))
-            .collect();
-        self.audit(records).await?;
         let mut ids = Vec::new();
-        for item in old {
-            self.store.remove(&item.id).await?;
+        for old in self.store.older_than(age).await? {
+            // Claimed one by one: an item a reviewer is releasing right now, or another
+            // instance's purge took, is skipped, so each removal is audited exactly once.
+            let (item, claim) = match self.store.claim(&old.id, reviewer, "purge").await {
+                Ok(c) => c,
+                Err(
+                    StoreError::Busy { .. } | StoreError::Settled { .. } | StoreError::NotFound(_),
+                ) => {
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let record = Record::Review(review_record("purge", &item, reviewer, &reason));
+            if let Err(e) = self.audit(vec![record]).await {
+                let _ = self.store.unclaim(&item.id, &claim).await;
+                return Err(e);
+            }
+            self.store.settle(&item.id, &claim, None).await?;
             crate::metrics::quarantine_review("purge");
             ids.push(item.id);
         }
+        let cutoff = crate::store::now_unix().saturating_sub(age.as_secs());
+        self.store.store().forget_settled(cutoff).await?;
         Ok(ids)
     }
 }
@@ -250,12 +303,9 @@ fn mail_from(item: &Item) -> MailFrom<String> {
 
 impl Reviewer {
     /// A reviewer over the stores and lanes of `config` (the command line's view).
-    pub fn from_config(config: &crate::config::Config) -> Result<Reviewer, ReviewError> {
+    pub async fn from_config(config: &crate::config::Config) -> Result<Reviewer, ReviewError> {
         Ok(Reviewer {
-            store: Arc::new(Store::open(
-                &config.quarantine_dir(),
-                config.quarantine.max_bytes,
-            )?),
+            store: Quarantine::new(Arc::new(crate::store::Store::open(config).await?)),
             audit: Arc::new(AuditLog::open(
                 &config.audit_file(),
                 config.audit.rotate_bytes,
@@ -269,9 +319,9 @@ impl Reviewer {
 
     /// What a reviewer sees of an item: its record, the message's header block, and where a
     /// release would send each recipient.
-    pub fn show(&self, id: &str) -> Result<serde_json::Value, ReviewError> {
-        let item = self.store.get(id)?;
-        let message = self.store.read_message(id)?;
+    pub async fn show(&self, id: &str) -> Result<serde_json::Value, ReviewError> {
+        let item = self.store.get(id).await?;
+        let message = self.store.message(id).await?;
         let end = memchr::memmem::find(&message, b"\r\n\r\n")
             .map(|i| i + 2)
             .unwrap_or(message.len().min(64 * 1024));

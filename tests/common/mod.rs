@@ -14,6 +14,7 @@ pub mod dns;
 pub mod gateway;
 pub mod pki;
 pub mod postfix;
+pub mod postgres;
 pub mod smtp;
 pub mod web;
 

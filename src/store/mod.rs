@@ -1,0 +1,300 @@
+//! Where state that must outlive a process lives (DESIGN §15): files under the spool (the
+//! embedded default, one host) or PostgreSQL (several instances behind one service).
+//!
+//! The callers (the pipeline's holds, the review operations, the admin API, the command line)
+//! use [`Store`] and never learn which backend answers. Both backends give the same
+//! guarantees, and `tests/store.rs` runs one set of tests against each:
+//!
+//! - an item exists completely or not at all, and exists before `put` returns (the client's
+//!   250 comes after it);
+//! - a claim is exclusive: of two reviewers acting on one item at once, on one instance or two,
+//!   exactly one gets it, and the other is told who has it or who settled it;
+//! - a job run through [`Store::exclusive`] runs on one instance at a time.
+//!
+//! The store knows records, not their meaning: a held item's metadata is JSON that
+//! `quarantine` defines.
+
+pub mod files;
+pub mod migrations;
+pub mod postgres;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::spool::SpooledBody;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("quarantine {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+    #[error("quarantine is full ({used} of {max} bytes in use)")]
+    Full { used: u64, max: u64 },
+    #[error("no quarantine item {0}")]
+    NotFound(String),
+    #[error("{0:?} is not a quarantine id")]
+    BadId(String),
+    #[error("quarantine item {id}: {what}")]
+    Corrupt { id: String, what: String },
+    /// The database cannot be reached or refused the statement; mail that needs the store is
+    /// deferred until it is back.
+    #[error("store database: {0}")]
+    Unavailable(String),
+    /// The store's settings cannot be used (a file that cannot be read, a bad URL).
+    #[error("store configuration: {0}")]
+    Config(String),
+    /// The database's schema is not one this binary can use.
+    #[error("store database: {0}")]
+    Schema(String),
+    /// Another reviewer holds the item (a release in progress).
+    #[error("quarantine item {id} is being handled: {}", .claim.describe())]
+    Busy { id: String, claim: Claim },
+    /// The item was released, rejected or purged already.
+    #[error("quarantine item {id} was settled already: {}", .claim.describe())]
+    Settled { id: String, claim: Claim },
+}
+
+impl StoreError {
+    /// Whether the fault is the store's, not the request's: the caller defers and retries.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Io { .. } | StoreError::Unavailable(_) | StoreError::Full { .. }
+        )
+    }
+}
+
+/// Who acts on an item, doing what, since when (unix seconds).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claim {
+    pub by: String,
+    pub action: String,
+    pub at: u64,
+    /// Which claim this is, so that only its holder settles it.
+    #[serde(default, skip_serializing)]
+    pub token: String,
+}
+
+impl Claim {
+    pub fn new(by: &str, action: &str) -> Claim {
+        let mut token = [0u8; 16];
+        // A claim token only tells two claims apart; if the system's randomness failed, the
+        // time and process id still do that.
+        if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut token).is_err() {
+            token[..8].copy_from_slice(&now_unix().to_be_bytes());
+            token[8..12].copy_from_slice(&std::process::id().to_be_bytes());
+        }
+        Claim {
+            by: by.to_string(),
+            action: action.to_string(),
+            at: now_unix(),
+            token: data_encoding::HEXLOWER.encode(&token),
+        }
+    }
+
+    fn describe(&self) -> String {
+        let when =
+            humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + Duration::from_secs(self.at));
+        format!("{} by {} at {when}", self.action, self.by)
+    }
+
+    fn stale(&self, lease: Duration) -> bool {
+        now_unix().saturating_sub(self.at) > lease.as_secs()
+    }
+}
+
+/// A held item as the store keeps it: its id, when it was stored, the metadata (JSON of
+/// `quarantine::Item`), and the claim on it, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Held {
+    pub id: String,
+    pub created_unix: u64,
+    pub meta: serde_json::Value,
+    pub claim: Option<Claim>,
+}
+
+/// An instance's audit chain head, written to the store so that a cut or rewritten audit file
+/// shows even when its head file went with it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Anchor {
+    pub instance: String,
+    pub seq: u64,
+    pub hash: String,
+    pub at: u64,
+}
+
+/// How long a claim holds before another reviewer may take the item over: longer than any
+/// release takes (every lane's timeouts together), so only a crashed reviewer's claim expires.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// Quarantine ids are transaction ids: Sluis's own alphabet, nothing a path could abuse.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'-')
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+fn check_id(id: &str) -> Result<(), StoreError> {
+    if valid_id(id) {
+        Ok(())
+    } else {
+        Err(StoreError::BadId(id.to_string()))
+    }
+}
+
+/// The store, on whichever backend the configuration names.
+pub enum Store {
+    Files(files::FileStore),
+    Postgres(postgres::PgStore),
+}
+
+macro_rules! each {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Files($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// Opens the store `config` names: creates the file layout, or connects to PostgreSQL and
+    /// brings its schema up to date (refusing a newer one).
+    pub async fn open(config: &crate::config::Config) -> Result<Store, StoreError> {
+        use crate::config::StoreKind;
+        match config.store.kind {
+            StoreKind::Files => Ok(Store::Files(files::FileStore::open(
+                &config.quarantine_dir(),
+                config.quarantine.max_bytes,
+            )?)),
+            StoreKind::Postgres => Ok(Store::Postgres(
+                postgres::PgStore::connect(&config.store, config.quarantine.max_bytes).await?,
+            )),
+        }
+    }
+
+    /// "files" or "postgres", for logs and `/readyz`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::Files(_) => "files",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Stores `header` + `body` as item `id` with `meta`, durably, or nothing.
+    pub async fn put(
+        &self,
+        id: &str,
+        created_unix: u64,
+        meta: &serde_json::Value,
+        header: &[u8],
+        body: &mut SpooledBody,
+    ) -> Result<(), StoreError> {
+        check_id(id)?;
+        each!(self, s => s.put(id, created_unix, meta, header, body).await)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Held, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.get(id).await)
+    }
+
+    /// All held items, oldest first.
+    pub async fn list(&self) -> Result<Vec<Held>, StoreError> {
+        each!(self, s => s.list().await)
+    }
+
+    /// The message of an item, as stored.
+    pub async fn message(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.message(id).await)
+    }
+
+    /// Removes an item the pipeline stored for a transaction that then failed (its client
+    /// got no 250 and sends again): no reviewer was involved, so nothing is kept of it.
+    pub async fn withdraw(&self, id: &str) -> Result<(), StoreError> {
+        check_id(id)?;
+        each!(self, s => s.withdraw(id).await)
+    }
+
+    /// Takes item `id` for `claim`: exactly one of several claimants at once gets it; the
+    /// others get [`StoreError::Busy`] or [`StoreError::Settled`] naming who has or had it. A
+    /// claim older than `lease` (its holder crashed) may be taken over.
+    pub async fn claim(
+        &self,
+        id: &str,
+        claim: &Claim,
+        lease: Duration,
+    ) -> Result<Held, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.claim(id, claim, lease).await)
+    }
+
+    /// Ends `claim` on item `id`: `remaining` is the metadata of what is still held (the
+    /// claim is dropped and the item stays), or `None` when the item is done (it is removed,
+    /// and a tombstone says who settled it).
+    pub async fn settle(
+        &self,
+        id: &str,
+        claim: &Claim,
+        remaining: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        check_id(id)?;
+        each!(self, s => s.settle(id, claim, remaining).await)
+    }
+
+    /// Gives a claim up without changing the item (the action failed before it began).
+    pub async fn release_claim(&self, id: &str, claim: &Claim) -> Result<(), StoreError> {
+        check_id(id)?;
+        each!(self, s => s.release_claim(id, claim).await)
+    }
+
+    /// Bytes held and the number of items.
+    pub async fn usage(&self) -> Result<(u64, usize), StoreError> {
+        each!(self, s => s.usage().await)
+    }
+
+    /// Removes tombstones of items settled before `before` (unix seconds); how many.
+    pub async fn forget_settled(&self, before: u64) -> Result<usize, StoreError> {
+        each!(self, s => s.forget_settled(before).await)
+    }
+
+    /// Records an instance's audit chain head (replacing its previous one).
+    pub async fn put_anchor(&self, anchor: &Anchor) -> Result<(), StoreError> {
+        each!(self, s => s.put_anchor(anchor).await)
+    }
+
+    /// The latest anchor of every instance.
+    pub async fn anchors(&self) -> Result<Vec<Anchor>, StoreError> {
+        each!(self, s => s.anchors().await)
+    }
+
+    /// Runs `job` unless another instance (or process) runs the job called `name` right now;
+    /// `None` when it was skipped.
+    pub async fn exclusive<T, F>(&self, name: &str, job: F) -> Result<Option<T>, StoreError>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        each!(self, s => s.exclusive(name, job).await)
+    }
+
+    /// Whether the store answers now, within `limit`.
+    pub async fn check(&self, limit: Duration) -> Result<(), StoreError> {
+        match tokio::time::timeout(limit, async { each!(self, s => s.check().await) }).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer within {}",
+                humantime::format_duration(limit)
+            ))),
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The store's guarantees, one set of tests run against both backends: files in a scratch
+//! directory, and a real PostgreSQL (Debian's server, started by the harness) with a fresh
+//! database per test. "Two instances" are two `Store`s opened on the same directory or
+//! database, as two Sluis processes would.
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sluis::config::{Config, StoreKind, StoreTls};
+use sluis::spool::SpooledBody;
+use sluis::store::{Anchor, Claim, Store, StoreError};
+
+use common::postgres::Postgres;
+
+/// One server for the whole binary; each test gets its own database on it.
+fn server() -> &'static Postgres {
+    static PG: OnceLock<Postgres> = OnceLock::new();
+    PG.get_or_init(|| Postgres::start(1))
+}
+
+enum Backend {
+    Files(tempfile::TempDir),
+    Postgres(String),
+}
+
+struct Fixture {
+    config: Config,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Fixture {
+    fn new(backend: Backend, max_bytes: u64) -> Fixture {
+        let mut config = Config::default();
+        config.quarantine.max_bytes = max_bytes;
+        let dir = match backend {
+            Backend::Files(dir) => {
+                config.quarantine.dir = Some(dir.path().join("q"));
+                Some(dir)
+            }
+            Backend::Postgres(db) => {
+                let pg = server();
+                pg.psql(&format!("CREATE DATABASE {db}"));
+                config.store.kind = StoreKind::Postgres;
+                config.store.url = Some(format!(
+                    "postgresql://{}@{}/{db}",
+                    common::postgres::PG_USER,
+                    pg.addr
+                ));
+                config.store.password_file = Some(pg.password_file());
+                config.store.tls = StoreTls::Off;
+                config.store.timeout = Duration::from_secs(2);
+                None
+            }
+        };
+        Fixture { config, _dir: dir }
+    }
+
+    /// An instance on this backend (call again for a second one).
+    async fn open(&self) -> Store {
+        Store::open(&self.config).await.expect("store opens")
+    }
+}
+
+fn files(max_bytes: u64) -> Fixture {
+    Fixture::new(Backend::Files(tempfile::tempdir().unwrap()), max_bytes)
+}
+
+fn postgres(name: &str, max_bytes: u64) -> Fixture {
+    Fixture::new(Backend::Postgres(format!("t_{name}")), max_bytes)
+}
+
+/// Each test, once per backend.
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn files() {
+                super::$name(super::files(1 << 30)).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(super::postgres(stringify!($name), 1 << 30)).await
+            }
+        }
+    )*};
+}
+
+both!(
+    an_item_is_stored_whole_and_read_back,
+    of_two_instances_claiming_one_item_exactly_one_gets_it,
+    a_settled_item_names_who_settled_it,
+    a_partly_released_item_stays_held_unclaimed,
+    a_crashed_reviewers_claim_expires,
+    an_exclusive_job_runs_once_across_instances,
+    anchors_are_kept_per_instance,
+);
+
+async fn body(text: &[u8]) -> SpooledBody {
+    let mut b = SpooledBody::new(std::env::temp_dir(), 1024);
+    b.write(text).await.unwrap();
+    b
+}
+
+fn meta(id: &str, created_unix: u64) -> serde_json::Value {
+    serde_json::json!({ "id": id, "created_unix": created_unix, "sender": "a@org.test" })
+}
+
+async fn put(store: &Store, id: &str, created_unix: u64) {
+    let mut b = body(b"Subject: x\r\n\r\nhello\r\n").await;
+    store
+        .put(
+            id,
+            created_unix,
+            &meta(id, created_unix),
+            b"Received: x\r\n",
+            &mut b,
+        )
+        .await
+        .unwrap();
+}
+
+async fn an_item_is_stored_whole_and_read_back(f: Fixture) {
+    let a = f.open().await;
+    let b = f.open().await;
+    put(&a, "T2", 200).await;
+    put(&a, "T1", 100).await;
+    // The other instance sees it: message, metadata, order.
+    let held = b.get("T1").await.unwrap();
+    assert_eq!(held.meta, meta("T1", 100));
+    assert_eq!(held.created_unix, 100);
+    assert_eq!(held.claim, None);
+    assert_eq!(
+        b.message("T1").await.unwrap(),
+        b"Received: x\r\nSubject: x\r\n\r\nhello\r\n"
+    );
+    let ids: Vec<String> = b.list().await.unwrap().into_iter().map(|h| h.id).collect();
+    assert_eq!(ids, ["T1", "T2"]);
+    let (bytes, items) = b.usage().await.unwrap();
+    assert_eq!(items, 2);
+    assert!(bytes >= 2 * 34, "{bytes}");
+    // Withdrawn (the transaction failed): gone without a trace.
+    a.withdraw("T2").await.unwrap();
+    assert!(matches!(b.get("T2").await, Err(StoreError::NotFound(_))));
+    assert!(matches!(b.get("../x").await, Err(StoreError::BadId(_))));
+    assert_eq!(b.usage().await.unwrap().1, 1);
+}
+
+async fn of_two_instances_claiming_one_item_exactly_one_gets_it(f: Fixture) {
+    let a = Arc::new(f.open().await);
+    let b = Arc::new(f.open().await);
+    for round in 0..20 {
+        let id = format!("R{round}");
+        put(&a, &id, round).await;
+        let (ca, cb) = (Claim::new("alice", "release"), Claim::new("bob", "release"));
+        let lease = Duration::from_secs(900);
+        let (ra, rb) = tokio::join!(
+            {
+                let (a, id, ca) = (a.clone(), id.clone(), ca.clone());
+                async move { a.claim(&id, &ca, lease).await }
+            },
+            {
+                let (b, id, cb) = (b.clone(), id.clone(), cb.clone());
+                async move { b.claim(&id, &cb, lease).await }
+            }
+        );
+        let (winner, loser) = match (&ra, &rb) {
+            (Ok(_), Err(StoreError::Busy { claim, .. })) => (&ca, claim),
+            (Err(StoreError::Busy { claim, .. }), Ok(_)) => (&cb, claim),
+            other => panic!("round {round}: not exactly one claim: {other:?}"),
+        };
+        // The loser is told who has it.
+        assert_eq!(loser.by, winner.by);
+        assert_eq!(loser.action, "release");
+        let shown = a.get(&id).await.unwrap().claim.expect("claimed");
+        assert_eq!(shown.by, winner.by);
+        // Only the holder settles.
+        let other = if winner.by == "alice" { &cb } else { &ca };
+        assert!(matches!(
+            a.settle(&id, other, None).await,
+            Err(StoreError::Busy { .. })
+        ));
+        a.settle(&id, winner, None).await.unwrap();
+    }
+}
+
+async fn a_settled_item_names_who_settled_it(f: Fixture) {
+    let a = f.open().await;
+    let b = f.open().await;
+    put(&a, "S1", 1).await;
+    let claim = Claim::new("alice", "reject");
+    a.claim("S1", &claim, Duration::from_secs(60))
+        .await
+        .unwrap();
+    a.settle("S1", &claim, None).await.unwrap();
+    let late = Claim::new("bob", "release");
+    match b.claim("S1", &late, Duration::from_secs(60)).await {
+        Err(StoreError::Settled { claim, .. }) => {
+            assert_eq!(
+                (claim.by.as_str(), claim.action.as_str()),
+                ("alice", "reject")
+            );
+            let said = StoreError::Settled {
+                id: "S1".into(),
+                claim,
+            }
+            .to_string();
+            assert!(said.contains("reject by alice"), "{said}");
+        }
+        other => panic!("expected Settled, got {other:?}"),
+    }
+    assert!(matches!(b.get("S1").await, Err(StoreError::Settled { .. })));
+    assert!(matches!(
+        b.message("S1").await,
+        Err(StoreError::Settled { .. })
+    ));
+    assert!(b.list().await.unwrap().is_empty());
+    assert_eq!(b.usage().await.unwrap(), (0, 0));
+    // Tombstones go with retention.
+    assert_eq!(
+        b.forget_settled(sluis::store::now_unix() + 1)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(b.get("S1").await, Err(StoreError::NotFound(_))));
+}
+
+async fn a_partly_released_item_stays_held_unclaimed(f: Fixture) {
+    let a = f.open().await;
+    put(&a, "P1", 1).await;
+    let claim = Claim::new("alice", "release");
+    a.claim("P1", &claim, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let remaining = serde_json::json!({ "id": "P1", "created_unix": 1, "left": ["b@x.test"] });
+    a.settle("P1", &claim, Some(&remaining)).await.unwrap();
+    let held = a.get("P1").await.unwrap();
+    assert_eq!(held.meta, remaining);
+    assert_eq!(held.claim, None);
+    // Given up without a change: claimable again.
+    let again = Claim::new("bob", "release");
+    a.claim("P1", &again, Duration::from_secs(60))
+        .await
+        .unwrap();
+    a.release_claim("P1", &again).await.unwrap();
+    assert_eq!(a.get("P1").await.unwrap().claim, None);
+    assert_eq!(a.message("P1").await.unwrap().len(), 34);
+}
+
+async fn a_crashed_reviewers_claim_expires(f: Fixture) {
+    let a = f.open().await;
+    put(&a, "C1", 1).await;
+    let crashed = Claim::new("alice", "release");
+    a.claim("C1", &crashed, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let next = Claim::new("bob", "release");
+    assert!(matches!(
+        a.claim("C1", &next, Duration::from_secs(60)).await,
+        Err(StoreError::Busy { .. })
+    ));
+    // The lease is whole seconds: past it, the claim can be taken over.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let next = Claim::new("bob", "release");
+    let held = a.claim("C1", &next, Duration::from_secs(1)).await.unwrap();
+    assert_eq!(held.claim.unwrap().by, "bob");
+    // The crashed claim no longer settles anything.
+    assert!(matches!(
+        a.settle("C1", &crashed, None).await,
+        Err(StoreError::Busy { .. })
+    ));
+}
+
+async fn an_exclusive_job_runs_once_across_instances(f: Fixture) {
+    let a = f.open().await;
+    let b = f.open().await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = a.exclusive("retention", async move {
+        let _ = started_tx.send(());
+        let _ = rx.await;
+        "first"
+    });
+    let second = async {
+        let _ = started_rx.await;
+        let skipped = b.exclusive("retention", async { "second" }).await.unwrap();
+        let other = b
+            .exclusive("portal-expiry", async { "other" })
+            .await
+            .unwrap();
+        let _ = tx.send(());
+        (skipped, other)
+    };
+    let (first, (skipped, other)) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), Some("first"));
+    assert_eq!(skipped, None, "the job ran twice at once");
+    assert_eq!(other, Some("other"));
+    // Released afterwards.
+    assert_eq!(
+        b.exclusive("retention", async { 1 }).await.unwrap(),
+        Some(1)
+    );
+}
+
+async fn anchors_are_kept_per_instance(f: Fixture) {
+    let a = f.open().await;
+    let anchor = |instance: &str, seq| Anchor {
+        instance: instance.into(),
+        seq,
+        hash: format!("{seq:064x}"),
+        at: 1_700_000_000 + seq,
+    };
+    a.put_anchor(&anchor("gw-0", 1)).await.unwrap();
+    a.put_anchor(&anchor("gw-1", 7)).await.unwrap();
+    a.put_anchor(&anchor("gw-0", 5)).await.unwrap();
+    assert_eq!(
+        f.open().await.anchors().await.unwrap(),
+        vec![anchor("gw-0", 5), anchor("gw-1", 7)]
+    );
+}
+
+/// A full store refuses: the pipeline defers (452) rather than dropping the mail.
+#[tokio::test]
+async fn a_full_store_refuses_on_both_backends() {
+    for f in [files(100 * 1024), postgres("full", 100 * 1024)] {
+        let s = f.open().await;
+        let mut big = body(&vec![b'x'; 150 * 1024]).await;
+        let r = s.put("BIG", 1, &meta("BIG", 1), b"", &mut big).await;
+        assert!(
+            matches!(r, Err(StoreError::Full { .. })),
+            "{}: {r:?}",
+            s.kind()
+        );
+        assert!(s.list().await.unwrap().is_empty());
+    }
+}
+
+/// A schema newer than the binary knows is refused with a message saying what to do.
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let f = postgres("newer", 1 << 30);
+    f.open().await;
+    let pg = server();
+    let url = f.config.store.url.clone().unwrap();
+    let db = url.rsplit('/').next().unwrap();
+    let out = std::process::Command::new("psql")
+        .env("PGPASSWORD", common::postgres::PG_PASSWORD)
+        .args([
+            "-h",
+            &pg.addr.ip().to_string(),
+            "-p",
+            &pg.addr.port().to_string(),
+        ])
+        .args(["-U", common::postgres::PG_USER, "-d", db, "-c"])
+        .arg("INSERT INTO sluis_schema (version) VALUES (999)")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = match Store::open(&f.config).await {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a newer schema was accepted"),
+    };
+    assert!(
+        err.contains("schema is version 999, newer than this Sluis knows (1)"),
+        "{err}"
+    );
+}
+
+/// The files backend's own promises: private files, and what a crash leaves is cleaned up.
+#[tokio::test]
+async fn files_are_private_and_crash_leftovers_go() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = files(1 << 30);
+    let s = f.open().await;
+    put(&s, "ABC", 1).await;
+    let dir = f.config.quarantine.dir.clone().unwrap();
+    for name in ["ABC.eml", "ABC.json"] {
+        let mode = std::fs::metadata(dir.join(name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
+    // What a kill between the two renames leaves: a message without its JSON.
+    std::fs::write(dir.join("HALF.eml"), b"x").unwrap();
+    std::fs::write(dir.join(".tmp-HALF.json"), b"{").unwrap();
+    std::fs::write(dir.join("GONE.claim"), b"{}").unwrap();
+    let s = f.open().await;
+    for name in ["HALF.eml", ".tmp-HALF.json", "GONE.claim"] {
+        assert!(!dir.join(name).exists(), "{name} left behind");
+    }
+    assert_eq!(s.usage().await.unwrap().1, 1);
+}
