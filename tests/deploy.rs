@@ -167,9 +167,18 @@ fn container_and_kubernetes_files_agree_and_their_configs_are_valid() {
     assert_success(&out, "command");
     let configs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dir = scratch("cfgs");
-    for which in ["container", "kubernetes"] {
+    // The PostgreSQL variant's secrets, where its configuration expects them mounted.
+    let secrets = dir.path().join("sluis-db");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("password"), "x").unwrap();
+    std::fs::write(secrets.join("ca.crt"), "x").unwrap();
+    for which in ["container", "kubernetes", "kubernetes-postgres"] {
         let path = dir.path().join(format!("{which}.toml"));
-        std::fs::write(&path, configs[which].as_str().unwrap()).unwrap();
+        let text = configs[which]
+            .as_str()
+            .unwrap()
+            .replace("/run/secrets/sluis-db", &secrets.display().to_string());
+        std::fs::write(&path, text).unwrap();
         let check = config_check(&path);
         assert_success(&check, which);
     }

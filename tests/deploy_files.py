@@ -36,6 +36,13 @@ def check_container():
     sluis = services["sluis"]
     exposed = {int(p) for p in sluis.get("expose", [])}
     assert {listen, admin} <= exposed, f"sluis exposes {exposed}, config uses {listen}, {admin}"
+    # The store: the compose PostgreSQL, its password from the environment on both sides.
+    store = cfg["store"]
+    db_host = store["url"].split("@", 1)[1].split(":", 1)[0]
+    assert db_host in services and db_host in sluis["depends_on"], db_host
+    assert sluis["environment"]["SLUIS_STORE_PASSWORD"] == \
+        services[db_host]["environment"]["POSTGRES_PASSWORD"]
+    assert store["url"].endswith("/" + services[db_host]["environment"]["POSTGRES_DB"])
     front = services["front"]["environment"]
     assert front["SLUIS_HOST"] == "sluis" and int(front["SLUIS_PORT"]) == listen
     subnet = compose["networks"]["mail"]["ipam"]["config"][0]["subnet"]
@@ -121,6 +128,46 @@ def check_kubernetes():
     return toml_text
 
 
+def check_kubernetes_postgres():
+    """The stateless variant: a Deployment on a shared PostgreSQL store."""
+    d = "deploy/kubernetes"
+    docs = {}
+    for f in ("postgres/configmap.yaml", "postgres/deployment.yaml", "postgres/secret.yaml",
+              "postgres/hpa.yaml", "service.yaml", "pdb.yaml"):
+        for doc in yaml.safe_load_all(open(f"{d}/{f}")):
+            docs.setdefault(doc["kind"], []).append(doc)
+    toml_text = docs["ConfigMap"][0]["data"]["sluis.toml"]
+    cfg = tomllib.loads(toml_text)
+    store = cfg["store"]
+    assert store["kind"] == "postgres" and store["tls"] == "verify", store
+    assert ":" not in store["url"].split("//", 1)[1].split("@", 1)[0], "no password in the URL"
+    dep = docs["Deployment"][0]
+    spec = dep["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    assert "volumeClaimTemplates" not in dep["spec"], "no volume per pod"
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert mounts["spool"] == cfg["server"]["spool_dir"]
+    assert "emptyDir" in volumes["spool"], "the spool is scratch space"
+    secret = docs["Secret"][0]
+    assert volumes["db"]["secret"]["secretName"] == secret["metadata"]["name"]
+    for key in ("password_file", "ca_file"):
+        path = store[key]
+        assert path.startswith(mounts["db"] + "/"), f"{key} {path} is not in the secret's mount"
+        assert path.rsplit("/", 1)[1] in secret["stringData"], f"the secret has no {path}"
+    assert volumes["config"]["configMap"]["name"] == docs["ConfigMap"][0]["metadata"]["name"]
+    assert c["args"] == ["serve", "--config", f"{mounts['config']}/sluis.toml"]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
+    assert spec["terminationGracePeriodSeconds"] > 30
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    for svc in docs["Service"]:
+        assert svc["spec"]["selector"].items() <= labels.items()
+    hpa = docs["HorizontalPodAutoscaler"][0]["spec"]["scaleTargetRef"]
+    assert (hpa["kind"], hpa["name"]) == ("Deployment", dep["metadata"]["name"])
+    return toml_text
+
+
 if __name__ == "__main__":
-    configs = {"container": check_container(), "kubernetes": check_kubernetes()}
+    configs = {"container": check_container(), "kubernetes": check_kubernetes(),
+               "kubernetes-postgres": check_kubernetes_postgres()}
     json.dump(configs, sys.stdout)

@@ -342,26 +342,7 @@ async fn a_full_store_refuses_on_both_backends() {
 async fn a_newer_schema_is_refused() {
     let f = postgres("newer", 1 << 30);
     f.open().await;
-    let pg = server();
-    let url = f.config.store.url.clone().unwrap();
-    let db = url.rsplit('/').next().unwrap();
-    let out = std::process::Command::new("psql")
-        .env("PGPASSWORD", common::postgres::PG_PASSWORD)
-        .args([
-            "-h",
-            &pg.addr.ip().to_string(),
-            "-p",
-            &pg.addr.port().to_string(),
-        ])
-        .args(["-U", common::postgres::PG_USER, "-d", db, "-c"])
-        .arg("INSERT INTO sluis_schema (version) VALUES (999)")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server().psql_in("t_newer", "INSERT INTO sluis_schema (version) VALUES (999)");
     let err = match Store::open(&f.config).await {
         Err(e) => e.to_string(),
         Ok(_) => panic!("a newer schema was accepted"),

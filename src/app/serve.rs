@@ -25,12 +25,18 @@ use crate::store::Store;
 
 use super::Runtime;
 
+/// How often the audit head is anchored in the store.
+const ANCHOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 pub struct Server {
     ownership: Arc<Registry>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
     /// Opened once: a reload keeps the connection pool and the held items where they are.
     store: Arc<Store>,
+    /// This instance's name in audit anchors, and the anchor it wrote last.
+    instance: String,
+    anchored: tokio::sync::Mutex<Option<crate::store::Anchor>>,
     runtime: watch::Sender<Arc<Runtime>>,
     /// The SMTP side's and the admin listener's share of the runtime, sent on reload.
     smtp: watch::Sender<Arc<Frontend>>,
@@ -57,6 +63,8 @@ impl Server {
         let runtime = Arc::new(Runtime::build(config, ownership.clone(), store.clone())?);
         Ok(Server {
             ownership,
+            instance: crate::store::instance_name(&runtime.config.store),
+            anchored: tokio::sync::Mutex::new(None),
             store,
             config_path,
             overrides,
@@ -121,6 +129,7 @@ impl Server {
         let server = Arc::new(self);
         tokio::spawn(server.clone().ownership_schedule());
         tokio::spawn(server.clone().retention_schedule());
+        tokio::spawn(server.clone().anchor_schedule());
         for listener in listeners {
             tokio::spawn(smtp.clone().serve(listener));
         }
@@ -153,19 +162,25 @@ impl Server {
     }
 
     /// Removes quarantine items older than `quarantine.retention`, at start and hourly; each
-    /// removal is audited (reviewer "retention").
+    /// removal is audited (reviewer "retention"). With several instances on one store, one
+    /// runs it at a time (and the claims keep each removal to one record regardless).
     async fn retention_schedule(self: Arc<Self>) {
         loop {
             let rt = self.runtime.borrow().clone();
             let retention = rt.config.quarantine.retention;
-            match rt.admin.reviewer.purge(retention, "retention").await {
-                Ok(ids) if !ids.is_empty() => {
+            let purge = rt.admin.reviewer.purge(retention, "retention");
+            match self.store.exclusive("retention", purge).await {
+                Ok(Some(Ok(ids))) if !ids.is_empty() => {
                     tracing::info!(
                         count = ids.len(),
                         "quarantine items past their retention removed"
                     )
                 }
-                Ok(_) => {}
+                Ok(Some(Ok(_))) => {}
+                Ok(None) => tracing::debug!("retention runs on another instance"),
+                Ok(Some(Err(e))) => {
+                    tracing::error!(error = %e, "quarantine retention purge failed")
+                }
                 Err(e) => tracing::error!(error = %e, "quarantine retention purge failed"),
             }
             tokio::select! {
@@ -211,6 +226,33 @@ impl Server {
         }
     }
 
+    /// Writes the audit chain's head to the store every minute (when it moved).
+    async fn anchor_schedule(self: Arc<Self>) {
+        loop {
+            self.anchor().await;
+            tokio::select! {
+                _ = tokio::time::sleep(ANCHOR_INTERVAL) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    async fn anchor(&self) {
+        let audit = self.runtime.borrow().pipeline.audit.clone();
+        let mut last = self.anchored.lock().await;
+        match crate::audit::anchor::write(&self.store, &self.instance, &audit, last.as_ref()).await
+        {
+            Ok(Some(anchor)) => {
+                tracing::debug!(instance = %anchor.instance, seq = anchor.seq, "audit head anchored");
+                *last = Some(anchor);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot anchor the audit head in the store; trying again in a minute")
+            }
+        }
+    }
+
     async fn stop(&self) {
         let grace = self.runtime.borrow().config.timeouts.shutdown_grace;
         tracing::info!(sessions = self.tracker.len(), ?grace, "shutting down");
@@ -225,6 +267,8 @@ impl Server {
                 "grace period over, cutting off sessions; their clients keep the messages"
             );
         }
+        // The last records of this run, anchored before the process goes.
+        self.anchor().await;
     }
 }
 

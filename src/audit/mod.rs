@@ -9,6 +9,7 @@
 //! (its first record points at the last of the renamed file). `<file>.head` holds the sequence
 //! number and hash of the newest record, so that cutting records off the end is noticed too.
 
+pub mod anchor;
 pub mod record;
 pub mod verify;
 
@@ -112,6 +113,17 @@ impl AuditLog {
             files: std::sync::Mutex::new(None),
             writer: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The newest record's sequence number and hash, as the head file says (whoever wrote it:
+    /// this process or a review command).
+    pub fn head(&self) -> Option<(u64, String)> {
+        let data = std::fs::read(head_path(&self.path)).ok()?;
+        let head: Value = serde_json::from_slice(data.trim_ascii()).ok()?;
+        Some((
+            head.get("seq")?.as_u64()?,
+            head.get("hash")?.as_str()?.to_string(),
+        ))
     }
 
     pub fn path(&self) -> &Path {

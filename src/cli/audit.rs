@@ -15,31 +15,75 @@ pub enum AuditCommand {
     /// Check the hash chain; names the first record that was edited, deleted, moved or cut off.
     /// Without FILEs: the configured log and its rotated predecessors, oldest first.
     /// Exit status: 0 intact, 1 damaged, 2 on error.
+    ///
+    /// With the configured log, the chain is also checked against this instance's anchor in
+    /// the store (written every minute and at shutdown), so a log cut short or rewritten
+    /// together with its head file is found too.
     Verify {
         files: Vec<PathBuf>,
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Check FILEs against this instance's anchor in the configured store.
+        #[arg(long)]
+        instance: Option<String>,
     },
 }
 
 pub fn audit(cmd: AuditCommand) -> ExitCode {
-    let AuditCommand::Verify { files, config } = cmd;
-    let files = if files.is_empty() {
+    let AuditCommand::Verify {
+        files,
+        config,
+        instance,
+    } = cmd;
+    let configured = files.is_empty();
+    let cfg = if configured || instance.is_some() {
         match sluis::app::load_config(config.as_deref(), &Overrides::default()) {
-            Ok(cfg) => chain_files(&cfg.audit_file()),
+            Ok(cfg) => Some(cfg),
             Err(e) => {
                 eprintln!("sluis: {e}");
                 return ExitCode::from(2);
             }
         }
     } else {
-        files
+        None
+    };
+    let files = match &cfg {
+        Some(cfg) if configured => chain_files(&cfg.audit_file()),
+        _ => files,
     };
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
         eprintln!("sluis: {}: no such file", missing.display());
         return ExitCode::from(2);
     }
-    let report = verify_files(&files);
+    let mut report = verify_files(&files);
+    if let Some(cfg) = &cfg
+        && matches!(report.verdict, Verdict::Intact { .. })
+    {
+        let instance = instance.unwrap_or_else(|| sluis::store::instance_name(&cfg.store));
+        match anchored(cfg, &instance) {
+            Ok(Some(anchor)) => {
+                if let Some(why) = sluis::audit::anchor::check(&files, &anchor) {
+                    report.verdict = Verdict::Broken {
+                        file: files
+                            .last()
+                            .map(|f| f.display().to_string())
+                            .unwrap_or_default(),
+                        line: 0,
+                        seq: anchor.seq,
+                        why,
+                    };
+                }
+            }
+            Ok(None) => report.notes.push(format!(
+                "the store has no anchor for instance {instance:?} yet (written every minute \
+                 while Sluis runs)"
+            )),
+            Err(e) => {
+                eprintln!("sluis: cannot read the audit anchors from the store: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     for n in &report.notes {
         eprintln!("note: {n}");
     }
@@ -58,6 +102,23 @@ pub fn audit(cmd: AuditCommand) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// `instance`'s anchor in the configured store.
+fn anchored(
+    cfg: &sluis::config::Config,
+    instance: &str,
+) -> anyhow::Result<Option<sluis::store::Anchor>> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let anchors = match cfg.store.kind {
+        sluis::config::StoreKind::Files => sluis::store::files::anchors_in(&cfg.quarantine_dir())?,
+        sluis::config::StoreKind::Postgres => {
+            rt.block_on(async { sluis::store::Store::open(cfg).await?.anchors().await })?
+        }
+    };
+    Ok(anchors.into_iter().find(|a| a.instance == instance))
 }
 
 /// The log and its rotated predecessors (`<stem>-<time>-<seq>.jsonl`), oldest first.

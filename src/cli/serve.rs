@@ -60,9 +60,16 @@ fn init_logging(cfg: &config::LogConfig) {
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
+    // The PostgreSQL driver logs every statement with its parameters at debug level: held
+    // mail, addresses and findings. Never at any level or RUST_LOG setting.
+    let no_statements = tracing_subscriber::filter::filter_fn(|meta| {
+        !(meta.target().starts_with("tokio_postgres") && *meta.level() > tracing::Level::INFO)
+    });
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     match cfg.format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().finish().with(no_statements).init(),
+        LogFormat::Text => builder.finish().with(no_statements).init(),
     }
 }
 

@@ -397,20 +397,7 @@ impl FileStore {
     }
 
     pub async fn anchors(&self) -> Result<Vec<Anchor>, StoreError> {
-        let mut out = Vec::new();
-        for entry in std::fs::read_dir(self.anchor_dir()).map_err(|e| self.io(e))? {
-            let path = entry.map_err(|e| self.io(e))?.path();
-            if path.extension().is_some_and(|e| e == "json") {
-                let data = std::fs::read(&path).map_err(|e| self.io(e))?;
-                let anchor = serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
-                    id: path.display().to_string(),
-                    what: e.to_string(),
-                })?;
-                out.push(anchor);
-            }
-        }
-        out.sort_by(|a: &Anchor, b| a.instance.cmp(&b.instance));
-        Ok(out)
+        anchors_in(&self.dir)
     }
 
     pub async fn exclusive<T, F>(&self, name: &str, job: F) -> Result<Option<T>, StoreError>
@@ -441,6 +428,34 @@ impl FileStore {
             .and_then(|()| std::fs::remove_file(&probe))
             .map_err(|e| self.io(e))
     }
+}
+
+/// The anchors of the file store in `dir`, read without opening the store (which would
+/// create and clean up files, as whichever user runs the command): none if there is no store.
+pub fn anchors_in(dir: &Path) -> Result<Vec<Anchor>, StoreError> {
+    let io = |source| StoreError::Io {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let mut out = Vec::new();
+    let entries = match std::fs::read_dir(dir.join("anchors")) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(io(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io)?.path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let data = std::fs::read(&path).map_err(io)?;
+            let anchor = serde_json::from_slice(&data).map_err(|e| StoreError::Corrupt {
+                id: path.display().to_string(),
+                what: e.to_string(),
+            })?;
+            out.push(anchor);
+        }
+    }
+    out.sort_by(|a: &Anchor, b| a.instance.cmp(&b.instance));
+    Ok(out)
 }
 
 /// A claim as written to a file: with its token, which the API never shows.

@@ -127,6 +127,19 @@ pub struct Anchor {
 /// release takes (every lane's timeouts together), so only a crashed reviewer's claim expires.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 
+/// This instance's name in audit anchors: `store.instance`, else the host name (a pod's name
+/// in Kubernetes), else "sluis".
+pub fn instance_name(config: &crate::config::StoreConfig) -> String {
+    if let Some(i) = &config.instance {
+        return i.clone();
+    }
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "sluis".to_string())
+}
+
 /// Quarantine ids are transaction ids: Sluis's own alphabet, nothing a path could abuse.
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()

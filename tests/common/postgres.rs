@@ -152,31 +152,40 @@ impl Postgres {
         )
     }
 
-    /// Runs SQL through psql as the superuser; its output.
-    pub fn psql(&self, sql: &str) -> String {
-        let out = Command::new("psql")
-            .env("PGPASSWORD", PG_PASSWORD)
+    /// psql as the superuser on database `db`, running `sql` (not started).
+    pub fn psql_command(&self, db: &str, sql: &str) -> Command {
+        let mut c = Command::new("psql");
+        c.env("PGPASSWORD", PG_PASSWORD)
             .args(["-h", &self.addr.ip().to_string()])
             .args(["-p", &self.addr.port().to_string()])
             .args([
                 "-U",
                 PG_USER,
                 "-d",
-                "postgres",
+                db,
                 "-At",
                 "-v",
                 "ON_ERROR_STOP=1",
                 "-c",
                 sql,
-            ])
-            .output()
-            .expect("psql");
+            ]);
+        c
+    }
+
+    /// Runs `sql` on database `db`; its output. Fails the test when psql does.
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_command(db, sql).output().expect("psql");
         assert!(
             out.status.success(),
             "psql {sql}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Runs `sql` on the `postgres` database.
+    pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
     }
 
     /// kill -9 of the postmaster: no shutdown, no checkpoint. Waits until the port is closed
