@@ -348,7 +348,7 @@ async fn a_newer_schema_is_refused() {
         Ok(_) => panic!("a newer schema was accepted"),
     };
     assert!(
-        err.contains("schema is version 999, newer than this Sluis knows (1)"),
+        err.contains("schema is version 999, newer than this Sluis knows (2)"),
         "{err}"
     );
 }

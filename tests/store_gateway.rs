@@ -403,7 +403,7 @@ fn a_schema_newer_than_the_binary_stops_sluis_with_a_clear_message() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("the database's schema is version 3, newer than this Sluis knows (1)"),
+        said.contains("the database's schema is version 3, newer than this Sluis knows (2)"),
         "{said}"
     );
 }
@@ -424,10 +424,31 @@ fn the_audit_anchor_in_the_store_shows_a_cut_log_whose_head_went_too() {
     assert_success(&out, "sluis audit verify");
     let anchored = pg.psql_in("anchors", "SELECT seq FROM sluis_audit_anchor");
     assert!(!anchored.is_empty(), "no anchor written");
+    // The records are mirrored for search: all of them, as written.
+    let log = a.dir.path().join("spool/audit/audit.jsonl");
+    let written: Vec<Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(anchored, (written.len() - 1).to_string());
+    let mirrored: Vec<Value> = pg
+        .psql_in(
+            "anchors",
+            "SELECT record FROM sluis_audit_record ORDER BY seq",
+        )
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(mirrored, written);
+    let found = pg.psql_in(
+        "anchors",
+        "SELECT count(*) FROM sluis_audit_record WHERE record @> '{\"event\": \"decision\"}'",
+    );
+    assert_ne!(found, "0", "the mirror cannot be searched");
 
     // Someone with the disk cuts the last records and rewrites the head file to match: the
     // file alone looks intact.
-    let log = a.dir.path().join("spool/audit/audit.jsonl");
     let text = std::fs::read_to_string(&log).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     let kept = &lines[..lines.len() - 2];

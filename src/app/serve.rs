@@ -34,9 +34,10 @@ pub struct Server {
     overrides: Overrides,
     /// Opened once: a reload keeps the connection pool and the held items where they are.
     store: Arc<Store>,
-    /// This instance's name in audit anchors, and the anchor it wrote last.
+    /// This instance's name in audit anchors, the anchor it wrote last, and how far its
+    /// records are mirrored.
     instance: String,
-    anchored: tokio::sync::Mutex<Option<crate::store::Anchor>>,
+    anchored: tokio::sync::Mutex<(Option<crate::store::Anchor>, crate::audit::mirror::Mirror)>,
     runtime: watch::Sender<Arc<Runtime>>,
     /// The SMTP side's and the admin listener's share of the runtime, sent on reload.
     smtp: watch::Sender<Arc<Frontend>>,
@@ -64,7 +65,7 @@ impl Server {
         Ok(Server {
             ownership,
             instance: crate::store::instance_name(&runtime.config.store),
-            anchored: tokio::sync::Mutex::new(None),
+            anchored: tokio::sync::Mutex::new((None, Default::default())),
             store,
             config_path,
             overrides,
@@ -226,7 +227,8 @@ impl Server {
         }
     }
 
-    /// Writes the audit chain's head to the store every minute (when it moved).
+    /// Every minute: mirrors new audit records into the store (PostgreSQL) and writes the
+    /// chain's head as this instance's anchor (when it moved).
     async fn anchor_schedule(self: Arc<Self>) {
         loop {
             self.anchor().await;
@@ -239,7 +241,15 @@ impl Server {
 
     async fn anchor(&self) {
         let audit = self.runtime.borrow().pipeline.audit.clone();
-        let mut last = self.anchored.lock().await;
+        let mut state = self.anchored.lock().await;
+        let (last, mirror) = &mut *state;
+        match mirror.sync(&self.store, &self.instance, &audit).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(records = n, "audit records mirrored to the store"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot mirror audit records to the store; trying again in a minute")
+            }
+        }
         match crate::audit::anchor::write(&self.store, &self.instance, &audit, last.as_ref()).await
         {
             Ok(Some(anchor)) => {

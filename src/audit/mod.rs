@@ -10,6 +10,7 @@
 //! number and hash of the newest record, so that cutting records off the end is noticed too.
 
 pub mod anchor;
+pub mod mirror;
 pub mod record;
 pub mod verify;
 

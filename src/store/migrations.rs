@@ -10,8 +10,9 @@
 use super::StoreError;
 
 /// (version, SQL), in order.
-pub const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
+pub const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
     "CREATE TABLE sluis_quarantine (
         id text PRIMARY KEY,
         created_unix bigint NOT NULL,
@@ -32,7 +33,20 @@ pub const MIGRATIONS: &[(i32, &str)] = &[(
         hash text NOT NULL,
         at bigint NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        // A copy of each instance's audit records for searching (the files stay the source
+        // of truth); jsonb_path_ops serves containment queries (record @> '{...}').
+        "CREATE TABLE sluis_audit_record (
+        instance text NOT NULL,
+        seq bigint NOT NULL,
+        record jsonb NOT NULL,
+        PRIMARY KEY (instance, seq)
+    );
+    CREATE INDEX sluis_audit_record_search ON sluis_audit_record USING gin (record jsonb_path_ops);",
+    ),
+];
 
 /// The newest schema version this binary knows.
 pub fn latest() -> i32 {

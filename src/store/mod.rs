@@ -291,6 +291,32 @@ impl Store {
         each!(self, s => s.anchors().await)
     }
 
+    /// Whether audit records are mirrored into this store for searching: with PostgreSQL,
+    /// where instances' files are on other hosts; the files backend has the files themselves.
+    pub fn mirrors_audit(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// The newest audit record of `instance` mirrored so far (PostgreSQL only).
+    pub async fn mirrored(&self, instance: &str) -> Result<Option<u64>, StoreError> {
+        match self {
+            Store::Files(_) => Ok(None),
+            Store::Postgres(s) => s.mirrored(instance).await,
+        }
+    }
+
+    /// Copies audit records of `instance` into the mirror (PostgreSQL only).
+    pub async fn mirror(
+        &self,
+        instance: &str,
+        records: &[(u64, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Files(_) => Ok(()),
+            Store::Postgres(s) => s.mirror(instance, records).await,
+        }
+    }
+
     /// Runs `job` unless another instance (or process) runs the job called `name` right now;
     /// `None` when it was skipped.
     pub async fn exclusive<T, F>(&self, name: &str, job: F) -> Result<Option<T>, StoreError>

@@ -229,6 +229,47 @@ impl PgStore {
         .await
     }
 
+    /// The newest audit record of `instance` mirrored so far.
+    pub async fn mirrored(&self, instance: &str) -> Result<Option<u64>, StoreError> {
+        self.bounded(async {
+            let row = self
+                .client()
+                .await?
+                .query_one(
+                    "SELECT max(seq) FROM sluis_audit_record WHERE instance = $1",
+                    &[&instance],
+                )
+                .await
+                .map_err(db)?;
+            Ok(row.get::<_, Option<i64>>(0).map(uint))
+        })
+        .await
+    }
+
+    /// Copies `records` (seq, record) of `instance`; ones already there are left alone.
+    pub async fn mirror(
+        &self,
+        instance: &str,
+        records: &[(u64, serde_json::Value)],
+    ) -> Result<(), StoreError> {
+        let seqs: Vec<i64> = records.iter().map(|(s, _)| int(*s)).collect();
+        let values: Vec<&serde_json::Value> = records.iter().map(|(_, r)| r).collect();
+        self.bounded(async {
+            self.client()
+                .await?
+                .execute(
+                    "INSERT INTO sluis_audit_record (instance, seq, record) \
+                     SELECT $1, s, r FROM unnest($2::bigint[], $3::jsonb[]) AS t(s, r) \
+                     ON CONFLICT DO NOTHING",
+                    &[&instance, &seqs, &values],
+                )
+                .await
+                .map_err(db)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn exclusive<T, F>(&self, name: &str, job: F) -> Result<Option<T>, StoreError>
     where
         F: std::future::Future<Output = T>,
