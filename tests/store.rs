@@ -380,3 +380,56 @@ async fn files_are_private_and_crash_leftovers_go() {
     }
     assert_eq!(s.usage().await.unwrap().1, 1);
 }
+
+/// `tls = "verify"`: the server's certificate must chain to `ca_file` and name the host in
+/// the URL; a server signed by another CA is refused (and only that store check fails).
+#[tokio::test]
+async fn tls_to_the_database_is_verified() {
+    let pg = Postgres::start_tls(5);
+    let url = |host: &str| {
+        format!(
+            "postgresql://{}@{host}:{}/postgres?hostaddr={}",
+            common::postgres::PG_USER,
+            pg.addr.port(),
+            pg.addr.ip()
+        )
+    };
+    let mut config = Config::default();
+    config.store.kind = StoreKind::Postgres;
+    config.store.password_file = Some(pg.password_file());
+    config.store.tls = StoreTls::Verify;
+    config.store.timeout = Duration::from_secs(2);
+    config.store.ca_file = pg.ca.clone();
+    config.store.url = Some(url("db.test"));
+    let store = Store::open(&config).await.expect("opens over verified TLS");
+    store
+        .check(Duration::from_secs(2))
+        .await
+        .expect("answers over TLS");
+    put(&store, "TLS1", 1).await;
+    let ssl = pg.psql("SELECT count(*) FROM pg_stat_ssl WHERE ssl");
+    assert_ne!(ssl, "0", "no connection used TLS");
+
+    // The wrong name for the certificate.
+    config.store.url = Some(url("other.test"));
+    let wrong_name = Store::open(&config).await.unwrap();
+    let err = wrong_name
+        .check(Duration::from_secs(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+
+    // Another CA.
+    let other = tempfile::tempdir().unwrap();
+    let other_ca = common::pki(other.path(), "db.test");
+    config.store.url = Some(url("db.test"));
+    config.store.ca_file = Some(other_ca.ca);
+    let wrong_ca = Store::open(&config).await.unwrap();
+    let err = wrong_ca
+        .check(Duration::from_secs(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("certificate"), "{err}");
+}

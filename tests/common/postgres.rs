@@ -3,6 +3,7 @@
 //! authentication), removed when the test ends. `bash tests/run.sh` installs the package.
 
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -17,6 +18,8 @@ pub struct Postgres {
     dir: tempfile::TempDir,
     pub addr: SocketAddr,
     child: Option<Child>,
+    /// With TLS: the CA that signed the server's certificate (for `db.test`).
+    pub ca: Option<PathBuf>,
 }
 
 /// Where Debian put the server's programs (one major version is installed).
@@ -54,7 +57,21 @@ fn as_postgres(program: &Path, args: &[&str]) {
 impl Postgres {
     /// A fresh cluster on 127.0.13.`host`, started.
     pub fn start(host: u8) -> Postgres {
+        Postgres::start_with(host, false)
+    }
+
+    /// Also serving TLS, with a certificate for `db.test` from a test CA (`ca`).
+    pub fn start_tls(host: u8) -> Postgres {
+        Postgres::start_with(host, true)
+    }
+
+    fn start_with(host: u8, tls: bool) -> Postgres {
         let dir = scratch("pg");
+        let pki = tls.then(|| {
+            let certs = dir.path().join("certs");
+            std::fs::create_dir(&certs).unwrap();
+            super::pki(&certs, "db.test")
+        });
         let data = dir.path().join("data");
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, PG_PASSWORD).unwrap();
@@ -80,7 +97,21 @@ impl Postgres {
             dir,
             addr,
             child: None,
+            ca: pki.as_ref().map(|p| p.ca.clone()),
         };
+        if let Some(p) = &pki {
+            let conf = format!(
+                "ssl = on\nssl_cert_file = '{}'\nssl_key_file = '{}'\n",
+                p.cert.display(),
+                p.key.display()
+            );
+            let path = pg.data().join("postgresql.auto.conf");
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            text.push_str(&conf);
+            std::fs::write(&path, text).unwrap();
+            chown_postgres(pg.dir.path());
+            std::fs::set_permissions(&p.key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
         pg.spawn();
         let pid_file = pg.data().join("postmaster.pid");
         super::after_exit(&format!(
