@@ -24,7 +24,14 @@ use crate::spool::SpooledBody;
 pub struct FileStore {
     dir: PathBuf,
     max_bytes: u64,
+    /// Bytes and items as last counted, when, and bytes stored since: counting reads every
+    /// file's metadata, so a hold uses a count up to [`USAGE_FRESH`] old (removals by other
+    /// processes show at the next count; until then the bound only errs on the safe side).
+    usage: std::sync::Mutex<Option<(std::time::Instant, u64, usize)>>,
 }
+
+/// How long a count of the store's usage stands.
+const USAGE_FRESH: Duration = Duration::from_secs(5);
 
 impl FileStore {
     /// Opens (creating, mode 0700) the store and removes what a crash left half-written.
@@ -32,6 +39,7 @@ impl FileStore {
         let store = FileStore {
             dir: dir.to_path_buf(),
             max_bytes,
+            usage: std::sync::Mutex::new(None),
         };
         let io = |e| store.io(e);
         for d in [dir.to_path_buf(), store.settled_dir(), store.anchor_dir()] {
@@ -131,6 +139,30 @@ impl FileStore {
         self.settled_dir().join(format!("{id}.json"))
     }
 
+    /// Bytes used and items: a count at most [`USAGE_FRESH`] old, plus what this process
+    /// stored since.
+    async fn recent_usage(&self) -> Result<(u64, usize), StoreError> {
+        if let Some((at, used, items)) = *self.usage.lock().unwrap_or_else(|p| p.into_inner())
+            && at.elapsed() < USAGE_FRESH
+        {
+            return Ok((used, items));
+        }
+        self.usage().await
+    }
+
+    fn count_stored(&self, size: u64) {
+        if let Some((_, used, items)) = self
+            .usage
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+        {
+            *used += size;
+            *items += 1;
+        }
+    }
+
+    /// Counts bytes used and items now.
     pub async fn usage(&self) -> Result<(u64, usize), StoreError> {
         let mut used = 0;
         let mut items = 0;
@@ -145,6 +177,8 @@ impl FileStore {
                 items += 1;
             }
         }
+        *self.usage.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), used, items));
         Ok((used, items))
     }
 
@@ -156,7 +190,7 @@ impl FileStore {
         header: &[u8],
         body: &mut SpooledBody,
     ) -> Result<(), StoreError> {
-        let (used, _) = self.usage().await?;
+        let (used, _) = self.recent_usage().await?;
         let size = (header.len() + body.len()) as u64;
         if used + size + 64 * 1024 > self.max_bytes {
             return Err(StoreError::Full {
@@ -170,6 +204,9 @@ impl FileStore {
         let result = self
             .write_item(id, meta, header, body, &eml_tmp, &json_tmp)
             .await;
+        if result.is_ok() {
+            self.count_stored(size);
+        }
         if result.is_err() {
             for p in [&eml_tmp, &json_tmp] {
                 let _ = tokio::fs::remove_file(p).await;
