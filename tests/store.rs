@@ -95,6 +95,8 @@ both!(
     a_crashed_reviewers_claim_expires,
     an_exclusive_job_runs_once_across_instances,
     anchors_are_kept_per_instance,
+    sessions_are_shared_and_expire,
+    concurrent_hits_from_two_instances_count_exactly,
 );
 
 async fn body(text: &[u8]) -> SpooledBody {
@@ -321,6 +323,57 @@ async fn anchors_are_kept_per_instance(f: Fixture) {
     );
 }
 
+async fn sessions_are_shared_and_expire(f: Fixture) {
+    let a = f.open().await;
+    let b = f.open().await;
+    let now = sluis::store::now_unix();
+    let v = serde_json::json!({ "reviewer": "alice", "roles": ["reviewer"] });
+    a.put_session("s-1f2e", &v, now + 3600).await.unwrap();
+    a.put_session("s-gone", &v, now + 1).await.unwrap();
+    a.put_session("s-old", &v, now - 1).await.unwrap();
+    assert_eq!(b.session("s-1f2e").await.unwrap(), Some(v.clone()));
+    assert_eq!(
+        b.session("s-old").await.unwrap(),
+        None,
+        "an expired session was read"
+    );
+    assert_eq!(b.session("s-none").await.unwrap(), None);
+    b.drop_session("s-1f2e").await.unwrap();
+    assert_eq!(a.session("s-1f2e").await.unwrap(), None);
+    assert!(matches!(
+        a.session("../x").await,
+        Err(StoreError::BadKey(_))
+    ));
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(a.session("s-gone").await.unwrap(), None);
+    assert_eq!(a.forget_expired().await.unwrap(), 2);
+}
+
+async fn concurrent_hits_from_two_instances_count_exactly(f: Fixture) {
+    let a = Arc::new(f.open().await);
+    let b = Arc::new(f.open().await);
+    let window = Duration::from_secs(3600);
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.hit("code:item-1:rcpt", window).await.unwrap()
+        }));
+    }
+    let mut seen = Vec::new();
+    for t in tasks {
+        seen.push(t.await.unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=40).collect::<Vec<u64>>(),
+        "hits lost or counted twice"
+    );
+    // Another key counts apart.
+    assert_eq!(a.hit("code:item-2:rcpt", window).await.unwrap(), 1);
+}
+
 /// A full store refuses: the pipeline defers (452) rather than dropping the mail.
 #[tokio::test]
 async fn a_full_store_refuses_on_both_backends() {
@@ -348,7 +401,7 @@ async fn a_newer_schema_is_refused() {
         Ok(_) => panic!("a newer schema was accepted"),
     };
     assert!(
-        err.contains("schema is version 999, newer than this Sluis knows (2)"),
+        err.contains("schema is version 999, newer than this Sluis knows (3)"),
         "{err}"
     );
 }

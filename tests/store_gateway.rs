@@ -392,7 +392,7 @@ fn a_schema_newer_than_the_binary_stops_sluis_with_a_clear_message() {
     a.wait_exit(Duration::from_secs(10)).expect("sluis stops");
     pg.psql_in(
         "newer_schema",
-        "INSERT INTO sluis_schema (version) VALUES (2), (3)",
+        "INSERT INTO sluis_schema (version) VALUES (4)",
     );
     let out = Command::new(SLUIS)
         .arg("serve")
@@ -403,7 +403,7 @@ fn a_schema_newer_than_the_binary_stops_sluis_with_a_clear_message() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("the database's schema is version 3, newer than this Sluis knows (2)"),
+        said.contains("the database's schema is version 4, newer than this Sluis knows (3)"),
         "{said}"
     );
 }

@@ -169,7 +169,13 @@ impl Server {
         loop {
             let rt = self.runtime.borrow().clone();
             let retention = rt.config.quarantine.retention;
-            let purge = rt.admin.reviewer.purge(retention, "retention");
+            let purge = async {
+                // Sessions and rate-counter windows past their end go too.
+                if let Err(e) = self.store.forget_expired().await {
+                    tracing::warn!(error = %e, "cannot remove expired sessions and counters");
+                }
+                rt.admin.reviewer.purge(retention, "retention").await
+            };
             match self.store.exclusive("retention", purge).await {
                 Ok(Some(Ok(ids))) if !ids.is_empty() => {
                     tracing::info!(

@@ -46,6 +46,25 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     );
     CREATE INDEX sluis_audit_record_search ON sluis_audit_record USING gin (record jsonb_path_ops);",
     ),
+    (
+        3,
+        // Sessions of the web sides (keyed by a hash of their secret) and rate counters
+        // (hits per key per fixed window), shared by all instances.
+        "CREATE TABLE sluis_session (
+        key text PRIMARY KEY,
+        value jsonb NOT NULL,
+        expires bigint NOT NULL
+    );
+    CREATE INDEX sluis_session_expires ON sluis_session (expires);
+    CREATE TABLE sluis_counter (
+        key text NOT NULL,
+        window_start bigint NOT NULL,
+        window_end bigint NOT NULL,
+        hits bigint NOT NULL,
+        PRIMARY KEY (key, window_start)
+    );
+    CREATE INDEX sluis_counter_end ON sluis_counter (window_end);",
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -34,6 +34,8 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0:?} is not a quarantine id")]
     BadId(String),
+    #[error("{0:?} is not a session or counter key (1 to 128 of A-Z a-z 0-9 : _ -)")]
+    BadKey(String),
     #[error("quarantine item {id}: {what}")]
     Corrupt { id: String, what: String },
     /// The database cannot be reached or refused the statement; mail that needs the store is
@@ -154,6 +156,19 @@ pub fn now_unix() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or_default()
+}
+
+fn check_key(key: &str) -> Result<(), StoreError> {
+    let ok = !key.is_empty()
+        && key.len() <= 128
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b':' || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadKey(key.to_string()))
+    }
 }
 
 fn check_id(id: &str) -> Result<(), StoreError> {
@@ -315,6 +330,45 @@ impl Store {
             Store::Files(_) => Ok(()),
             Store::Postgres(s) => s.mirror(instance, records).await,
         }
+    }
+
+    /// Stores a session (a review login, a portal visit) under `key`, a hash of its secret
+    /// (never the secret), until `expires` (unix seconds); replaces one with the same key.
+    pub async fn put_session(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        expires: u64,
+    ) -> Result<(), StoreError> {
+        check_key(key)?;
+        each!(self, s => s.put_session(key, value, expires).await)
+    }
+
+    /// The session under `key`, unless it expired or was dropped.
+    pub async fn session(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
+        check_key(key)?;
+        each!(self, s => s.session(key, now_unix()).await)
+    }
+
+    /// Ends the session under `key` (a logout, a revocation).
+    pub async fn drop_session(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        each!(self, s => s.drop_session(key).await)
+    }
+
+    /// Counts one hit of `key` in the current fixed window of `window` and returns the hits in
+    /// that window, this one included: exact across instances (the portal's "3 codes an
+    /// hour", "locked after 10 failures").
+    pub async fn hit(&self, key: &str, window: Duration) -> Result<u64, StoreError> {
+        check_key(key)?;
+        let secs = window.as_secs().max(1);
+        let start = now_unix() / secs * secs;
+        each!(self, s => s.hit(key, start, start + secs).await)
+    }
+
+    /// Removes expired sessions and counter windows ended before now; how many.
+    pub async fn forget_expired(&self) -> Result<usize, StoreError> {
+        each!(self, s => s.forget_expired(now_unix()).await)
     }
 
     /// Runs `job` unless another instance (or process) runs the job called `name` right now;

@@ -9,8 +9,10 @@
 //!
 //! A claim is `<id>.claim`, created and checked under `.claims.lock` held exclusively, so the
 //! server and the command line (separate processes) see one truth. A settled item leaves a
-//! tombstone in `settled/`; audit anchors are in `anchors/`; an exclusive job holds
-//! `.job-<name>.lock`.
+//! tombstone in `settled/`; audit anchors are in `anchors/`; sessions and rate counters in
+//! `sessions/` and `counters/`; an exclusive job holds `.job-<name>.lock`.
+
+mod shared;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -42,7 +44,13 @@ impl FileStore {
             usage: std::sync::Mutex::new(None),
         };
         let io = |e| store.io(e);
-        for d in [dir.to_path_buf(), store.settled_dir(), store.anchor_dir()] {
+        for d in [
+            dir.to_path_buf(),
+            store.settled_dir(),
+            store.anchor_dir(),
+            dir.join("sessions"),
+            dir.join("counters"),
+        ] {
             std::fs::create_dir_all(&d).map_err(io)?;
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
         }
