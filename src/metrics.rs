@@ -23,6 +23,7 @@ struct Metrics {
     posture_lookup_seconds: HistogramVec,
     quarantine_items: IntGauge,
     quarantine_bytes: IntGauge,
+    store_up: IntGaugeVec,
     quarantine_reviews_total: IntCounterVec,
     audit_failures_total: prometheus::IntCounter,
     upstream_results_total: IntCounterVec,
@@ -116,6 +117,14 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Bytes used by the quarantine store",
     )
     .expect("metric");
+    let store_up = IntGaugeVec::new(
+        Opts::new(
+            "sluis_store_up",
+            "Whether the state store (files or PostgreSQL) answered its last readiness check",
+        ),
+        &["kind"],
+    )
+    .expect("metric");
     let quarantine_reviews_total = IntCounterVec::new(
         Opts::new(
             "sluis_quarantine_reviews_total",
@@ -205,6 +214,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(posture_lookup_seconds.clone()),
         Box::new(quarantine_items.clone()),
         Box::new(quarantine_bytes.clone()),
+        Box::new(store_up.clone()),
         Box::new(quarantine_reviews_total.clone()),
         Box::new(audit_failures_total.clone()),
         Box::new(upstream_results_total.clone()),
@@ -232,6 +242,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         posture_lookup_seconds,
         quarantine_items,
         quarantine_bytes,
+        store_up,
         quarantine_reviews_total,
         audit_failures_total,
         upstream_results_total,
@@ -382,6 +393,14 @@ pub fn quarantine_usage(items: usize, bytes: u64) {
     METRICS
         .quarantine_bytes
         .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+}
+
+/// The store's last readiness check: `kind` is "files" or "postgres".
+pub fn store_up(kind: &'static str, up: bool) {
+    METRICS
+        .store_up
+        .with_label_values(&[kind])
+        .set(i64::from(up));
 }
 
 pub fn quarantine_review(action: &'static str) {

@@ -237,6 +237,11 @@ fn postgres_killed_during_a_hold_defers_and_the_retry_is_held_once() {
         (r["ready"] == false && q.starts_with("postgres store:")).then_some(q)
     });
     assert!(down.is_some(), "{}", readyz(admin));
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("sluis_store_up{kind=\"postgres\"} 0"),
+        "{metrics}"
+    );
 
     // Back: Sluis recovers by itself, and the client's retry is held once.
     pg.spawn();
@@ -247,6 +252,11 @@ fn postgres_killed_during_a_hold_defers_and_the_retry_is_held_once() {
         .is_some(),
         "{}",
         readyz(admin)
+    );
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(
+        metrics.contains("sluis_store_up{kind=\"postgres\"} 1"),
+        "{metrics}"
     );
     let reply = send(a.port, "jansen@hold.test", "PGKILL");
     assert!(

@@ -162,10 +162,9 @@ fn checks(s: &Services) -> Vec<(String, Check)> {
             // Files: the directory is writable; PostgreSQL: the server answers a statement.
             let store = s.reviewer.store.store().clone();
             Box::pin(async move {
-                store
-                    .check(STORE_LIMIT)
-                    .await
-                    .map_err(|e| format!("{} store: {e}", store.kind()))
+                let checked = store.check(STORE_LIMIT).await;
+                crate::metrics::store_up(store.kind(), checked.is_ok());
+                checked.map_err(|e| format!("{} store: {e}", store.kind()))
             })
         }),
         (

@@ -127,6 +127,14 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
                             rules.join(","),
                             i.score
                         );
+                        if let Some(c) = &i.claim {
+                            out!(
+                                "    being handled: {} by {} (since unix {})",
+                                c.action,
+                                c.by,
+                                c.at
+                            );
+                        }
                     }
                 }
             }
