@@ -366,3 +366,62 @@ fn debians_root_trust_anchors_are_accepted_as_they_are() {
         assert_success(&config_check(&cfg), file);
     }
 }
+
+/// A process that ended between a reply and its outcome record (the reply no longer waits for
+/// it) leaves decisions without an outcome; the next start records the outcome as unknown,
+/// once, and the chain still verifies.
+#[test]
+fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
+    let sink = Sink::start(&[]);
+    let mut s = Sluis::start(sink.port, DELIVER_ALL);
+    let mut c = Smtp::connect(s.port);
+    c.hello();
+    let reply = c.send_message(
+        "a@org.test",
+        &["b@partner.test"],
+        b"Subject: x\r\n\r\nx\r\n",
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    s.signal("TERM");
+    s.wait_exit(Duration::from_secs(10)).expect("sluis stops");
+    // What a crash after the decisions and before the outcome leaves.
+    let path = s.dir.path().join("spool/audit/audit.jsonl");
+    let log = sluis::audit::AuditLog::open(&path, 64 << 20).unwrap();
+    let decision: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
+        r#"{"event":"decision","transaction":"CRASHED1","client":"127.0.0.1","decision":"deliver"}"#,
+    )
+    .unwrap();
+    log.append_all(vec![decision]).unwrap();
+    drop(log);
+
+    s.spawn();
+    s.signal("TERM");
+    s.wait_exit(Duration::from_secs(10)).expect("sluis stops");
+    s.spawn();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let unknown: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "outcome" && r["unknown"] == true)
+        .collect();
+    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert_eq!(unknown[0]["transaction"], "CRASHED1");
+    // The delivered message's outcome was written (after its reply), and not marked unknown.
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["event"] == "outcome" && r["unknown"] != true)
+            .count(),
+        1
+    );
+    assert!(s.log().contains("recorded as unknown"), "{}", s.log());
+    let out = Command::new(SLUIS)
+        .args(["audit", "verify", "--config"])
+        .arg(&s.config)
+        .output()
+        .unwrap();
+    assert_success(&out, "sluis audit verify");
+}

@@ -64,10 +64,12 @@ pub struct Runtime {
 impl Runtime {
     /// `store` outlives reloads (like `ownership`): a reload does not reconnect, and held
     /// items stay where they are.
+    /// `after_reply` tracks the work that follows replies, across reloads.
     pub fn build(
         config: Config,
         ownership: Arc<Registry>,
         store: Arc<Store>,
+        after_reply: tokio_util::task::TaskTracker,
     ) -> anyhow::Result<Runtime> {
         let config = Arc::new(config);
         let lanes = Arc::new(Lanes::from_config(&config).map_err(anyhow::Error::msg)?);
@@ -115,6 +117,7 @@ impl Runtime {
             quarantine,
             audit,
             lanes,
+            after_reply,
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
         Ok(Runtime {

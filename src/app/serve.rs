@@ -34,6 +34,8 @@ pub struct Server {
     overrides: Overrides,
     /// Opened once: a reload keeps the connection pool and the held items where they are.
     store: Arc<Store>,
+    /// The work that follows replies (QUIT upstream, outcome records), across reloads.
+    after_reply: TaskTracker,
     /// This instance's name in audit anchors, the anchor it wrote last, and how far its
     /// records are mirrored.
     instance: String,
@@ -61,9 +63,16 @@ impl Server {
         let ownership = Arc::new(Registry::default());
         let store = Arc::new(Store::open(&config).await?);
         tracing::info!(kind = store.kind(), "store opened");
-        let runtime = Arc::new(Runtime::build(config, ownership.clone(), store.clone())?);
+        let after_reply = TaskTracker::new();
+        let runtime = Arc::new(Runtime::build(
+            config,
+            ownership.clone(),
+            store.clone(),
+            after_reply.clone(),
+        )?);
         Ok(Server {
             ownership,
+            after_reply,
             instance: crate::store::instance_name(&runtime.config.store),
             anchored: tokio::sync::Mutex::new((None, Default::default())),
             store,
@@ -79,6 +88,16 @@ impl Server {
 
     pub async fn run(self) -> anyhow::Result<()> {
         let rt = self.runtime.borrow().clone();
+        // A crash between a reply and its outcome record leaves the outcome unknown: say so
+        // in the log before the first new transaction.
+        match crate::audit::recover::settle_unfinished(&rt.pipeline.audit) {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                transactions = n,
+                "the last run ended before recording these transactions' outcomes: recorded as unknown"
+            ),
+            Err(e) => return Err(e).context("audit log"),
+        }
         let readiness = Arc::new(admin::Readiness::default());
         // Know which listed domains are ours before the first message arrives, and say so
         // loudly when DNSSEC cannot work. When only postures need DNS, nothing waits for it:
@@ -215,7 +234,12 @@ impl Server {
                 {
                     tracing::warn!("store settings changed: they take effect at the next restart");
                 }
-                Runtime::build(c, self.ownership.clone(), self.store.clone())
+                Runtime::build(
+                    c,
+                    self.ownership.clone(),
+                    self.store.clone(),
+                    self.after_reply.clone(),
+                )
             });
         match loaded {
             Ok(rt) => {
@@ -283,7 +307,16 @@ impl Server {
                 "grace period over, cutting off sessions; their clients keep the messages"
             );
         }
-        // The last records of this run, anchored before the process goes.
+        // Outcome records of the last replies, then the head anchored before the process goes.
+        self.after_reply.close();
+        if tokio::time::timeout(std::time::Duration::from_secs(10), self.after_reply.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "outcome records still pending at exit: the next start records them as unknown"
+            );
+        }
         self.anchor().await;
     }
 }

@@ -12,6 +12,7 @@
 pub mod anchor;
 pub mod mirror;
 pub mod record;
+pub mod recover;
 pub mod verify;
 
 pub use record::Record;
@@ -485,6 +486,7 @@ mod tests {
             transaction: format!("T{n}"),
             client: "127.0.0.1".into(),
             lanes: Vec::new(),
+            unknown: false,
             reply: 250,
         })
     }

@@ -88,8 +88,13 @@ pub struct Outcome {
     pub transaction: String,
     pub client: String,
     pub lanes: Vec<LaneOutcome>,
-    /// The reply code the client got.
+    /// The reply code the client got (0 when `unknown`).
     pub reply: u16,
+    /// Written at start for a transaction whose decisions were recorded but whose outcome was
+    /// not: the process ended in between, so whether the client got its reply, and whether the
+    /// upstream had accepted, is not known here (the upstream's and the client's logs know).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unknown: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

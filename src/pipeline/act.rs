@@ -14,7 +14,11 @@
 //!    `upstream-deferred` for review (saying 4xx then would deliver twice on retry). Refused
 //!    recipients (by the policy, by an upstream) get one DSN, once something was delivered or
 //!    held;
-//! 5. the outcome is audited, then the client gets its reply.
+//! 5. the client gets its reply at once; then the upstream sessions say QUIT and the outcome
+//!    is audited (`After`). A crash in between leaves a decision without an outcome, which the
+//!    next start records as "outcome unknown": between an upstream's 250 and the client's,
+//!    nothing but the reply itself is waited for, so the window in which a crash makes the
+//!    client send again what was delivered is as short as SMTP allows.
 //!
 //! The store, the lanes and the audit log are traits here so that `act_tests` can check every
 //! ordering case with fakes that record what happened when.
@@ -29,7 +33,7 @@ use crate::audit::record::LaneOutcome;
 use crate::audit::{AuditError, AuditLog, Record};
 use crate::policy::Decision;
 use crate::quarantine::{HeldRecipient, Item, Quarantine, StoreError};
-use crate::relay::{self, Envelope, Lanes, Relayed};
+use crate::relay::{self, Closing, Envelope, Lanes, Relayed};
 use crate::spool::SpooledBody;
 use crate::terms::{ActionKind, Level};
 use crate::wire::Reply;
@@ -91,13 +95,41 @@ pub struct Acted {
     pub reply: Reply,
     /// The items that stay held (for the sender's notice).
     pub held: Vec<Held>,
+    /// What is left once the reply has gone out.
+    pub after: After,
+}
+
+/// Work that follows the reply: the upstream sessions' QUIT and the outcome record.
+#[derive(Default)]
+pub struct After {
+    closings: Vec<Closing>,
+    records: Vec<Record>,
+}
+
+impl After {
+    /// Says QUIT to the upstreams and records the outcome (a failure is logged and counted:
+    /// the next start finds the decision without an outcome and records it as unknown).
+    pub async fn finish<R: Records>(self, audit: &R, id: &str) {
+        futures_util::future::join_all(self.closings.into_iter().map(Closing::finish)).await;
+        if self.records.is_empty() {
+            return;
+        }
+        if let Err(e) = audit.append(&self.records).await {
+            crate::metrics::audit_failure();
+            tracing::error!(id = %id, error = %e, "audit log write failed");
+        }
+    }
 }
 
 impl Acted {
-    fn nothing_kept(reply: Reply) -> Acted {
+    fn nothing_kept(reply: Reply, closings: Vec<Closing>) -> Acted {
         Acted {
             reply,
             held: Vec::new(),
+            after: After {
+                closings,
+                records: Vec::new(),
+            },
         }
     }
 }
@@ -116,7 +148,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
             .await;
         fx.record(case, vec![record::outcome(case, &[], reply.code)])
             .await;
-        return Acted::nothing_kept(reply);
+        return Acted::nothing_kept(reply, Vec::new());
     }
     let held: Vec<usize> = action(ActionKind::Quarantine).collect();
     let refused: Vec<usize> = action(ActionKind::Refuse).collect();
@@ -139,7 +171,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
                 fx.record(case, record::decisions(case, None, None)).await;
                 fx.record(case, vec![record::outcome(case, &[], reply.code)])
                     .await;
-                return Acted::nothing_kept(reply);
+                return Acted::nothing_kept(reply, Vec::new());
             }
         }
     }
@@ -150,17 +182,21 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         tracing::error!(id = %case.id, error = %e, "audit log write failed: transaction deferred");
         crate::metrics::audit_failure();
         withdraw(&stored, fx).await;
-        return Acted::nothing_kept(Reply::new(
-            451,
-            "4.3.0",
-            "Local error: the decision could not be recorded, try again later",
-        ));
+        return Acted::nothing_kept(
+            Reply::new(
+                451,
+                "4.3.0",
+                "Local error: the decision could not be recorded, try again later",
+            ),
+            Vec::new(),
+        );
     }
 
     // 4. Delivery, one upstream transaction per lane.
     let mut accepted: Option<Reply> = None;
     let mut outcome = Vec::new();
     let mut bounced: Vec<(RcptTo<String>, Response<String>)> = Vec::new();
+    let mut closings = Vec::new();
     let last = lanes.len().saturating_sub(1);
     for (n, (lane_name, idx)) in lanes.iter().enumerate() {
         let env = case.envelope(idx, case.facts.confidential());
@@ -173,6 +209,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
             continue;
         };
         let reply = relayed.reply;
+        closings.extend(relayed.closing);
         outcome.push(LaneOutcome {
             lane: lane_name.clone(),
             recipients: env.rcpts.iter().map(|r| r.address.clone()).collect(),
@@ -189,7 +226,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
             withdraw(&stored, fx).await;
             fx.record(case, vec![record::outcome(case, &outcome, reply.code)])
                 .await;
-            return Acted::nothing_kept(reply);
+            return Acted::nothing_kept(reply, closings);
         }
         if reply.is_transient() {
             // Another lane accepted: a 4xx now would deliver twice on retry. Hold these.
@@ -221,7 +258,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         fx.lanes.bounce(&case.hostname, &env, &bounced, body).await;
     }
 
-    // 5. The outcome, then the reply.
+    // 5. The reply; the outcome follows it.
     let reply = match accepted {
         Some(r) => r,
         None if !stored.is_empty() => {
@@ -251,11 +288,12 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
             None => Reply::new(451, "4.3.0", "Local error: no lane took the recipients"),
         },
     };
-    fx.record(case, vec![record::outcome(case, &outcome, reply.code)])
-        .await;
+    // The outcome is recorded after the reply (`After`): see the order at the top.
+    let records = vec![record::outcome(case, &outcome, reply.code)];
     Acted {
         reply,
         held: stored,
+        after: After { closings, records },
     }
 }
 

@@ -12,7 +12,7 @@ use super::{Case, Judged};
 use crate::audit::{AuditError, Record};
 use crate::policy::{Decision, MessageFacts};
 use crate::quarantine::{Item, StoreError};
-use crate::relay::{Envelope, Relayed};
+use crate::relay::{Closing, Envelope, Relayed};
 use crate::smtp::SessionFacts;
 use crate::spool::SpooledBody;
 use crate::terms::{ActionKind, RecipientClass};
@@ -84,7 +84,13 @@ impl Delivers for FakeLanes {
         } else {
             Vec::new()
         };
-        Some(Relayed { reply, refused })
+        let (log, lane) = (self.log.clone(), lane.to_string());
+        let closing = Closing::new(async move { push(&log, format!("quit {lane}")) });
+        Some(Relayed {
+            reply,
+            refused,
+            closing: Some(closing),
+        })
     }
 
     async fn bounce(
@@ -229,7 +235,12 @@ impl World {
             lanes: &self.lanes,
             audit: &self.audit,
         };
-        let acted = act(case, &mut body, &fx).await;
+        // As the pipeline does: the reply goes out, then what follows it.
+        let mut acted = act(case, &mut body, &fx).await;
+        push(&self.log, format!("reply {}", acted.reply.code));
+        std::mem::take(&mut acted.after)
+            .finish(&self.audit, &case.id)
+            .await;
         (acted, self.log.lock().unwrap().clone())
     }
 }
@@ -266,6 +277,7 @@ async fn a_deferral_defers_everything_and_nothing_moves() {
             "audit b@y.test defer rule-defer",
             "audit c@z.test defer deferred-with-transaction",
             "audit outcome 451",
+            "reply 451",
         ]
     );
     assert!(acted.held.is_empty());
@@ -299,7 +311,10 @@ async fn an_audit_failure_withdraws_the_held_copies_and_defers() {
         (acted.reply.code, acted.reply.status.as_str()),
         (451, "4.3.0")
     );
-    assert_eq!(log, ["hold T a@x.test", "audit failed", "withdraw T"]);
+    assert_eq!(
+        log,
+        ["hold T a@x.test", "audit failed", "withdraw T", "reply 451"]
+    );
     assert!(acted.held.is_empty());
 }
 
@@ -337,7 +352,40 @@ async fn the_first_lane_deferring_withdraws_the_held_copy_and_defers() {
     assert!(none_starts_with(&log, "relay b"), "{log:#?}");
     assert!(none_starts_with(&log, "dsn"), "{log:#?}");
     assert!(acted.held.is_empty());
-    assert_eq!(log.last().map(String::as_str), Some("audit outcome 451"));
+    // A deferral moved nothing, so its outcome is recorded before the reply; only the
+    // upstream's QUIT follows it.
+    assert!(
+        at(&log, "audit outcome 451") < at(&log, "reply 451"),
+        "{log:#?}"
+    );
+    assert_eq!(log.last().map(String::as_str), Some("quit a"));
+}
+
+/// Point 1 of "deliver exactly once": once the upstream accepted, the client's reply waits
+/// for nothing else: the upstream's QUIT and the outcome record come after it.
+#[tokio::test]
+async fn the_reply_waits_for_neither_quit_nor_the_outcome_record() {
+    let w = world(&[("default", (250, "2.0.0"))]);
+    let c = case(&[("a@x.test", Deliver, None), ("b@y.test", Quarantine, None)]);
+    let (acted, log) = w.act(&c).await;
+    assert_eq!(acted.reply.code, 250, "{log:#?}");
+    let relayed = at(&log, "relay default a@x.test");
+    let reply = at(&log, "reply 250");
+    assert!(relayed < reply, "{log:#?}");
+    assert!(
+        reply < at(&log, "quit default"),
+        "the reply waited for QUIT: {log:#?}"
+    );
+    assert!(
+        reply < at(&log, "audit outcome 250"),
+        "the reply waited for the outcome record: {log:#?}"
+    );
+    // The held copy and the decisions were durable before the upstream was even asked.
+    assert!(at(&log, "hold T b@y.test") < relayed, "{log:#?}");
+    assert!(
+        at(&log, "audit a@x.test deliver rule-deliver") < relayed,
+        "{log:#?}"
+    );
 }
 
 #[tokio::test]

@@ -49,6 +49,9 @@ pub struct Pipeline {
     pub quarantine: Quarantine,
     pub audit: Arc<AuditLog>,
     pub lanes: Arc<Lanes>,
+    /// What follows replies (QUIT upstream, outcome records); shared across reloads, so that
+    /// shutdown waits for all of it.
+    pub after_reply: tokio_util::task::TaskTracker,
 }
 
 /// One decided transaction: what every step after the decision needs.
@@ -138,11 +141,16 @@ impl Pipeline {
             lanes: &*self.lanes,
             audit: &self.audit,
         };
-        let acted = act::act(&case, &mut body, &effects).await;
+        let mut acted = act::act(&case, &mut body, &effects).await;
         if self.config.policy.notify_quarantined {
             notify::held(&case, &acted.held, self.lanes.default_lane());
         }
         record::summary(&case, size, acted.reply.code);
+        // The reply goes out now; the upstreams' QUIT and the outcome record follow it.
+        let after = std::mem::take(&mut acted.after);
+        let (audit, id) = (self.audit.clone(), case.id.clone());
+        self.after_reply
+            .spawn(async move { after.finish(&audit, &id).await });
         acted.reply
     }
 }

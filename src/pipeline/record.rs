@@ -107,6 +107,7 @@ pub fn outcome(case: &Case, lanes: &[LaneOutcome], code: u16) -> Record {
         client: case.session.client_ip.to_string(),
         lanes: lanes.to_vec(),
         reply: code,
+        unknown: false,
     })
 }
 

@@ -162,6 +162,9 @@ impl Reviewer {
             let reply = match body.write(&message).await {
                 Ok(()) => {
                     let relayed = relay::relay(&lane, &self.hostname, &env, b"", &mut body).await;
+                    if let Some(closing) = relayed.closing {
+                        tokio::spawn(closing.finish());
+                    }
                     if !relayed.refused.is_empty() {
                         let default = self.lanes.default_lane();
                         relay::dsn::send_failure_notice(

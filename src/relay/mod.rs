@@ -250,6 +250,28 @@ pub struct Relayed {
     /// Recipients the upstream refused for good while it accepted the others: the caller
     /// owes the sender a DSN for them (`dsn`, the one place bounces are made).
     pub refused: Vec<(RcptTo<String>, Response<String>)>,
+    /// The upstream session's QUIT, still to be said: the transaction is settled once the
+    /// end-of-data reply is in, so the client's reply does not wait for it.
+    pub closing: Option<Closing>,
+}
+
+/// Work left after an upstream transaction settled (QUIT and its answer).
+pub struct Closing(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>);
+
+impl Closing {
+    pub fn new(work: impl std::future::Future<Output = ()> + Send + 'static) -> Closing {
+        Closing(Box::pin(work))
+    }
+
+    pub async fn finish(self) {
+        self.0.await
+    }
+}
+
+impl std::fmt::Debug for Closing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Closing")
+    }
 }
 
 /// Relays one transaction through `lane`.
@@ -277,6 +299,7 @@ pub async fn relay(
             Relayed {
                 reply: unavailable(lane, &e),
                 refused: Vec::new(),
+                closing: None,
             }
         }
     };
@@ -294,6 +317,7 @@ async fn try_relay(
     let only = |reply: Reply| Relayed {
         reply,
         refused: Vec::new(),
+        closing: None,
     };
     let cfg = &lane.config;
     let mut up = Client::connect(&lane.endpoint, helo).await?;
@@ -394,7 +418,6 @@ async fn try_relay(
     }
     up.flush().await?;
     let done = up.read_reply(cfg.data_done_timeout, "end of data").await?;
-    up.quit().await;
 
     let refused = if done.code / 100 == 2 {
         refused
@@ -407,6 +430,7 @@ async fn try_relay(
     Ok(Relayed {
         reply: Reply::from_upstream(&done),
         refused,
+        closing: Some(Closing::new(up.quit())),
     })
 }
 
