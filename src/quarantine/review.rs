@@ -162,8 +162,9 @@ impl Reviewer {
             let reply = match body.write(&message).await {
                 Ok(()) => {
                     let relayed = relay::relay(&lane, &self.hostname, &env, b"", &mut body).await;
+                    // A release answers a reviewer, not an SMTP client: say QUIT first.
                     if let Some(closing) = relayed.closing {
-                        tokio::spawn(closing.finish());
+                        closing.finish().await;
                     }
                     if !relayed.refused.is_empty() {
                         let default = self.lanes.default_lane();
