@@ -17,29 +17,9 @@ N=${N:-1500}; KILLS=${KILLS:-100}; SENDERS=${SENDERS:-4}
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-master_cf() { # first line: the instance's smtpd
-    cat <<EOF
-127.0.0.1:$1 inet n - n - - smtpd
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-smtp unix - - n - - smtp
-relay unix - - n - - smtp
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-EOF
+master_cf() { # the instance's smtpd, then the services every test instance has
+    echo "127.0.0.1:$1 inet n - n - - smtpd"
+    cat tests/fixtures/postfix/master.cf
 }
 
 postfix_instance() { # name, smtpd port, relayhost port

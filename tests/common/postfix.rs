@@ -73,29 +73,8 @@ pub fn postfix_receiver() -> &'static PostfixReceiver {
     })
 }
 
-const MASTER_CF: &str = "\
-pickup    unix  n       -       n       60      1       pickup
-cleanup   unix  n       -       n       -       0       cleanup
-qmgr      unix  n       -       n       300     1       qmgr
-tlsmgr    unix  -       -       n       1000?   1       tlsmgr
-rewrite   unix  -       -       n       -       -       trivial-rewrite
-bounce    unix  -       -       n       -       0       bounce
-defer     unix  -       -       n       -       0       bounce
-trace     unix  -       -       n       -       0       bounce
-verify    unix  -       -       n       -       1       verify
-flush     unix  n       -       n       1000?   0       flush
-proxymap  unix  -       -       n       -       -       proxymap
-smtp      unix  -       -       n       -       -       smtp
-relay     unix  -       -       n       -       -       smtp
-showq     unix  n       -       n       -       -       showq
-error     unix  -       -       n       -       -       error
-retry     unix  -       -       n       -       -       error
-discard   unix  -       -       n       -       -       discard
-anvil     unix  -       -       n       -       1       anvil
-scache    unix  -       -       n       -       1       scache
-virtual   unix  -       n       n       -       -       virtual
-postlog   unix-dgram n  -       n       -       1       postlogd
-";
+/// The services of every test instance (chroot off); benches/soak.sh uses the same file.
+const MASTER_CF: &str = include_str!("../fixtures/postfix/master.cf");
 
 impl PostfixClient {
     fn start(role: &str, extra_main_cf: &str) -> PostfixClient {
