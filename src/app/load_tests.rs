@@ -107,3 +107,35 @@ fn rendered_config_reads_back_identical() {
     let back: Config = toml::from_str(&render(&c)).unwrap();
     assert_eq!(back, c);
 }
+
+#[test]
+fn store_settings_are_checked_and_none_is_ignored() {
+    // A password in the URL names the line and says where it belongs.
+    let e = load_text(
+        "[store]\nkind = \"postgres\"\n\nurl = \"postgresql://sluis:secret@db.test/sluis\"\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains(":4: store.url: holds a password"), "{e}");
+    assert!(!e.contains("secret"), "the password is repeated: {e}");
+    let e = load_text("[store]\nkind = \"postgres\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("store.kind: \"postgres\" needs store.url"),
+        "{e}"
+    );
+    // Database settings beside the files store would be ignored: an error instead.
+    let e = load_text("[store]\nurl = \"postgresql://sluis@db.test/sluis\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(":2: store.url: set, but store.kind is \"files\""),
+        "{e}"
+    );
+    let c = load_text(
+        "[store]\nkind = \"postgres\"\nurl = \"postgresql://sluis@db.test:5433/sluis\"\n",
+    )
+    .unwrap();
+    assert_eq!(c.store.kind, StoreKind::Postgres);
+}

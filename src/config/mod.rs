@@ -434,6 +434,20 @@ fn validate_store(c: &Config, src: &Source) -> Result<(), ConfigError> {
         return err("store.instance", format!("{i:?} is not an instance name"));
     }
     if s.kind != policy::StoreKind::Postgres {
+        // The database settings mean nothing to the files store: set, they would be ignored.
+        for (key, set) in [
+            ("store.url", s.url.is_some()),
+            ("store.password_file", s.password_file.is_some()),
+            ("store.ca_file", s.ca_file.is_some()),
+        ] {
+            if set {
+                return err(
+                    key,
+                    "set, but store.kind is \"files\": it is used only with kind = \"postgres\""
+                        .into(),
+                );
+            }
+        }
         return Ok(());
     }
     let Some(url) = &s.url else {
