@@ -33,6 +33,7 @@ struct Metrics {
     auth_check_permits: IntGauge,
     auth_delay_seconds_total: prometheus::Counter,
     inspect_failures_total: IntCounterVec,
+    tls_policy_lookups_total: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -177,6 +178,15 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         &["reason"],
     )
     .expect("metric");
+    let tls_policy_lookups_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_tls_policy_lookups_total",
+            "TLS policy lookups by the MTA behind the lanes (socketmap), by the lane's level and \
+             the answer (dane-only, secure, fingerprint, encrypt, may, notfound, temp, perm)",
+        ),
+        &["lane_level", "answer"],
+    )
+    .expect("metric");
     let domain_dns_failing = IntGaugeVec::new(
         Opts::new(
             "sluis_domain_dns_failing",
@@ -225,6 +235,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(auth_check_permits.clone()),
         Box::new(auth_delay_seconds_total.clone()),
         Box::new(inspect_failures_total.clone()),
+        Box::new(tls_policy_lookups_total.clone()),
     ] {
         registry.register(c).expect("unique metric names");
     }
@@ -252,6 +263,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         auth_check_permits,
         auth_delay_seconds_total,
         inspect_failures_total,
+        tls_policy_lookups_total,
     }
 });
 
@@ -415,6 +427,14 @@ pub fn upstream_result(lane: &str, result: &'static str) {
     METRICS
         .upstream_results_total
         .with_label_values(&[lane, result])
+        .inc();
+}
+
+/// One TLS policy lookup: `lane_level` is a ladder level's name, `answer` one of eight names.
+pub fn tls_policy_lookup(lane_level: &'static str, answer: &'static str) {
+    METRICS
+        .tls_policy_lookups_total
+        .with_label_values(&[lane_level, answer])
         .inc();
 }
 

@@ -36,6 +36,10 @@ def check_container():
     sluis = services["sluis"]
     exposed = {int(p) for p in sluis.get("expose", [])}
     assert {listen, admin} <= exposed, f"sluis exposes {exposed}, config uses {listen}, {admin}"
+    policy_port = port_of(cfg["upstream"]["policy_map_listen"])
+    assert policy_port in exposed, f"sluis does not expose the policy map port {policy_port}"
+    up_env = services["upstream"]["environment"]
+    assert up_env["SLUIS_HOST"] == "sluis" and int(up_env["SLUIS_POLICY_PORT"]) == policy_port
     # The store: the compose PostgreSQL, its password from the environment on both sides.
     store = cfg["store"]
     db_host = store["url"].split("@", 1)[1].split(":", 1)[0]
@@ -73,7 +77,7 @@ def check_container():
     user = re.search(r"^USER (\S+)", final, re.M)
     assert user and user.group(1).split(":")[0] not in ("0", "root"), "final stage runs as root"
     assert "distroless" in stages[-1] or "slim" in stages[-1], "minimal base"
-    assert f"EXPOSE {listen} {admin}" in final
+    assert f"EXPOSE {listen} {admin} {policy_port}" in final
     assert "COPY deploy/container/sluis.toml /etc/sluis/sluis.toml" in final
     assert '"--config", "/etc/sluis/sluis.toml"' in final
     entry = open(f"{d}/postfix/entrypoint.sh").read()
@@ -103,6 +107,7 @@ def check_kubernetes():
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports["smtp"] == port_of(cfg["server"]["listen"][0])
     assert ports["admin"] == port_of(cfg["server"]["admin_listen"])
+    assert ports["policy-map"] == port_of(cfg["upstream"]["policy_map_listen"])
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}

@@ -59,6 +59,24 @@ pub struct Runtime {
     pub pipeline: Arc<Pipeline>,
     pub smtp: Arc<Frontend>,
     pub admin: Arc<admin::Services>,
+    /// The TLS policy socketmap's answers: this runtime's posture cache and trust list.
+    pub tls_policy: Arc<TlsPolicy>,
+}
+
+/// What the TLS policy socketmap answers from (`relay::socketmap`).
+pub type TlsPolicy = crate::relay::socketmap::Judge<PipelinePostures>;
+
+/// A pipeline's posture cache, shared with the socketmap: Postfix asking at delivery gets the
+/// judgement the decision used (or a fresh one, assessed once for both).
+pub struct PipelinePostures(Arc<Pipeline>);
+
+impl crate::policy::PostureSource for PipelinePostures {
+    fn posture(
+        &self,
+        domain: &str,
+    ) -> impl Future<Output = Arc<crate::posture::Assessment>> + Send {
+        crate::policy::PostureSource::posture(&self.0.postures, domain)
+    }
 }
 
 impl Runtime {
@@ -120,6 +138,10 @@ impl Runtime {
             after_reply,
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
+        let tls_policy = Arc::new(TlsPolicy {
+            postures: PipelinePostures(pipeline.clone()),
+            partners: crate::relay::tls_policy::partners(&config),
+        });
         Ok(Runtime {
             config,
             dns,
@@ -127,6 +149,7 @@ impl Runtime {
             pipeline,
             smtp,
             admin,
+            tls_policy,
         })
     }
 

@@ -44,6 +44,7 @@ pub struct Server {
     /// The SMTP side's and the admin listener's share of the runtime, sent on reload.
     smtp: watch::Sender<Arc<Frontend>>,
     admin: watch::Sender<Arc<admin::Services>>,
+    tls_policy: watch::Sender<Arc<super::TlsPolicy>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -80,6 +81,7 @@ impl Server {
             overrides,
             smtp: watch::channel(runtime.smtp.clone()).0,
             admin: watch::channel(runtime.admin.clone()).0,
+            tls_policy: watch::channel(runtime.tls_policy.clone()).0,
             runtime: watch::channel(runtime).0,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -138,6 +140,17 @@ impl Server {
                 l,
                 self.admin.subscribe(),
                 readiness,
+                self.shutdown.clone(),
+            ));
+        }
+        if let Some(addr) = rt.config.upstream.policy_map_listen {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (upstream.policy_map_listen)"))?;
+            tracing::info!(%addr, "TLS policy socketmap ready");
+            tokio::spawn(crate::relay::socketmap::serve(
+                l,
+                self.tls_policy.subscribe(),
                 self.shutdown.clone(),
             ));
         }
@@ -223,6 +236,7 @@ impl Server {
             .and_then(|c| {
                 if c.server.listen != current.config.server.listen
                     || c.server.admin_listen != current.config.server.admin_listen
+                    || c.upstream.policy_map_listen != current.config.upstream.policy_map_listen
                 {
                     tracing::warn!(
                         "listen addresses changed: they take effect at the next restart"
@@ -246,6 +260,7 @@ impl Server {
                 let rt = Arc::new(rt);
                 self.smtp.send_replace(rt.smtp.clone());
                 self.admin.send_replace(rt.admin.clone());
+                self.tls_policy.send_replace(rt.tls_policy.clone());
                 self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");
                 // Domains may have been added: prove them now rather than at the next round.

@@ -83,6 +83,22 @@ pub fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
         &domain,
         &opts,
     ));
+    // What Postfix behind each lane gets from the TLS policy socketmap for this domain.
+    let partners = sluis::relay::tls_policy::partners(&cfg);
+    let policies: Vec<(String, String)> = cfg
+        .upstream
+        .lanes
+        .iter()
+        .map(|(name, lane)| {
+            use sluis::relay::tls_policy::{Answer, answer};
+            let line = match answer(lane.level, &assessment, partners.get(&domain)) {
+                Answer::Policy(p) => p,
+                Answer::NotFound => "not found (the lane's own level)".into(),
+                Answer::Temp(why) | Answer::Perm(why) => format!("defer: {why}"),
+            };
+            (format!("{name} ({})", lane.level), line)
+        })
+        .collect();
     let dns_checks = &assessment.checks;
     checks.extend(
         dns_checks
@@ -101,6 +117,10 @@ pub fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
                 "nta7516_record": assessment.nta7516_record,
                 "assessed_at": assessment.assessed_at,
                 "checks": checks,
+                "postfix_policy": policies
+                    .iter()
+                    .map(|(lane, line)| serde_json::json!({"lane": lane, "policy": line}))
+                    .collect::<Vec<_>>(),
             })
         ),
         Format::Text => {
@@ -113,6 +133,9 @@ pub fn check_domain(args: CheckDomainArgs) -> anyhow::Result<()> {
             }
             if let Some(o) = &ownership {
                 out!("  evidence   {}", o.evidence);
+            }
+            for (lane, line) in &policies {
+                out!("  postfix    lane {lane}: {line}");
             }
             for c in dns_checks {
                 let dnssec = c

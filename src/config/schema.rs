@@ -170,6 +170,9 @@ pub struct UpstreamConfig {
     pub default_lane: String,
     /// Named upstream MTAs; the policy picks one per required TLS level (DESIGN §1).
     pub lanes: BTreeMap<String, LaneConfig>,
+    /// Where Sluis answers the lanes' MTA's TLS policy lookups (a Postfix socketmap for
+    /// `smtp_tls_policy_maps`, DESIGN §16). Off unless set.
+    pub policy_map_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -470,6 +473,7 @@ impl Default for UpstreamConfig {
         UpstreamConfig {
             default_lane: "default".to_string(),
             lanes,
+            policy_map_listen: None,
         }
     }
 }

@@ -29,6 +29,7 @@ impl PostureSource for Fixed {
                 domain,
                 posture,
                 nta7516_record: false,
+                mta_sts_mx: Vec::new(),
                 assessed_at: String::new(),
                 checks: Vec::new(),
             })

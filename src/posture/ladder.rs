@@ -28,6 +28,10 @@ pub struct Assessment {
     pub posture: Level,
     /// Whether the domain publishes an NTA 7516 record (a hint, not proof).
     pub nta7516_record: bool,
+    /// The MX patterns of the MTA-STS policy in force (mode enforce): what the MTA must match
+    /// certificates against at delivery (`relay::tls_policy`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mta_sts_mx: Vec<String>,
     /// RFC 3339, when the evidence was gathered.
     pub assessed_at: String,
     pub checks: Vec<Check>,
@@ -126,6 +130,7 @@ pub async fn assess(
         domain: domain.to_string(),
         posture,
         nta7516_record: facts.nta7516,
+        mta_sts_mx: enforce.map(|p| p.mx).unwrap_or_default(),
         assessed_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
         checks,
     }
@@ -419,6 +424,7 @@ mod tests {
             domain: domain.into(),
             posture,
             nta7516_record: false,
+            mta_sts_mx: Vec::new(),
             assessed_at: String::new(),
             checks: Vec::new(),
         }

@@ -14,6 +14,8 @@
 
 pub mod dsn;
 pub mod received;
+pub mod socketmap;
+pub mod tls_policy;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

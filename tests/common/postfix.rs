@@ -58,6 +58,42 @@ pub fn postfix_with_lanes(ports: [u16; 3]) -> PostfixClient {
     )
 }
 
+/// The lanes of deploy/postfix/lanes-master.cf as a deployment runs them: they look up the
+/// test zones through the validating resolver (DNSSEC, for DANE), trust `ca_file`, and ask
+/// Sluis's TLS policy socketmap on `policy_port` (the snippet's 127.0.0.1:8461 moved there).
+pub fn postfix_lanes_resolving(ports: [u16; 3], policy_port: u16, ca_file: &Path) -> PostfixClient {
+    let snippet = std::fs::read_to_string("deploy/postfix/lanes-master.cf")
+        .expect("deploy/postfix/lanes-master.cf");
+    let map = "socketmap:inet:127.0.0.1:8461:";
+    assert_eq!(
+        snippet.matches(map).count(),
+        3,
+        "one policy map per lane transport"
+    );
+    let mut master = snippet.replace(map, &format!("socketmap:inet:127.0.0.1:{policy_port}:"));
+    for (default, port) in [10025, 10026, 10027].into_iter().zip(ports) {
+        let from = format!("127.0.0.1:{default} inet");
+        assert!(master.contains(&from), "{from} missing from the snippet");
+        master = master.replace(&from, &format!("127.0.0.1:{port} inet"));
+    }
+    let dir = scratch("resolv").keep();
+    let resolv = dir.join("resolv.conf");
+    let (ip, _) = super::dns::RESOLVER.split_once(':').unwrap();
+    std::fs::write(&resolv, format!("nameserver {ip}\noptions trust-ad\n")).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    after_exit(&format!("rm -rf {}", dir.display()));
+    PostfixClient::start_in(
+        &format!("lanes-dns-{}", ports[0]),
+        &format!(
+            "smtp_connect_timeout = 2s\nsmtp_tls_CAfile = {}\nsmtp_tls_loglevel = 1\n\
+             minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n",
+            ca_file.display()
+        ),
+        &master,
+        Some(&resolv),
+    )
+}
+
 /// A shared Postfix that accepts mail for every domain (SMTPUTF8 included) into one Maildir.
 pub fn postfix_receiver() -> &'static PostfixReceiver {
     RECEIVER.get_or_init(|| {
@@ -84,6 +120,18 @@ impl PostfixClient {
     /// Like `start`, with `extra_master` (services) added to master.cf. Without an smtpd of its
     /// own in `extra_master`, the instance listens on a free port.
     fn start_with_master(role: &str, extra_main_cf: &str, extra_master: &str) -> PostfixClient {
+        PostfixClient::start_in(role, extra_main_cf, extra_master, None)
+    }
+
+    /// Like `start_with_master`; with `resolv_conf`, Postfix runs in a mount namespace of its
+    /// own where that file is /etc/resolv.conf (the test resolver, with `options trust-ad`),
+    /// so that it looks up the test zones as a deployment looks up the real ones.
+    fn start_in(
+        role: &str,
+        extra_main_cf: &str,
+        extra_master: &str,
+        resolv_conf: Option<&Path>,
+    ) -> PostfixClient {
         require("postfix");
         let dir =
             std::env::temp_dir().join(format!("sluis-e2e-postfix-{role}-{}", std::process::id()));
@@ -132,10 +180,18 @@ impl PostfixClient {
         )
         .unwrap();
         // Postfix prints start-up errors only to a terminal: `script` gives it one.
-        let out = Command::new("script")
-            .args(["-qec", &format!("postfix -c {d} start"), "/dev/null"])
-            .output()
-            .expect("start postfix");
+        let start = format!("script -qec 'postfix -c {d} start' /dev/null");
+        let out = match resolv_conf {
+            None => Command::new("sh").args(["-c", &start]).output(),
+            Some(r) => Command::new(require("unshare"))
+                .args(["-m", "--propagation", "private", "sh", "-c"])
+                .arg(format!(
+                    "mount --bind {} /etc/resolv.conf && {start}",
+                    r.display()
+                ))
+                .output(),
+        }
+        .expect("start postfix");
         assert!(
             out.status.success(),
             "postfix did not start: {}",
@@ -246,6 +302,23 @@ impl PostfixClient {
 /// A Postfix MX host: smtpd on `ip`:25, offering STARTTLS with `tls`'s certificate (a chain
 /// when the file holds one), or no STARTTLS at all.
 pub fn postfix_mx(ip: &str, tls: Option<&Pki>) -> PostfixClient {
+    mx_with(ip, tls, "")
+}
+
+/// A Postfix MX host like `postfix_mx` that keeps every message it accepts in one Maildir
+/// (`delivered_with`), so that a test sees what was delivered where.
+pub fn postfix_mx_keeping(ip: &str, tls: &Pki) -> PostfixClient {
+    mx_with(
+        ip,
+        Some(tls),
+        "virtual_mailbox_domains = regexp:{d}/domains\nvirtual_mailbox_base = {d}/mail\n\
+         virtual_mailbox_maps = regexp:{d}/mailboxes\nvirtual_uid_maps = static:65534\n\
+         virtual_gid_maps = static:65534\nvirtual_mailbox_limit = 0\n\
+         smtpd_tls_received_header = yes\n",
+    )
+}
+
+fn mx_with(ip: &str, tls: Option<&Pki>, extra: &str) -> PostfixClient {
     let main = match tls {
         Some(p) => format!(
             "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
@@ -253,7 +326,7 @@ pub fn postfix_mx(ip: &str, tls: Option<&Pki>) -> PostfixClient {
             p.key.display()
         ),
         None => "smtpd_tls_security_level = none\n".to_string(),
-    };
+    } + extra;
     let mx = PostfixClient::start_with_master(
         &format!("mx-{}", ip.replace('.', "-")),
         &main,

@@ -14,7 +14,7 @@ front)
     sed "s/\[127.0.0.1\]:2525/[${SLUIS_HOST}]:${SLUIS_PORT}/" /snippets/relayhost-main.cf >> /etc/postfix/main.cf
     ;;
 upstream)
-    sed "s/127.0.0.1:\(1002[5-7]\) inet/0.0.0.0:\1 inet/; s|mynetworks=127.0.0.0/8|mynetworks=127.0.0.0/8,${MYNETWORKS}|" \
+    sed "s/127.0.0.1:\(1002[5-7]\) inet/0.0.0.0:\1 inet/; s|mynetworks=127.0.0.0/8|mynetworks=127.0.0.0/8,${MYNETWORKS}|; s|socketmap:inet:127.0.0.1:8461:|socketmap:inet:${SLUIS_HOST}:${SLUIS_POLICY_PORT}:|" \
         /snippets/lanes-master.cf >> /etc/postfix/master.cf
     ;;
 *)
