@@ -17,6 +17,14 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(30);
 const BSN_TEXT: &str = "Patient: J. de Vries\r\nBSN: 123456782\r\nGeboortedatum: 12-03-1961\r\n";
+/// The NTA 7516 profile's delivery rules, and before them one that holds every tagged message
+/// for review whatever the recipient's server: releases of mail for servers that can and
+/// cannot meet the level.
+const RULES: &str = "[[policy.rules]]\nname = \"hold-tagged\"\naction = \"quarantine\"\n\
+    require = \"trusted\"\nwhen = { tagged = true }\n\n\
+    [[policy.rules]]\nname = \"confidential-authenticated\"\naction = \"deliver\"\n\
+    require = \"trusted\"\nwhen = { confidential = true }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
 const STS_POLICY: &str =
     "version: STSv1\r\nmode: enforce\r\nmx: mx.stsok.test\r\nmax_age: 86400\r\n";
 
@@ -24,6 +32,7 @@ struct World {
     sluis: Sluis,
     lanes: PostfixClient,
     policy_port: u16,
+    report_port: u16,
     /// stsok.test's MX (127.0.3.14, a certificate for mx.stsok.test).
     sts_mx: PostfixClient,
     /// A host with a valid certificate for its own name, evil.unsigned.test (127.0.3.19).
@@ -69,7 +78,8 @@ fn world() -> &'static World {
         });
         let ports = [free_port(), free_port(), free_port()];
         let policy_port = free_port();
-        let lanes = postfix_lanes_resolving(ports, policy_port, &cas);
+        let report_port = free_port();
+        let lanes = postfix_lanes_resolving(ports, policy_port, report_port, &cas);
         let sluis = Sluis::start(
             ports[0],
             &format!(
@@ -77,7 +87,8 @@ fn world() -> &'static World {
                  [upstream.lanes.dane]\naddress = \"127.0.0.1:{}\"\nlevel = \"dane\"\n\n\
                  [upstream.lanes.secure]\naddress = \"127.0.0.1:{}\"\nlevel = \"trusted\"\n\n\
                  [dns]\nresolver = \"{RESOLVER}\"\ntrust_anchor_file = \"{}\"\ntimeout = \"2s\"\n\n\
-                 [posture]\nca_file = \"{}\"\n",
+                 [posture]\nca_file = \"{}\"\n\n\
+                 [review]\nreport_listen = \"127.0.0.1:{report_port}\"\n\n{RULES}",
                 ports[1],
                 ports[2],
                 d.anchor_path().display(),
@@ -88,6 +99,7 @@ fn world() -> &'static World {
             sluis,
             lanes,
             policy_port,
+            report_port,
             sts_mx,
             evil_mx,
             dane_mx,
@@ -96,13 +108,79 @@ fn world() -> &'static World {
 }
 
 fn send(w: &World, rcpt: &str, token: &str) -> String {
+    send_with_subject(w, rcpt, token, "Uitslag")
+}
+
+fn send_with_subject(w: &World, rcpt: &str, token: &str, subject: &str) -> String {
     let mut c = Smtp::connect(w.sluis.port);
     c.hello();
     let msg = format!(
-        "From: Dr. Jansen <jansen@org.test>\r\nTo: {rcpt}\r\nSubject: Uitslag\r\n\
+        "From: Dr. Jansen <jansen@org.test>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\
          Message-ID: <{token}@org.test>\r\n\r\n{BSN_TEXT}"
     );
     c.send_message("jansen@org.test", &[rcpt], msg.as_bytes())
+}
+
+fn sluis_cmd(w: &World, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(SLUIS)
+        .args(args)
+        .arg("--config")
+        .arg(&w.sluis.config)
+        .output()
+        .unwrap()
+}
+
+/// Item `id` released through the CLI by "A. Reviewer" for `why`.
+fn release(w: &World, id: &str, why: &str) -> std::process::Output {
+    sluis_cmd(
+        w,
+        &[
+            "quarantine",
+            "release",
+            id,
+            "--reviewer",
+            "A. Reviewer",
+            "--reason",
+            why,
+        ],
+    )
+}
+
+/// The id of the item that holds (or released) `rcpt`.
+fn held_id(w: &World, rcpt: &str) -> String {
+    item_for(w, rcpt).expect("held")["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The quarantine as `sluis quarantine list --format json` prints it.
+fn items(w: &World) -> Vec<serde_json::Value> {
+    let out = sluis_cmd(w, &["quarantine", "list", "--format", "json"]);
+    assert_success(&out, "quarantine list");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn item_for(w: &World, rcpt: &str) -> Option<serde_json::Value> {
+    items(w).into_iter().find(|i| {
+        i["recipients"]
+            .as_array()
+            .into_iter()
+            .chain(i["released"].as_array())
+            .flatten()
+            .any(|r| r["address"] == rcpt)
+    })
+}
+
+fn audit(w: &World) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(w.sluis.dir.path().join("spool/audit/audit.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// One socketmap lookup, as Postfix makes it.
@@ -254,5 +332,160 @@ fn bogus_and_unknown_domains_are_deferred_at_delivery_never_downgraded() {
     assert!(
         text.contains("postfix    lane default (none): dane-only"),
         "{text}"
+    );
+}
+
+#[test]
+fn a_release_is_pending_until_the_lanes_report_says_it_was_delivered() {
+    let w = world();
+    let rcpt = "uitslag@daneok.test";
+    let r = send_with_subject(w, rcpt, "release-dane", "[vertrouwelijk] Uitslag");
+    assert!(r.starts_with("250"), "{r}");
+    let id = held_id(w, rcpt);
+    let out = release(w, &id, "checked with the sender");
+    assert_success(&out, "quarantine release");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(
+            "accepted by lane secure for delivery with level trusted: uitslag@daneok.test"
+        ) && said.contains("released-pending until the lane's delivery report"),
+        "{said}"
+    );
+    // The lane delivers (Postfix asks Sluis: dane-only), reports to Sluis, and the item goes.
+    let gone = wait_for(WAIT, || item_for(w, rcpt).is_none().then_some(()));
+    assert!(
+        gone.is_some(),
+        "still pending: {:?}\n{}",
+        item_for(w, rcpt),
+        w.lanes.maillog()
+    );
+    assert_eq!(w.dane_mx.wait_delivered("release-dane", 1, WAIT).len(), 1);
+    let records = audit(w);
+    let outcome = records
+        .iter()
+        .find(|r| r["event"] == "release-outcome" && r["quarantine_id"] == id.as_str())
+        .expect("the outcome is audited");
+    assert_eq!(outcome["recipient"], rcpt);
+    assert_eq!(outcome["outcome"], "delivered");
+    assert_eq!(outcome["action"], "relayed");
+    assert_eq!(outcome["remote_mta"], "mx.daneok.test");
+    let result = records
+        .iter()
+        .find(|r| r["event"] == "release-result" && r["quarantine_id"] == id.as_str())
+        .unwrap();
+    assert_eq!(result["level"], "trusted");
+    assert_eq!(result["report_awaited"], true);
+    // The lane's report came from the lane, through the report listener, with the token.
+    let log = w.lanes.maillog();
+    assert!(
+        log.lines().any(|l| l.contains("to=<sluis-release+")
+            && l.contains(&format!("127.0.0.1]:{}", w.report_port))
+            && l.contains("status=sent")),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_release_for_a_server_that_cannot_meet_the_level_is_refused_with_that_truth() {
+    let w = world();
+    // webpki.test's MX (127.0.3.12) does not answer here: its posture cannot be established.
+    let rcpt = "balie@webpki.test";
+    let r = send_with_subject(w, rcpt, "release-refused", "[vertrouwelijk] Uitslag");
+    assert!(r.starts_with("250"), "{r}");
+    let id = held_id(w, rcpt);
+    let out = release(w, &id, "the sender insists");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be delivered at the required level, nothing released")
+            && err.contains(
+                "balie@webpki.test: its server's posture is unknown now, the release needs trusted"
+            ),
+        "{err}"
+    );
+    // Still held, nothing handed to a lane, and the refusal is audited with the reviewer.
+    let item = item_for(w, rcpt).expect("still held");
+    assert_eq!(item["recipients"][0]["address"], rcpt);
+    assert!(!w.lanes.maillog().contains(&format!("to=<{rcpt}>")));
+    assert!(audit(w).iter().any(|r| r["event"] == "review"
+        && r["action"] == "release-refused"
+        && r["quarantine_id"] == id.as_str()
+        && r["reviewer"] == "A. Reviewer"));
+}
+
+#[test]
+fn the_report_listener_takes_only_reports_for_its_own_releases() {
+    let w = world();
+    let mut c = Smtp::connect(w.report_port);
+    c.hello();
+    assert!(c.cmd("MAIL FROM:<>").starts_with("250"));
+    let r = c.cmd("RCPT TO:<arts@daneok.test>");
+    assert!(r.starts_with("550 5.1.1"), "{r}");
+    // A well-formed report address of an item that does not exist: recorded as nothing.
+    let fake = "sluis-release+Q-NONE=00112233445566778899aabbccddeeff@sluis.test";
+    assert!(c.cmd(&format!("RCPT TO:<{fake}>")).starts_with("250"));
+    assert!(c.cmd("DATA").starts_with("354"));
+    c.send(b"Subject: not a report\r\n\r\nhello\r\n.\r\n");
+    let r = c.reply();
+    assert!(r.starts_with("550 5.6.0"), "{r}");
+}
+
+#[test]
+fn a_refused_release_is_told_to_the_sender_and_a_deferred_one_stays_pending() {
+    let w = world();
+    // The MX refuses gone@ for good and later@ for now.
+    let (gone, later) = ("gone@daneok.test", "later@daneok.test");
+    let mut c = Smtp::connect(w.sluis.port);
+    c.hello();
+    let msg = format!(
+        "From: Dr. Jansen <jansen@org.test>\r\nSubject: [vertrouwelijk] Verwijzing\r\n\
+         Message-ID: <release-mixed@org.test>\r\n\r\n{BSN_TEXT}"
+    );
+    let r = c.send_message("jansen@org.test", &[gone, later], msg.as_bytes());
+    assert!(r.starts_with("250"), "{r}");
+    let id = held_id(w, gone);
+    assert_success(&release(w, &id, "verwijzing"), "quarantine release");
+    // gone@: the lane's failure report settles it, and the sender hears of it from Sluis
+    // (the release's return path is Sluis's, so the lane's bounce came to Sluis).
+    let failed = wait_for(WAIT, || {
+        audit(w)
+            .into_iter()
+            .find(|r| r["event"] == "release-outcome" && r["recipient"] == gone)
+    })
+    .expect("the failure is audited");
+    assert_eq!(failed["outcome"], "failed");
+    assert_eq!(failed["status"], "5.1.1");
+    let notice = wait_for(WAIT, || {
+        w.lanes
+            .maillog()
+            .lines()
+            .find(|l| l.contains("to=<jansen@org.test>") && l.contains("status="))
+            .map(String::from)
+    });
+    assert!(notice.is_some(), "{}", w.lanes.maillog());
+    // later@: accepted by the lane, not delivered: pending, shown as such, not released twice.
+    let item = item_for(w, later).expect("pending");
+    assert_eq!(
+        item["recipients"].as_array().map(Vec::len),
+        Some(0),
+        "{item}"
+    );
+    assert_eq!(item["released"][0]["address"], later);
+    assert_eq!(item["released"][0]["lane"], "secure");
+    let out = sluis_cmd(w, &["quarantine", "list"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "released-pending: {later} accepted by lane secure for delivery with level trusted"
+        )),
+        "{text}"
+    );
+    let again = release(w, &id, "once more");
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr)
+            .contains("nothing left to release: 1 recipient(s) released"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
     );
 }

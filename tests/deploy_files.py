@@ -40,6 +40,10 @@ def check_container():
     assert policy_port in exposed, f"sluis does not expose the policy map port {policy_port}"
     up_env = services["upstream"]["environment"]
     assert up_env["SLUIS_HOST"] == "sluis" and int(up_env["SLUIS_POLICY_PORT"]) == policy_port
+    report_port = port_of(cfg["review"]["report_listen"])
+    assert report_port in exposed, f"sluis does not expose the report port {report_port}"
+    assert int(up_env["SLUIS_REPORT_PORT"]) == report_port
+    assert up_env["SLUIS_HOSTNAME"] == cfg["server"]["hostname"]
     # The store: the compose PostgreSQL, its password from the environment on both sides.
     store = cfg["store"]
     db_host = store["url"].split("@", 1)[1].split(":", 1)[0]
@@ -77,11 +81,11 @@ def check_container():
     user = re.search(r"^USER (\S+)", final, re.M)
     assert user and user.group(1).split(":")[0] not in ("0", "root"), "final stage runs as root"
     assert "distroless" in stages[-1] or "slim" in stages[-1], "minimal base"
-    assert f"EXPOSE {listen} {admin} {policy_port}" in final
+    assert f"EXPOSE {listen} {admin} {policy_port} {report_port}" in final
     assert "COPY deploy/container/sluis.toml /etc/sluis/sluis.toml" in final
     assert '"--config", "/etc/sluis/sluis.toml"' in final
     entry = open(f"{d}/postfix/entrypoint.sh").read()
-    for snippet in ("relayhost-main.cf", "lanes-master.cf"):
+    for snippet in ("relayhost-main.cf", "lanes-master.cf", "lanes-main.cf"):
         assert f"/snippets/{snippet}" in entry
     assert "../postfix:/snippets:ro" in services["front"]["volumes"]
     return open(f"{d}/sluis.toml").read()
@@ -108,6 +112,7 @@ def check_kubernetes():
     assert ports["smtp"] == port_of(cfg["server"]["listen"][0])
     assert ports["admin"] == port_of(cfg["server"]["admin_listen"])
     assert ports["policy-map"] == port_of(cfg["upstream"]["policy_map_listen"])
+    assert ports["reports"] == port_of(cfg["review"]["report_listen"])
     assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "admin"}
     assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "admin"}
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}

@@ -215,7 +215,7 @@ fn sensitive_mail_to_a_dane_domain_leaves_through_the_dane_only_lane() {
 }
 
 #[test]
-fn plain_starttls_is_held_the_sender_told_and_a_release_uses_the_strict_lane() {
+fn plain_starttls_is_held_the_sender_told_and_a_release_that_cannot_be_secure_is_refused() {
     let g = gateway("");
     let r = send(&g, &["balie@webpki.test"], "p-held", BSN_TEXT);
     assert!(r.starts_with("250 2.0.0 Ok: held for review as "), "{r}");
@@ -268,7 +268,8 @@ fn plain_starttls_is_held_the_sender_told_and_a_release_uses_the_strict_lane() {
         assert!(shown.contains(want), "{want:?} missing from:\n{shown}");
     }
 
-    // A release needs a reviewer and a reason, and goes through the secure lane.
+    // A release needs a reviewer and a reason, and is refused while the recipient's server
+    // cannot be authenticated: it would wait in the secure lane's queue until it bounced.
     let out = sluis_cmd(
         &g,
         &[
@@ -294,13 +295,30 @@ fn plain_starttls_is_held_the_sender_told_and_a_release_uses_the_strict_lane() {
             "checked with the sender",
         ],
     );
-    assert_success(&out, "quarantine release");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("delivered via lane secure"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        lane_took("sluis-secure", "balie@webpki.test"),
-        "{}",
-        world().lanes.maillog()
+        err.contains(
+            "balie@webpki.test: its server's posture is encrypted now, the release needs trusted"
+        ),
+        "{err}"
     );
+    assert!(!world().lanes.maillog().contains("to=<balie@webpki.test>"));
+    assert_eq!(held_items(&g).len(), 1);
+    // The reviewer rejects it instead.
+    let out = sluis_cmd(
+        &g,
+        &[
+            "quarantine",
+            "reject",
+            &id,
+            "--reviewer",
+            "A. Reviewer",
+            "--reason",
+            "sent by post",
+        ],
+    );
+    assert_success(&out, "quarantine reject");
     assert!(held_items(&g).is_empty());
     let records = audit_records(&g);
     let review = records
@@ -309,12 +327,13 @@ fn plain_starttls_is_held_the_sender_told_and_a_release_uses_the_strict_lane() {
         .expect("review audited");
     assert_eq!(review["reviewer"], "A. Reviewer");
     assert_eq!(review["reason"], "checked with the sender");
-    assert_eq!(review["action"], "release");
+    assert_eq!(review["action"], "release-refused");
     assert!(
         records
             .iter()
-            .any(|r| r["event"] == "release-result" && r["lane"] == "secure")
+            .any(|r| r["event"] == "review" && r["action"] == "reject")
     );
+    assert!(!records.iter().any(|r| r["event"] == "release-result"));
 
     // The chain is intact; an edited record is found and named.
     let out = sluis_cmd(&g, &["audit", "verify"]);

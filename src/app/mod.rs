@@ -8,6 +8,7 @@
 pub mod check;
 #[cfg(test)]
 mod load_tests;
+pub mod reports;
 pub mod serve;
 
 use std::path::Path;
@@ -17,11 +18,11 @@ use crate::admin;
 use crate::audit::AuditLog;
 use crate::config::{self, Config, ConfigError, Overrides};
 use crate::inspect::Inspector;
-use crate::pipeline::{Pipeline, Postures};
+use crate::pipeline::Pipeline;
 use crate::policy::Policy;
 use crate::posture::dns::Dns;
 use crate::posture::ladder::ProbeOptions;
-use crate::posture::{Classifier, PostureCache, Registry};
+use crate::posture::{Classifier, PostureCache, Postures, Registry};
 use crate::quarantine::Quarantine;
 use crate::quarantine::review::Reviewer;
 use crate::relay::Lanes;
@@ -61,23 +62,13 @@ pub struct Runtime {
     pub admin: Arc<admin::Services>,
     /// The TLS policy socketmap's answers: this runtime's posture cache and trust list.
     pub tls_policy: Arc<TlsPolicy>,
+    /// The report listener's SMTP side (`review.report_listen`), when set.
+    pub reports: Option<Arc<Frontend>>,
 }
 
-/// What the TLS policy socketmap answers from (`relay::socketmap`).
-pub type TlsPolicy = crate::relay::socketmap::Judge<PipelinePostures>;
-
-/// A pipeline's posture cache, shared with the socketmap: Postfix asking at delivery gets the
-/// judgement the decision used (or a fresh one, assessed once for both).
-pub struct PipelinePostures(Arc<Pipeline>);
-
-impl crate::policy::PostureSource for PipelinePostures {
-    fn posture(
-        &self,
-        domain: &str,
-    ) -> impl Future<Output = Arc<crate::posture::Assessment>> + Send {
-        crate::policy::PostureSource::posture(&self.0.postures, domain)
-    }
-}
+/// What the TLS policy socketmap answers from: the postures the decisions use, so Postfix
+/// asking at delivery gets the judgement the decision used (or a fresh one, made once for both).
+pub type TlsPolicy = crate::relay::socketmap::Judge<Arc<Postures>>;
 
 impl Runtime {
     /// `store` outlives reloads (like `ownership`): a reload does not reconnect, and held
@@ -95,11 +86,11 @@ impl Runtime {
         let dns = Arc::new(Dns::new(&config.dns)?);
         let policy = Arc::new(Policy::from_config(&config));
         let p = &config.posture;
-        let postures = Postures {
+        let postures = Arc::new(Postures {
             cache: PostureCache::new(p.cache_lifetime, p.failure_lifetime, p.max_domains),
             dns: dns.clone(),
             probe: ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?,
-        };
+        });
         let quarantine = Quarantine::new(store);
         let audit = Arc::new(AuditLog::open(
             &config.audit_file(),
@@ -119,6 +110,8 @@ impl Runtime {
                 lanes: lanes.clone(),
                 hostname: config.server.hostname.clone(),
                 spool_dir: config.server.spool_dir.clone(),
+                postures: postures.clone(),
+                reports: config.review.report_listen.is_some(),
             },
             retention: config.quarantine.retention,
             dns: needs_dns.then(|| dns.clone()),
@@ -139,9 +132,18 @@ impl Runtime {
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
         let tls_policy = Arc::new(TlsPolicy {
-            postures: PipelinePostures(pipeline.clone()),
+            postures: pipeline.postures.clone(),
             partners: crate::relay::tls_policy::partners(&config),
         });
+        let reports = match config.review.report_listen {
+            Some(_) => Some(Arc::new(Frontend::build(
+                config.clone(),
+                Arc::new(reports::Reports {
+                    reviewer: admin.reviewer.clone(),
+                }),
+            )?)),
+            None => None,
+        };
         Ok(Runtime {
             config,
             dns,
@@ -150,6 +152,7 @@ impl Runtime {
             smtp,
             admin,
             tls_policy,
+            reports,
         })
     }
 

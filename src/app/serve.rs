@@ -45,6 +45,8 @@ pub struct Server {
     smtp: watch::Sender<Arc<Frontend>>,
     admin: watch::Sender<Arc<admin::Services>>,
     tls_policy: watch::Sender<Arc<super::TlsPolicy>>,
+    /// The report listener's side, when `review.report_listen` is set.
+    reports: Option<watch::Sender<Arc<Frontend>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -82,6 +84,7 @@ impl Server {
             smtp: watch::channel(runtime.smtp.clone()).0,
             admin: watch::channel(runtime.admin.clone()).0,
             tls_policy: watch::channel(runtime.tls_policy.clone()).0,
+            reports: runtime.reports.clone().map(|f| watch::channel(f).0),
             runtime: watch::channel(runtime).0,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -153,6 +156,18 @@ impl Server {
                 self.tls_policy.subscribe(),
                 self.shutdown.clone(),
             ));
+        }
+        if let (Some(addr), Some(reports)) = (rt.config.review.report_listen, &self.reports) {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (review.report_listen)"))?;
+            tracing::info!(%addr, "delivery report listener ready");
+            let listener = Arc::new(Listener::new(
+                reports.subscribe(),
+                self.shutdown.clone(),
+                self.tracker.clone(),
+            ));
+            tokio::spawn(listener.serve(l));
         }
         let smtp = Arc::new(Listener::new(
             self.smtp.subscribe(),
@@ -237,6 +252,7 @@ impl Server {
                 if c.server.listen != current.config.server.listen
                     || c.server.admin_listen != current.config.server.admin_listen
                     || c.upstream.policy_map_listen != current.config.upstream.policy_map_listen
+                    || c.review.report_listen != current.config.review.report_listen
                 {
                     tracing::warn!(
                         "listen addresses changed: they take effect at the next restart"
@@ -261,6 +277,9 @@ impl Server {
                 self.smtp.send_replace(rt.smtp.clone());
                 self.admin.send_replace(rt.admin.clone());
                 self.tls_policy.send_replace(rt.tls_policy.clone());
+                if let (Some(tx), Some(f)) = (&self.reports, &rt.reports) {
+                    tx.send_replace(f.clone());
+                }
                 self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");
                 // Domains may have been added: prove them now rather than at the next round.

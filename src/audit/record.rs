@@ -26,6 +26,8 @@ pub enum Record {
     Review(Review),
     /// What the upstream said to one lane's share of a released item.
     ReleaseResult(ReleaseResult),
+    /// What the lane's delivery report said became of a released recipient.
+    ReleaseOutcome(ReleaseOutcome),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -128,7 +130,31 @@ pub struct ReleaseResult {
     pub lane: String,
     pub recipients: Vec<String>,
     pub upstream_reply: String,
+    /// The lane accepted (the name is older than this distinction): delivery is the lane's
+    /// now; the final outcome is a `release-outcome` record when the lane reports it.
     pub delivered: bool,
+    /// The level the lane enforces at delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub level: Option<Level>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub report_awaited: bool,
+}
+
+/// What a lane's delivery report says became of one released recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseOutcome {
+    pub quarantine_id: String,
+    pub transaction: String,
+    pub recipient: String,
+    /// delivered, failed or delayed.
+    pub outcome: String,
+    /// The report's own words: relayed, delivered, failed, delayed.
+    pub action: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_mta: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnostic: Option<String>,
 }
 
 impl Record {

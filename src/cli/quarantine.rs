@@ -114,19 +114,42 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
                     for i in &items {
                         let rules: Vec<&str> =
                             i.recipients.iter().map(|r| r.rule.as_str()).collect();
-                        out!(
-                            "{}  {}  from {}  to {}  rule {}  score {}",
-                            i.id,
-                            i.created,
-                            i.sender,
-                            i.recipients
-                                .iter()
-                                .map(|r| r.address.as_str())
-                                .collect::<Vec<_>>()
-                                .join(","),
-                            rules.join(","),
-                            i.score
-                        );
+                        if i.recipients.is_empty() {
+                            out!(
+                                "{}  {}  from {}  released-pending",
+                                i.id,
+                                i.created,
+                                i.sender
+                            );
+                        } else {
+                            out!(
+                                "{}  {}  from {}  to {}  rule {}  score {}",
+                                i.id,
+                                i.created,
+                                i.sender,
+                                i.recipients
+                                    .iter()
+                                    .map(|r| r.address.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(","),
+                                rules.join(","),
+                                i.score
+                            );
+                        }
+                        for p in &i.released {
+                            out!(
+                                "    released-pending: {} accepted by lane {} for delivery with level {} at {} (by {}){}",
+                                p.address,
+                                p.lane,
+                                p.level,
+                                p.accepted,
+                                p.reviewer,
+                                p.last_report
+                                    .as_deref()
+                                    .map(|r| format!("; last report: {r}"))
+                                    .unwrap_or_default()
+                            );
+                        }
                         if let Some(c) = &i.claim {
                             out!(
                                 "    being handled: {} by {} (since unix {})",
@@ -156,13 +179,27 @@ pub fn quarantine(cmd: QuarantineCommand) -> anyhow::Result<()> {
             let (r, _) = rt.block_on(reviewer(config.as_deref()))?;
             let done = rt.block_on(r.release(&id, &who, &reason))?;
             for d in &done.delivered {
-                out!(
-                    "{} via lane {}: {} ({})",
-                    if d.ok { "delivered" } else { "NOT delivered" },
-                    d.lane,
-                    d.recipients.join(", "),
-                    d.reply
-                );
+                if d.ok {
+                    out!(
+                        "accepted by lane {} for delivery with level {}: {} ({}){}",
+                        d.lane,
+                        d.level,
+                        d.recipients.join(", "),
+                        d.reply,
+                        if d.report_awaited {
+                            "; released-pending until the lane's delivery report"
+                        } else {
+                            "; no delivery report will come (review.report_listen is off)"
+                        }
+                    );
+                } else {
+                    out!(
+                        "NOT accepted by lane {}: {} ({})",
+                        d.lane,
+                        d.recipients.join(", "),
+                        d.reply
+                    );
+                }
             }
             if !done.still_held.is_empty() {
                 anyhow::bail!(

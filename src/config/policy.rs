@@ -227,4 +227,8 @@ impl Default for AuditConfig {
 pub struct ReviewConfig {
     /// A file holding the bearer token reviewers' tools send; without it the API is off.
     pub token_file: Option<PathBuf>,
+    /// Where the lanes' delivery reports of released mail arrive (SMTP; the lane's MTA routes
+    /// `server.hostname` here). With it a release keeps its item until the report says what
+    /// became of it; without it a release ends when the lane accepts.
+    pub report_listen: Option<std::net::SocketAddr>,
 }

@@ -412,6 +412,8 @@ fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> Item {
                 }
             })
             .collect(),
+        released: Vec::new(),
+        report_token: None,
         claim: None,
     }
 }

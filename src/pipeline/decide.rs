@@ -1,14 +1,9 @@
 //! The decision per recipient: the policy's rules over the message's and the recipient's facts,
 //! with postures looked up only when a rule asks (DESIGN §7, "facts are computed lazily").
 
-use std::sync::Arc;
-
 use smtp_proto::RcptTo;
 
-use crate::policy::{Decision, MessageFacts, PostureSource};
-use crate::posture::dns::Dns;
-use crate::posture::ladder::{ProbeOptions, assess};
-use crate::posture::{Assessment, PostureCache};
+use crate::policy::{Decision, MessageFacts};
 use crate::terms::RecipientClass;
 
 use super::Pipeline;
@@ -18,33 +13,6 @@ use super::Pipeline;
 pub struct Judged {
     pub class: RecipientClass,
     pub decision: Decision,
-}
-
-/// Posture assessments: cached, concurrent lookups of one domain coalesced.
-pub struct Postures {
-    pub cache: PostureCache,
-    pub dns: Arc<Dns>,
-    pub probe: ProbeOptions,
-}
-
-impl PostureSource for Postures {
-    async fn posture(&self, domain: &str) -> Arc<Assessment> {
-        self.cache
-            .get(domain, || async {
-                let started = std::time::Instant::now();
-                let a = assess(
-                    &*self.dns,
-                    &crate::posture::probe::StartTlsProber,
-                    domain,
-                    &self.probe,
-                )
-                .await;
-                crate::metrics::posture_lookup(a.posture.name(), started.elapsed());
-                tracing::info!(%domain, posture = %a.posture, "recipient domain assessed");
-                a
-            })
-            .await
-    }
 }
 
 impl Pipeline {

@@ -32,7 +32,7 @@ use crate::relay::{Envelope, Lanes};
 use crate::smtp::{SessionFacts, Target, Transaction};
 use crate::wire::Reply;
 
-pub use decide::{Judged, Postures};
+pub use decide::Judged;
 
 /// The services one transaction goes through, built from one configuration (a reload builds a
 /// new one; transactions in progress finish with the one they started with).
@@ -45,7 +45,7 @@ pub struct Pipeline {
     /// Ownership proofs; shared across reloads, so a reload does not forget them.
     pub ownership: Arc<Registry>,
     pub policy: Arc<Policy>,
-    pub postures: Postures,
+    pub postures: Arc<crate::posture::Postures>,
     pub quarantine: Quarantine,
     pub audit: Arc<AuditLog>,
     pub lanes: Arc<Lanes>,

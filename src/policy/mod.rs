@@ -58,6 +58,18 @@ pub trait PostureSource {
     fn posture(&self, domain: &str) -> impl Future<Output = Arc<Assessment>> + Send;
 }
 
+impl PostureSource for crate::posture::Postures {
+    fn posture(&self, domain: &str) -> impl Future<Output = Arc<Assessment>> + Send {
+        self.of(domain)
+    }
+}
+
+impl<P: PostureSource + Send + Sync> PostureSource for Arc<P> {
+    fn posture(&self, domain: &str) -> impl Future<Output = Arc<Assessment>> + Send {
+        P::posture(self, domain)
+    }
+}
+
 /// A lane and the level its MTA enforces.
 #[derive(Debug, Clone)]
 pub struct LaneLevel {

@@ -8,6 +8,7 @@ pub mod class;
 pub mod dane;
 pub mod dns;
 pub mod ladder;
+pub mod lookup;
 pub mod mta_sts;
 pub mod ncsc;
 pub mod ownership;
@@ -17,4 +18,5 @@ pub mod trust;
 
 pub use class::{Classifier, RecipientClass, Standing, domain_of, standing};
 pub use ladder::{Assessment, Level, PostureCache};
+pub use lookup::Postures;
 pub use ownership::{Ownership, OwnershipStatus, Registry};

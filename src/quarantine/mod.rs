@@ -4,6 +4,8 @@
 //! absent, committed before the client's 250, exclusive claims), is the store's (§15).
 
 pub mod notice;
+pub mod outcome;
+pub mod report;
 pub mod review;
 
 use std::sync::Arc;
@@ -30,6 +32,21 @@ pub struct HeldRecipient {
     /// The posture assessment behind the decision, when one was made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub posture: Option<crate::posture::Assessment>,
+}
+
+/// A released recipient whose final outcome is not known yet.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingRelease {
+    pub address: String,
+    /// The lane that accepted it, and the level that lane enforces at delivery.
+    pub lane: String,
+    pub level: Level,
+    pub reviewer: String,
+    /// RFC 3339, when the lane accepted it.
+    pub accepted: String,
+    /// The last report short of a final one ("delayed: 4.4.1 ..."), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_report: Option<String>,
 }
 
 /// The JSON half of an item.
@@ -61,6 +78,13 @@ pub struct Item {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub forward_signals: Vec<String>,
     pub recipients: Vec<HeldRecipient>,
+    /// Recipients a reviewer released and a lane accepted, waiting for the lane's delivery
+    /// report: the item stays (released-pending) until every one has a final outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub released: Vec<PendingRelease>,
+    /// The secret in this item's report address (`report::address`): a report must carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_token: Option<String>,
     /// Who is acting on the item right now (a release in progress); never stored in the
     /// item's own metadata, the store keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

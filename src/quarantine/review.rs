@@ -38,11 +38,18 @@ pub struct Released {
 #[derive(Debug, Clone, Serialize)]
 pub struct LaneResult {
     pub lane: String,
+    /// The level the lane enforces when it delivers.
+    pub level: crate::terms::Level,
     pub recipients: Vec<String>,
     pub reply: String,
+    /// The lane accepted the recipients: delivery is the lane's now, not done.
     pub ok: bool,
+    /// A delivery report will tell the final outcome (`review.report_listen` is set); the item
+    /// stays as released-pending until then.
+    pub report_awaited: bool,
 }
 
+#[derive(Clone)]
 pub struct Reviewer {
     pub store: Quarantine,
     pub audit: Arc<AuditLog>,
@@ -50,6 +57,11 @@ pub struct Reviewer {
     pub lanes: Arc<Lanes>,
     pub hostname: String,
     pub spool_dir: std::path::PathBuf,
+    /// Where the recipients' postures are re-checked before a release.
+    pub postures: Arc<crate::posture::Postures>,
+    /// Whether lanes' delivery reports reach Sluis (`review.report_listen`): then a release
+    /// asks for them and keeps the item until they come.
+    pub reports: bool,
 }
 
 fn check_identity(reviewer: &str, reason: &str) -> Result<(), ReviewError> {
@@ -80,7 +92,15 @@ impl Reviewer {
         check_identity(reviewer, reason)?;
         // Exclusive across reviewers and instances: a second release is told who has it.
         let (mut item, claim) = self.store.claim(id, reviewer, "release").await?;
-        let prepared = self.prepare_release(&item, reviewer, reason).await;
+        let prepared = if item.recipients.is_empty() {
+            Err(ReviewError::Refused(format!(
+                "nothing left to release: {} recipient(s) released, awaiting the lane's delivery \
+                 report",
+                item.released.len()
+            )))
+        } else {
+            self.prepare_release(&item, reviewer, reason).await
+        };
         let (groups, message) = match prepared {
             Ok(p) => p,
             Err(e) => {
@@ -119,6 +139,37 @@ impl Reviewer {
                 }
             }
         }
+        // The recipients' servers as they are now: a release for a server that cannot meet
+        // the required level would sit in the lane's queue until it bounces.
+        let mut cannot = Vec::new();
+        for r in &item.recipients {
+            let Some(need) = r.require else { continue };
+            let a = self
+                .postures
+                .of(&crate::posture::domain_of(&r.address))
+                .await;
+            if !a.posture.at_least(need) {
+                cannot.push(format!(
+                    "{}: its server's posture is {} now, the release needs {need} ({})",
+                    r.address,
+                    a.posture,
+                    a.checks
+                        .iter()
+                        .rfind(|c| c.check == "posture")
+                        .map_or("no evidence", |c| c.evidence.as_str())
+                ));
+            }
+        }
+        if !cannot.is_empty() {
+            let why = format!(
+                "cannot be delivered at the required level, nothing released: {}",
+                cannot.join("; ")
+            );
+            let mut record = review_record("release-refused", item, reviewer, reason);
+            record.lanes = Some(vec![why.clone()]);
+            self.audit(vec![Record::Review(record)]).await?;
+            return Err(ReviewError::Refused(why));
+        }
         let mut record = review_record("release", item, reviewer, reason);
         record.lanes = Some(groups.keys().cloned().collect());
         self.audit(vec![Record::Review(record)]).await?;
@@ -140,19 +191,38 @@ impl Reviewer {
         let id = id.as_str();
         let mut delivered = Vec::new();
         let mut still_held = Vec::new();
+        // With reports: the release's own return path, so the lane's reports come to Sluis.
+        let token = match (&item.report_token, self.reports) {
+            (Some(t), true) => Some(t.clone()),
+            (None, true) => super::report::new_token(),
+            (_, false) => None,
+        };
+        item.report_token = token.clone();
+        let (accepted, _) = super::stamp();
         for (lane_name, idx) in &groups {
             let Some(lane) = self.lanes.get(lane_name) else {
                 still_held.extend(idx.iter().map(|&i| item.recipients[i].address.clone()));
                 continue;
             };
+            let mut from = mail_from(item);
+            let mut notify = 0;
+            if let Some(t) = &token {
+                from.address = super::report::address(id, t, &self.hostname);
+                from.env_id = Some(id.to_string());
+                from.flags |= smtp_proto::MAIL_RET_HDRS;
+                notify = smtp_proto::RCPT_NOTIFY_SUCCESS
+                    | smtp_proto::RCPT_NOTIFY_FAILURE
+                    | smtp_proto::RCPT_NOTIFY_DELAY;
+            }
             let env = Envelope {
                 id: item.transaction.clone(),
-                mail_from: mail_from(item),
+                mail_from: from,
                 rcpts: idx
                     .iter()
                     .map(|&i| RcptTo {
                         address: item.recipients[i].address.clone(),
                         orcpt: item.recipients[i].orcpt.clone(),
+                        flags: notify,
                         ..Default::default()
                     })
                     .collect(),
@@ -167,11 +237,14 @@ impl Reviewer {
                         closing.finish().await;
                     }
                     if !relayed.refused.is_empty() {
+                        // The notice goes to the original sender, whatever the return path.
+                        let mut to_sender = env.clone();
+                        to_sender.mail_from = mail_from(item);
                         let default = self.lanes.default_lane();
                         relay::dsn::send_failure_notice(
                             &default,
                             &self.hostname,
-                            &env,
+                            &to_sender,
                             &relayed.refused,
                             &mut body,
                         )
@@ -184,12 +257,24 @@ impl Reviewer {
             let ok = reply.is_positive();
             if !ok {
                 still_held.extend(env.rcpts.iter().map(|r| r.address.clone()));
+            } else if token.is_some() {
+                item.released
+                    .extend(env.rcpts.iter().map(|r| super::PendingRelease {
+                        address: r.address.clone(),
+                        lane: lane_name.clone(),
+                        level: lane.config.level,
+                        reviewer: reviewer.to_string(),
+                        accepted: accepted.clone(),
+                        last_report: None,
+                    }));
             }
             delivered.push(LaneResult {
                 lane: lane_name.clone(),
+                level: lane.config.level,
                 recipients: env.rcpts.iter().map(|r| r.address.clone()).collect(),
                 reply: format!("{} {} {}", reply.code, reply.status, reply.lines.join(" ")),
                 ok,
+                report_awaited: ok && token.is_some(),
             });
         }
         let records = delivered
@@ -203,16 +288,18 @@ impl Reviewer {
                     recipients: d.recipients.clone(),
                     upstream_reply: d.reply.clone(),
                     delivered: d.ok,
+                    level: Some(d.level),
+                    report_awaited: d.report_awaited,
                 })
             })
             .collect();
         // If settling fails the item stays claimed until the lease runs out, so a retry
         // waits rather than delivering again at once.
         let audited = self.audit(records).await;
-        if still_held.is_empty() {
+        item.recipients.retain(|r| still_held.contains(&r.address));
+        if item.recipients.is_empty() && item.released.is_empty() {
             self.store.settle(id, claim, None).await?;
         } else {
-            item.recipients.retain(|r| still_held.contains(&r.address));
             self.store.settle(id, claim, Some(item)).await?;
         }
         audited?;
@@ -228,6 +315,14 @@ impl Reviewer {
     pub async fn reject(&self, id: &str, reviewer: &str, reason: &str) -> Result<(), ReviewError> {
         check_identity(reviewer, reason)?;
         let (item, claim) = self.store.claim(id, reviewer, "reject").await?;
+        if item.recipients.is_empty() {
+            let _ = self.store.unclaim(id, &claim).await;
+            return Err(ReviewError::Refused(format!(
+                "nothing held to reject: {} recipient(s) released, awaiting the lane's delivery \
+                 report",
+                item.released.len()
+            )));
+        }
         let audited = self
             .audit(vec![Record::Review(review_record(
                 "reject", &item, reviewer, reason,
@@ -238,7 +333,14 @@ impl Reviewer {
             let _ = self.store.unclaim(id, &claim).await;
             return Err(e);
         }
-        self.store.settle(id, &claim, None).await?;
+        if item.released.is_empty() {
+            self.store.settle(id, &claim, None).await?;
+        } else {
+            // Released recipients still await their reports: only the held ones go.
+            let mut rest = item.clone();
+            rest.recipients.clear();
+            self.store.settle(id, &claim, Some(&rest)).await?;
+        }
         crate::metrics::quarantine_review("reject");
         Ok(())
     }
@@ -318,6 +420,10 @@ impl Reviewer {
             lanes: Arc::new(Lanes::from_config(config).map_err(ReviewError::Refused)?),
             hostname: config.server.hostname.clone(),
             spool_dir: config.server.spool_dir.clone(),
+            postures: Arc::new(
+                crate::posture::Postures::from_config(config).map_err(ReviewError::Refused)?,
+            ),
+            reports: config.review.report_listen.is_some(),
         })
     }
 

@@ -58,10 +58,21 @@ pub fn postfix_with_lanes(ports: [u16; 3]) -> PostfixClient {
     )
 }
 
-/// The lanes of deploy/postfix/lanes-master.cf as a deployment runs them: they look up the
-/// test zones through the validating resolver (DNSSEC, for DANE), trust `ca_file`, and ask
-/// Sluis's TLS policy socketmap on `policy_port` (the snippet's 127.0.0.1:8461 moved there).
-pub fn postfix_lanes_resolving(ports: [u16; 3], policy_port: u16, ca_file: &Path) -> PostfixClient {
+/// The lanes of deploy/postfix/lanes-master.cf and lanes-main.cf as a deployment runs them:
+/// they look up the test zones through the validating resolver (DNSSEC, for DANE), trust
+/// `ca_file`, ask Sluis's TLS policy socketmap on `policy_port` (the snippet's 127.0.0.1:8461
+/// moved there), and route delivery reports for sluis.test to `report_port` (2526 there).
+pub fn postfix_lanes_resolving(
+    ports: [u16; 3],
+    policy_port: u16,
+    report_port: u16,
+    ca_file: &Path,
+) -> PostfixClient {
+    let main = std::fs::read_to_string("deploy/postfix/lanes-main.cf")
+        .expect("deploy/postfix/lanes-main.cf");
+    let route = "sluis.example.org=smtp:[127.0.0.1]:2526";
+    assert!(main.contains(route), "{route} missing from lanes-main.cf");
+    let main = main.replace(route, &format!("sluis.test=smtp:[127.0.0.1]:{report_port}"));
     let snippet = std::fs::read_to_string("deploy/postfix/lanes-master.cf")
         .expect("deploy/postfix/lanes-master.cf");
     let map = "socketmap:inet:127.0.0.1:8461:";
@@ -86,7 +97,7 @@ pub fn postfix_lanes_resolving(ports: [u16; 3], policy_port: u16, ca_file: &Path
         &format!("lanes-dns-{}", ports[0]),
         &format!(
             "smtp_connect_timeout = 2s\nsmtp_tls_CAfile = {}\nsmtp_tls_loglevel = 1\n\
-             minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n",
+             minimal_backoff_time = 1s\nmaximal_backoff_time = 2s\nqueue_run_delay = 1s\n{main}",
             ca_file.display()
         ),
         &master,
@@ -306,7 +317,8 @@ pub fn postfix_mx(ip: &str, tls: Option<&Pki>) -> PostfixClient {
 }
 
 /// A Postfix MX host like `postfix_mx` that keeps every message it accepts in one Maildir
-/// (`delivered_with`), so that a test sees what was delivered where.
+/// (`delivered_with`), so that a test sees what was delivered where. Like the receiver it
+/// refuses gone@ (550) and later@ (450).
 pub fn postfix_mx_keeping(ip: &str, tls: &Pki) -> PostfixClient {
     mx_with(
         ip,
@@ -314,7 +326,9 @@ pub fn postfix_mx_keeping(ip: &str, tls: &Pki) -> PostfixClient {
         "virtual_mailbox_domains = regexp:{d}/domains\nvirtual_mailbox_base = {d}/mail\n\
          virtual_mailbox_maps = regexp:{d}/mailboxes\nvirtual_uid_maps = static:65534\n\
          virtual_gid_maps = static:65534\nvirtual_mailbox_limit = 0\n\
-         smtpd_tls_received_header = yes\n",
+         smtpd_tls_received_header = yes\n\
+         smtpd_recipient_restrictions = check_recipient_access regexp:{d}/reject, \
+         permit_mynetworks, reject\n",
     )
 }
 

@@ -16,6 +16,8 @@ front)
 upstream)
     sed "s/127.0.0.1:\(1002[5-7]\) inet/0.0.0.0:\1 inet/; s|mynetworks=127.0.0.0/8|mynetworks=127.0.0.0/8,${MYNETWORKS}|; s|socketmap:inet:127.0.0.1:8461:|socketmap:inet:${SLUIS_HOST}:${SLUIS_POLICY_PORT}:|" \
         /snippets/lanes-master.cf >> /etc/postfix/master.cf
+    sed "s|sluis.example.org=smtp:\[127.0.0.1\]:2526|${SLUIS_HOSTNAME}=smtp:[${SLUIS_HOST}]:${SLUIS_REPORT_PORT}|" \
+        /snippets/lanes-main.cf >> /etc/postfix/main.cf
     ;;
 *)
     echo "entrypoint: ROLE must be front or upstream" >&2; exit 2
