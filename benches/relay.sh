@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
 # Relay benchmark: prints figures, asserts nothing (performance is measured, not tested).
 #
-#   1. throughput: smtp-source -> smtp-sink directly, and smtp-source -> Sluis -> smtp-sink,
-#      in the same run (10 KiB messages, 20 sessions): messages/s of both and the ratio;
-#   2. memory: Sluis's RSS with 1,000 idle sessions, and its peak RSS while relaying one
+#   1. throughput: smtp-source -> smtp-sink directly, -> Sluis -> smtp-sink, and -> a Postfix
+#      relay hop -> smtp-sink (counted until the sink has them all), in the same run (10 KiB
+#      messages, 20 sessions): messages/s of each and Sluis's ratios to the other two;
+#   2. latency: SESSIONS sessions at once, LAT messages each, end of DATA to the reply, to
+#      smtp-sink directly and through Sluis: p50 and p99 of both, and what Sluis adds;
+#   3. memory: Sluis's RSS with 1,000 idle sessions, and its peak RSS while relaying one
 #      40 MiB message (bounded by limits.memory_buffer: the rest is spooled to disk).
 #
 # Usage: bash benches/relay.sh        (root; installs postfix for smtp-source/smtp-sink)
-# Knobs: N=5000 SESSIONS=20 SIZE=10240 IDLE=1000
+# Knobs: N=5000 SESSIONS=20 SIZE=10240 IDLE=1000 LAT=100
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=${N:-5000}; SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; IDLE=${IDLE:-1000}
+N=${N:-5000}; SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; IDLE=${IDLE:-1000}; LAT=${LAT:-100}
 
 # shellcheck source=benches/common.sh
 source benches/common.sh
@@ -57,8 +60,67 @@ echo "smtp-source -> smtp-sink          : $direct msg/s"
 start_sluis
 via=$(run_source "$sluis_port")
 echo "smtp-source -> sluis -> smtp-sink : $via msg/s"
-python3 -c "print(f'ratio sluis/direct                 : {$via/$direct:.2f}')"
 if grep -q "451\|ERROR" "$work/sluis.log"; then echo "warning: Sluis logged errors:"; tail -5 "$work/sluis.log"; fi
+
+# A Postfix relay hop in Sluis's place, to a sink that counts (-c): delivered, not just queued.
+trap 'stop_postfix hop; cleanup' EXIT
+count_port=$(free_port); hop_port=$(free_port)
+smtp-sink -u postfix -c 127.0.0.1:"$count_port" 1000 >"$work/count.out" 2>/dev/null & pids+=($!)
+wait_banner "$count_port"
+postfix_instance hop "$hop_port" "$count_port"
+delivered() { tr '\r' '\n' < "$work/count.out" | sed -n 's/.*mesg=\([0-9]*\).*/\1/p' | tail -1; }
+t0=$(now)
+smtp-source -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@org.test -t sink@partner.test 127.0.0.1:"$hop_port"
+for _ in $(seq 1200); do [ "$(delivered)" -ge "$N" ] 2>/dev/null && break; sleep 0.1; done
+t1=$(now)
+hop=$(python3 -c "print(f'{$(delivered)/($t1-$t0):.0f}')")
+echo "smtp-source -> postfix -> smtp-sink: $hop msg/s (until delivered: $(delivered) of $N)"
+stop_postfix hop
+python3 -c "print(f'ratio sluis/direct                 : {$via/$direct:.2f} (aim: at least 0.5)')"
+python3 -c "print(f'ratio sluis/postfix hop            : {$via/$hop:.1f} (aim: at least 4)')"
+
+# End of DATA to the reply, SESSIONS sessions at once: smtp-sink directly, then through Sluis.
+latency() { # port -> "p50 p99" in ms
+    python3 - "$1" "$SESSIONS" "$LAT" "$SIZE" <<'PY'
+import socket, sys, threading, time
+port, sessions, n, size = (int(a) for a in sys.argv[1:5])
+body = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * (size // 78)
+times, lock = [], threading.Lock()
+def session():
+    s = socket.create_connection(("127.0.0.1", port), timeout=30)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    f = s.makefile("rb")
+    def reply():
+        while True:
+            line = f.readline()
+            if line[3:4] != b"-":
+                return line
+    reply(); s.sendall(b"EHLO bench.test\r\n"); reply()
+    mine = []
+    for _ in range(n):
+        s.sendall(b"MAIL FROM:<bench@org.test>\r\nRCPT TO:<p@partner.test>\r\nDATA\r\n")
+        for _ in range(3):
+            r = reply()
+        assert r.startswith(b"354"), r
+        s.sendall(body)
+        t0 = time.perf_counter(); s.sendall(b".\r\n"); r = reply(); t1 = time.perf_counter()
+        assert r.startswith(b"250"), r
+        mine.append((t1 - t0) * 1000)
+    s.sendall(b"QUIT\r\n")
+    with lock:
+        times.extend(mine)
+threads = [threading.Thread(target=session) for _ in range(sessions)]
+for t in threads: t.start()
+for t in threads: t.join()
+times.sort()
+print(f"{times[len(times) // 2]:.2f} {times[int(len(times) * 0.99) - 1]:.2f}")
+PY
+}
+echo "== latency: $SESSIONS sessions x $LAT messages, end of DATA to reply (ms)"
+read -r d50 d99 < <(latency "$sink_port")
+read -r s50 s99 < <(latency "$sluis_port")
+printf '%-34s p50 %6s  p99 %6s\n' "smtp-sink directly" "$d50" "$d99" "through Sluis" "$s50" "$s99"
+python3 -c "print(f'Sluis adds                         : p50 {$s50 - $d50:.2f} ms, p99 {$s99 - $d99:.2f} ms (aim: p99 at most 5 ms)')"
 
 echo "== memory: $IDLE idle sessions"
 ulimit -n 8192

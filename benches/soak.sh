@@ -17,53 +17,6 @@ N=${N:-1500}; KILLS=${KILLS:-100}; SENDERS=${SENDERS:-4}
 # shellcheck source=benches/common.sh
 source benches/common.sh
 
-master_cf() { # the instance's smtpd, then the services every test instance has
-    echo "127.0.0.1:$1 inet n - n - - smtpd"
-    cat tests/fixtures/postfix/master.cf
-}
-
-postfix_instance() { # name, smtpd port, relayhost port
-    local d="$work/$1"
-    mkdir -p "$d/data" "$d/q"; chown postfix "$d/data"
-    cat > "$d/main.cf" <<EOF
-compatibility_level = 3.6
-queue_directory = $d/q
-data_directory = $d/data
-mail_owner = postfix
-syslog_name = soak-$1
-maillog_file = $d/maillog
-maillog_file_prefixes = $work
-inet_protocols = ipv4
-inet_interfaces = 127.0.0.1
-myhostname = $1.soak.test
-mydestination =
-mynetworks = 127.0.0.0/8
-smtpd_recipient_restrictions = permit_mynetworks, reject
-relayhost = [127.0.0.1]:$3
-smtpd_peername_lookup = no
-# Retry soon: the soak waits for the queue to drain.
-queue_run_delay = 2s
-minimal_backoff_time = 2s
-maximal_backoff_time = 4s
-smtp_connect_timeout = 5s
-default_destination_concurrency_limit = 20
-EOF
-    master_cf "$2" > "$d/master.cf"
-    start_postfix "$1" "$2"
-}
-
-start_postfix() { # name, port: start (again), waiting until its smtpd answers
-    local out
-    for _ in 1 2 3; do
-        out=$(script -qec "postfix -c $work/$1 start" /dev/null 2>&1) || true
-        for _ in $(seq 50); do
-            python3 -c "import socket; socket.create_connection(('127.0.0.1', $2), 0.2)" 2>/dev/null && return 0
-            sleep 0.2
-        done
-    done
-    echo "postfix $1 did not start: $out" >&2; tail -5 "$work/$1/maillog" >&2; exit 1
-}
-stop_postfix() { [ -f "$work/$1/main.cf" ] && postfix -c "$work/$1" stop >/dev/null 2>&1 || true; }
 trap 'stop_postfix front; stop_postfix hop; cleanup' EXIT
 queued() { postqueue -c "$work/$1" -p 2>/dev/null | grep -c '^[0-9A-F]' || true; }
 

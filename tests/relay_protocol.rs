@@ -418,3 +418,64 @@ fn unreachable_upstream_gives_451_never_250() {
         "{r}"
     );
 }
+
+/// A message with `subject` and `token` through its own client session; the end-of-DATA reply.
+fn one_message(port: u16, subject: &str, token: &str) -> String {
+    let mut c = Smtp::connect(port);
+    c.hello();
+    let msg = format!("Subject: {subject}\r\nMessage-ID: <{token}@org.test>\r\n\r\n{token}\r\n");
+    c.send_message("a@org.test", &["b@partner.test"], msg.as_bytes())
+}
+
+#[test]
+fn upstream_sessions_are_reused_with_rset_and_dropped_after_a_refusal_at_data() {
+    let receiver = postfix_receiver_of("reuse");
+    let sluis = Sluis::start(receiver.port, DELIVER_ALL);
+    // Sessions that got as far as a command (the harness's start-up probe does not).
+    let sessions = |r: &PostfixReceiver| {
+        let log = r.maillog();
+        let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+        count(": connect from") - count("lost connection after CONNECT")
+    };
+    for n in 0..3 {
+        let token = format!("reuse-{n}");
+        assert!(one_message(sluis.port, "hello", &token).starts_with("250"));
+        assert_eq!(receiver.wait_delivered(&token, 1, WAIT).len(), 1);
+    }
+    // Three transactions from three client sessions, one upstream session.
+    assert_eq!(sessions(&receiver), 1, "{}", receiver.maillog());
+    // Refused at the end of DATA: the reply is passed on, and that session is not used again.
+    let r = one_message(sluis.port, "refuse-at-data", "reuse-refused");
+    assert!(r.starts_with("550"), "{r}");
+    assert!(one_message(sluis.port, "hello", "reuse-after").starts_with("250"));
+    assert_eq!(receiver.wait_delivered("reuse-after", 1, WAIT).len(), 1);
+    assert_eq!(sessions(&receiver), 2, "{}", receiver.maillog());
+    // The first session: four transactions with RSET between them, ended after the refusal.
+    let first = wait_for(WAIT, || {
+        receiver
+            .maillog()
+            .lines()
+            .find(|l| l.contains("disconnect from") && l.contains("mail="))
+            .map(String::from)
+    })
+    .expect("the refused session is closed");
+    assert!(
+        first.contains("mail=4") && first.contains("rset=3") && first.contains("data=3/4"),
+        "{first}"
+    );
+}
+
+#[test]
+fn a_session_the_upstream_closed_while_idle_is_replaced_without_a_failure() {
+    let mut sink = Sink::start(&[]);
+    let port = sink.port;
+    let sluis = Sluis::start(port, DELIVER_ALL);
+    assert!(one_message(sluis.port, "hello", "idle-first").starts_with("250"));
+    assert_eq!(sink.wait_token("idle-first", 1, WAIT).len(), 1);
+    // The upstream restarts: the session Sluis keeps for reuse is dead.
+    sink.stop();
+    let sink = Sink::start_on(port, &[]);
+    let r = one_message(sluis.port, "hello", "idle-second");
+    assert!(r.starts_with("250"), "{r}");
+    assert_eq!(sink.wait_token("idle-second", 1, WAIT).len(), 1);
+}

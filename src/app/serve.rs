@@ -305,6 +305,11 @@ impl Server {
 
     async fn anchor(&self) {
         let audit = self.runtime.borrow().pipeline.audit.clone();
+        // Outcomes are written without a commit of their own: make them durable first, so the
+        // mirror and the anchor reach them.
+        if let Err(e) = audit.sync().await {
+            tracing::warn!(error = %e, "cannot sync the audit log");
+        }
         let mut state = self.anchored.lock().await;
         let (last, mirror) = &mut *state;
         match mirror.sync(&self.store, &self.instance, &audit).await {

@@ -48,11 +48,17 @@ impl Mirror {
         };
         let path = log.path().to_path_buf();
         let from = self.read;
+        // Only what is durable: a record written lazily may yet be lost to a crash, and the
+        // mirror must never hold a record the log does not.
+        let Some((upto, _)) = log.head() else {
+            return Ok(0);
+        };
         let shown = path.display().to_string();
-        let (records, read) = tokio::task::spawn_blocking(move || read_after(&path, from, copied))
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?
-            .map_err(|source| StoreError::Io { dir: shown, source })?;
+        let (records, read) =
+            tokio::task::spawn_blocking(move || read_after(&path, from, copied, upto))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+                .map_err(|source| StoreError::Io { dir: shown, source })?;
         if let (Some(c), Some((first, _))) = (copied, records.first())
             && *first > c + 1
         {
@@ -81,6 +87,7 @@ fn read_after(
     path: &Path,
     from: Option<ReadAt>,
     copied: Option<u64>,
+    upto: u64,
 ) -> std::io::Result<(Records, ReadAt)> {
     use std::os::unix::fs::MetadataExt;
     let mut file = std::fs::File::open(path)?;
@@ -99,13 +106,18 @@ fn read_after(
         if line.last() != Some(&b'\n') || records.len() >= BATCH * 8 {
             break; // an append in progress, or enough for this round
         }
-        consumed += line.len();
         let Ok(record) = serde_json::from_slice::<serde_json::Value>(line) else {
+            consumed += line.len();
             continue;
         };
         let Some(seq) = record.get("seq").and_then(serde_json::Value::as_u64) else {
+            consumed += line.len();
             continue;
         };
+        if seq > upto {
+            break; // not durable yet: the next round
+        }
+        consumed += line.len();
         if copied.is_none_or(|c| seq > c) {
             records.push((seq, record));
         }
@@ -122,7 +134,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.jsonl");
         std::fs::write(&path, "{\"seq\":0}\n{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3").unwrap();
-        let (r, at) = read_after(&path, None, Some(0)).unwrap();
+        let (r, at) = read_after(&path, None, Some(0), u64::MAX).unwrap();
         let seqs: Vec<u64> = r.iter().map(|(s, _)| *s).collect();
         assert_eq!(seqs, [1, 2], "the half line waits");
         assert_eq!(at.1, 30);
@@ -132,8 +144,11 @@ mod tests {
             .open(&path)
             .unwrap();
         std::io::Write::write_all(&mut f, b"}\n{\"seq\":4}\n").unwrap();
-        let (r, at) = read_after(&path, Some(at), Some(2)).unwrap();
-        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3, 4]);
+        // Up to the durable head only: 4 waits until it is durable.
+        let (r, at) = read_after(&path, Some(at), Some(2), 3).unwrap();
+        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [3]);
+        let (r, at) = read_after(&path, Some(at), Some(3), 4).unwrap();
+        assert_eq!(r.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [4]);
         // Rotated: the file renamed away, a new one (new inode) longer than the old offset.
         std::fs::rename(&path, dir.path().join("a-rotated.jsonl")).unwrap();
         std::fs::write(
@@ -141,7 +156,7 @@ mod tests {
             "{\"seq\":5}\n".to_string() + &"{\"seq\":6}\n".repeat(8),
         )
         .unwrap();
-        let (r, _) = read_after(&path, Some(at), Some(4)).unwrap();
+        let (r, _) = read_after(&path, Some(at), Some(4), u64::MAX).unwrap();
         assert_eq!(r.first().map(|(s, _)| *s), Some(5));
     }
 }

@@ -51,9 +51,11 @@ pub struct AuditLog {
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<Pending>>,
 }
 
-/// Records waiting for the writer thread, and who to tell when they are on disk.
+/// Records waiting for the writer thread, whether they must be durable before the caller
+/// goes on, and who to tell when they are written.
 type Pending = (
     Vec<Map<String, Value>>,
+    bool,
     tokio::sync::oneshot::Sender<Result<(), Failure>>,
 );
 
@@ -139,6 +141,32 @@ impl AuditLog {
         self: &std::sync::Arc<Self>,
         records: &[Record],
     ) -> Result<(), AuditError> {
+        self.queue(records, true).await
+    }
+
+    /// Appends records in chain order without waiting for an fsync of their own: they are
+    /// written at once and become durable with the next durable append (one file, one
+    /// fdatasync), so they cost no commit. For records that may be lost to an operating-system
+    /// crash because a start finds what they would have said missing and records that
+    /// (`recover`): the outcomes that follow a reply. The head file (and so anchors and the
+    /// mirror) only ever names durable records.
+    pub async fn append_async_lazy(
+        self: &std::sync::Arc<Self>,
+        records: &[Record],
+    ) -> Result<(), AuditError> {
+        self.queue(records, false).await
+    }
+
+    /// Makes every record written so far durable, and names the last one in the head.
+    pub async fn sync(self: &std::sync::Arc<Self>) -> Result<(), AuditError> {
+        self.queue(&[], true).await
+    }
+
+    async fn queue(
+        self: &std::sync::Arc<Self>,
+        records: &[Record],
+        durable: bool,
+    ) -> Result<(), AuditError> {
         let records = records.iter().map(Record::to_fields).collect();
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = std::sync::mpsc::channel::<Pending>();
@@ -157,7 +185,7 @@ impl AuditLog {
             path: self.path.display().to_string(),
             source: std::io::Error::other("the audit writer stopped"),
         };
-        writer.send((records, done)).map_err(|_| gone())?;
+        writer.send((records, durable, done)).map_err(|_| gone())?;
         match wait.await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(f)) => Err(self.error_of(f)),
@@ -179,6 +207,15 @@ impl AuditLog {
     /// Appends records, in order and together, under the file lock and one fsync. Blocking:
     /// async code uses `append_async`, which batches concurrent callers.
     pub fn append_all(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
+        self.append_with(records, true)
+    }
+
+    /// `append_all`, with the fsync (and the head's update) only when `durable`.
+    fn append_with(
+        &self,
+        records: Vec<Map<String, Value>>,
+        durable: bool,
+    ) -> Result<(), AuditError> {
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
@@ -189,7 +226,7 @@ impl AuditLog {
             None => guard.insert(self.open_files().map_err(io)?),
         };
         files.lock.lock().map_err(io)?;
-        let result = self.write_locked(files, records);
+        let result = self.write_locked(files, records, durable);
         let _ = files.lock.unlock();
         if result.is_err() {
             // Start from the files on disk next time.
@@ -219,6 +256,7 @@ impl AuditLog {
         &self,
         files: &mut Files,
         records: Vec<Map<String, Value>>,
+        durable: bool,
     ) -> Result<(), AuditError> {
         use std::os::unix::fs::MetadataExt;
         let io = |source| AuditError::Io {
@@ -259,7 +297,10 @@ impl AuditLog {
                 }
             },
         };
-        if file.metadata().map_err(io)?.len() >= self.rotate_bytes {
+        if records.is_empty() && seq == 0 {
+            return Ok(()); // a sync of an empty log
+        }
+        if !records.is_empty() && file.metadata().map_err(io)?.len() >= self.rotate_bytes {
             *file = self.rotate(seq).map_err(io)?;
         }
         let start = file.metadata().map_err(io)?.len();
@@ -283,7 +324,9 @@ impl AuditLog {
             out.push(b'\n');
             seq += 1;
         }
-        let written = file.write_all(&out).and_then(|_| file.sync_data());
+        let written = file
+            .write_all(&out)
+            .and_then(|_| if durable { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Leave no half record behind: the next append would chain onto garbage.
             let _ = file.set_len(start);
@@ -292,6 +335,10 @@ impl AuditLog {
         }
         *self.tail.lock().unwrap_or_else(|p| p.into_inner()) =
             Some((start + out.len() as u64, seq - 1, prev.clone()));
+        if !durable {
+            // The head names durable records only: these are not, yet.
+            return Ok(());
+        }
         // The head only ever trails the durable log, so it needs no fsync of its own, and it is
         // overwritten in place at a fixed width (no new file per append): a torn head is
         // unreadable and ignored by `verify`. The records are already durable, so a head that
@@ -393,11 +440,15 @@ fn writer_loop(log: &std::sync::Weak<AuditLog>, rx: std::sync::mpsc::Receiver<Pe
         };
         let mut records = Vec::new();
         let mut waiting = Vec::with_capacity(batch.len());
-        for (r, done) in batch {
+        let mut durable = false;
+        for (r, d, done) in batch {
             records.extend(r);
+            durable |= d;
             waiting.push(done);
         }
-        let result = log.append_all(records).map_err(|e| Failure::of(&e));
+        let result = log
+            .append_with(records, durable)
+            .map_err(|e| Failure::of(&e));
         for done in waiting {
             let _ = done.send(result.clone());
         }

@@ -214,6 +214,12 @@ pub struct LaneConfig {
     /// Reply after the final dot (RFC 5321 §4.5.3.2.6: 10 minutes).
     #[serde(with = "humantime_serde")]
     pub data_done_timeout: Duration,
+    /// Upstream sessions kept open between transactions (RSET before the next one); 0: a new
+    /// session per transaction.
+    pub idle_connections: usize,
+    /// How long an idle upstream session is kept for reuse.
+    #[serde(with = "humantime_serde")]
+    pub idle_time: Duration,
 }
 
 /// Content inspection: what makes a message carry patient data (DESIGN §6).
@@ -491,6 +497,8 @@ impl Default for LaneConfig {
             data_init_timeout: Duration::from_secs(120),
             data_block_timeout: Duration::from_secs(180),
             data_done_timeout: Duration::from_secs(600),
+            idle_connections: 16,
+            idle_time: Duration::from_secs(5),
         }
     }
 }

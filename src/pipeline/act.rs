@@ -54,7 +54,21 @@ pub trait Holds: Sync {
 
 /// The upstream lanes, and the one way refused recipients are reported (a DSN).
 pub trait Delivers: Sync {
+    /// A transaction sent but for the end of its message: nothing the upstream could deliver.
+    type Staged: Send;
     fn default_name(&self) -> String;
+    /// Opens `lane`'s transaction and sends all but the end of the message; `None` when there
+    /// is no lane of that name, `Err` when the transaction settled before (refused, deferred).
+    fn stage(
+        &self,
+        lane: &str,
+        helo: &str,
+        env: &Envelope,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> impl Future<Output = Option<Result<Self::Staged, Relayed>>> + Send;
+    /// Sends the end of the message: now the upstream may accept it.
+    fn commit(&self, staged: Self::Staged) -> impl Future<Output = Relayed> + Send;
     /// `None` when there is no lane of that name.
     fn relay(
         &self,
@@ -76,6 +90,14 @@ pub trait Delivers: Sync {
 /// The audit log.
 pub trait Records: Sync {
     fn append(&self, records: &[Record]) -> impl Future<Output = Result<(), AuditError>> + Send;
+    /// Written in chain order, durable with the next durable append: for what a crash may
+    /// lose because the next start records it as unknown (the outcome after a reply).
+    fn append_lazy(
+        &self,
+        records: &[Record],
+    ) -> impl Future<Output = Result<(), AuditError>> + Send {
+        self.append(records)
+    }
 }
 
 pub struct Effects<'a, H, D, R> {
@@ -114,7 +136,9 @@ impl After {
         if self.records.is_empty() {
             return;
         }
-        if let Err(e) = audit.append(&self.records).await {
+        // No commit of its own: the outcome costs no fsync (a crash that loses it leaves a
+        // decision without an outcome, which the next start records as unknown).
+        if let Err(e) = audit.append_lazy(&self.records).await {
             crate::metrics::audit_failure();
             tracing::error!(id = %id, error = %e, "audit log write failed");
         }
@@ -176,11 +200,32 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         }
     }
 
-    // 3. The decisions, durable before anything leaves.
+    // 3. The decisions, durable before anything leaves. The first lane's transaction opens
+    // meanwhile, up to the end of the message: the upstream has nothing it could deliver
+    // until the final dot, which goes only once the decisions are on disk.
     let qid = stored.first().map(|h| h.id.as_str());
-    if let Err(e) = fx.audit.append(&record::decisions(case, qid, None)).await {
+    let decisions = record::decisions(case, qid, None);
+    let mut first = None;
+    let audited = match lanes.iter().next() {
+        Some((lane_name, idx)) => {
+            let env = case.envelope(idx, case.facts.confidential());
+            let trace = case.trace_header(&env);
+            let (audited, staged) = futures_util::future::join(
+                fx.audit.append(&decisions),
+                fx.lanes
+                    .stage(lane_name, &case.hostname, &env, &trace, body),
+            )
+            .await;
+            first = staged;
+            audited
+        }
+        None => fx.audit.append(&decisions).await,
+    };
+    if let Err(e) = audited {
         tracing::error!(id = %case.id, error = %e, "audit log write failed: transaction deferred");
         crate::metrics::audit_failure();
+        // A staged transaction is dropped without its final dot: the upstream discards it.
+        drop(first);
         withdraw(&stored, fx).await;
         return Acted::nothing_kept(
             Reply::new(
@@ -201,11 +246,18 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
     for (n, (lane_name, idx)) in lanes.iter().enumerate() {
         let env = case.envelope(idx, case.facts.confidential());
         let trace = case.trace_header(&env);
-        let Some(relayed) = fx
-            .lanes
-            .relay(lane_name, &case.hostname, &env, &trace, body)
-            .await
-        else {
+        let relayed = if n == 0 {
+            match first.take() {
+                Some(Ok(staged)) => Some(fx.lanes.commit(staged).await),
+                Some(Err(settled)) => Some(settled),
+                None => None,
+            }
+        } else {
+            fx.lanes
+                .relay(lane_name, &case.hostname, &env, &trace, body)
+                .await
+        };
+        let Some(relayed) = relayed else {
             continue;
         };
         let reply = relayed.reply;
@@ -483,8 +535,23 @@ impl Holds for Quarantine {
 }
 
 impl Delivers for Lanes {
+    type Staged = relay::Staged;
     fn default_name(&self) -> String {
         self.default.clone()
+    }
+    async fn stage(
+        &self,
+        lane: &str,
+        helo: &str,
+        env: &Envelope,
+        trace: &[u8],
+        body: &mut SpooledBody,
+    ) -> Option<Result<relay::Staged, Relayed>> {
+        let lane = self.get(lane)?;
+        Some(relay::stage(&lane, helo, env, trace, body).await)
+    }
+    async fn commit(&self, staged: relay::Staged) -> Relayed {
+        relay::commit(staged).await
     }
     async fn relay(
         &self,
@@ -511,5 +578,9 @@ impl Delivers for Lanes {
 impl Records for Arc<AuditLog> {
     async fn append(&self, records: &[Record]) -> Result<(), AuditError> {
         self.append_async(records).await
+    }
+
+    async fn append_lazy(&self, records: &[Record]) -> Result<(), AuditError> {
+        self.append_async_lazy(records).await
     }
 }

@@ -59,8 +59,33 @@ struct FakeLanes {
 }
 
 impl Delivers for FakeLanes {
+    /// The lane and the envelope: the upstream's answer comes at `commit`, like a real one's
+    /// to the final dot.
+    type Staged = (String, Envelope);
+
     fn default_name(&self) -> String {
         "default".into()
+    }
+
+    async fn stage(
+        &self,
+        lane: &str,
+        _helo: &str,
+        env: &Envelope,
+        _trace: &[u8],
+        _body: &mut SpooledBody,
+    ) -> Option<Result<(String, Envelope), Relayed>> {
+        self.answers.get(lane)?;
+        push(&self.log, format!("open {lane}"));
+        Some(Ok((lane.to_string(), env.clone())))
+    }
+
+    async fn commit(&self, (lane, env): (String, Envelope)) -> Relayed {
+        let dir = tempfile::tempdir().unwrap();
+        let mut body = SpooledBody::new(dir.path().to_path_buf(), 1 << 20);
+        self.relay(&lane, "", &env, b"", &mut body)
+            .await
+            .expect("staged on a known lane")
     }
 
     async fn relay(
@@ -311,11 +336,41 @@ async fn an_audit_failure_withdraws_the_held_copies_and_defers() {
         (acted.reply.code, acted.reply.status.as_str()),
         (451, "4.3.0")
     );
+    // The first lane's transaction was opened while the decisions were written, and never
+    // committed: the upstream got no final dot, so nothing left.
     assert_eq!(
         log,
-        ["hold T a@x.test", "audit failed", "withdraw T", "reply 451"]
+        [
+            "hold T a@x.test",
+            "audit failed",
+            "open default",
+            "withdraw T",
+            "reply 451"
+        ]
     );
     assert!(acted.held.is_empty());
+}
+
+#[tokio::test]
+async fn the_first_lane_opens_while_the_decisions_are_written_and_commits_after() {
+    let w = world(&[("default", (250, "2.0.0")), ("dane", (250, "2.0.0"))]);
+    let c = case(&[
+        ("a@x.test", Deliver, None),
+        ("b@y.test", Deliver, Some("dane")),
+    ]);
+    let (acted, log) = w.act(&c).await;
+    assert_eq!(acted.reply.code, 250);
+    // Lanes go in name order: "dane" first, opened beside the audit write; its end of
+    // message (the fake's "relay") only once the decisions are recorded; "default" after.
+    let opened = at(&log, "open dane");
+    let decided = at(&log, "audit b@y.test deliver rule-deliver");
+    let committed = at(&log, "relay dane b@y.test");
+    let second = at(&log, "relay default a@x.test");
+    assert!(
+        opened < committed && decided < committed && committed < second,
+        "{log:#?}"
+    );
+    assert!(none_starts_with(&log, "open default"), "{log:#?}");
 }
 
 #[tokio::test]

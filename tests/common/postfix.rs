@@ -107,17 +107,22 @@ pub fn postfix_lanes_resolving(
 
 /// A shared Postfix that accepts mail for every domain (SMTPUTF8 included) into one Maildir.
 pub fn postfix_receiver() -> &'static PostfixReceiver {
-    RECEIVER.get_or_init(|| {
-        PostfixClient::start(
-            "receiver",
-            "smtputf8_enable = yes\nvirtual_mailbox_domains = regexp:{d}/domains\n\
-             virtual_mailbox_base = {d}/mail\nvirtual_mailbox_maps = regexp:{d}/mailboxes\n\
-             virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
-             virtual_mailbox_limit = 0\n\
-             smtpd_recipient_restrictions = check_recipient_access regexp:{d}/reject, \
-             permit_mynetworks, reject\n",
-        )
-    })
+    RECEIVER.get_or_init(|| postfix_receiver_of("receiver"))
+}
+
+/// A receiver of one test's own (its log shows only that test's sessions). Like the shared
+/// one it refuses gone@ (550) and later@ (450) at RCPT, and a message whose subject is
+/// "refuse-at-data" at the end of DATA (550).
+pub fn postfix_receiver_of(role: &str) -> PostfixReceiver {
+    PostfixClient::start(
+        role,
+        "smtputf8_enable = yes\nvirtual_mailbox_domains = regexp:{d}/domains\n\
+         virtual_mailbox_base = {d}/mail\nvirtual_mailbox_maps = regexp:{d}/mailboxes\n\
+         virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
+         virtual_mailbox_limit = 0\nheader_checks = regexp:{d}/header_checks\n\
+         smtpd_recipient_restrictions = check_recipient_access regexp:{d}/reject, \
+         permit_mynetworks, reject\n",
+    )
 }
 
 /// The services of every test instance (chroot off); benches/soak.sh uses the same file.
@@ -185,6 +190,11 @@ impl PostfixClient {
         std::fs::write(dir.join("domains"), "/./ OK\n").unwrap();
         std::fs::write(dir.join("mailboxes"), "/./ inbox/\n").unwrap();
         // Recipients the receiver refuses, for tests of per-recipient outcomes.
+        std::fs::write(
+            dir.join("header_checks"),
+            "/^Subject: refuse-at-data/ REJECT refused at the end of data\n",
+        )
+        .unwrap();
         std::fs::write(
             dir.join("reject"),
             "/^gone@/ 550 5.1.1 User unknown\n/^later@/ 450 4.2.1 Mailbox busy, try later\n",
