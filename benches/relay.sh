@@ -80,42 +80,7 @@ python3 -c "print(f'ratio sluis/direct                 : {$via/$direct:.2f} (aim
 python3 -c "print(f'ratio sluis/postfix hop            : {$via/$hop:.1f} (aim: at least 4)')"
 
 # End of DATA to the reply, SESSIONS sessions at once: smtp-sink directly, then through Sluis.
-latency() { # port -> "p50 p99" in ms
-    python3 - "$1" "$SESSIONS" "$LAT" "$SIZE" <<'PY'
-import socket, sys, threading, time
-port, sessions, n, size = (int(a) for a in sys.argv[1:5])
-body = b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * (size // 78)
-times, lock = [], threading.Lock()
-def session():
-    s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    f = s.makefile("rb")
-    def reply():
-        while True:
-            line = f.readline()
-            if line[3:4] != b"-":
-                return line
-    reply(); s.sendall(b"EHLO bench.test\r\n"); reply()
-    mine = []
-    for _ in range(n):
-        s.sendall(b"MAIL FROM:<bench@org.test>\r\nRCPT TO:<p@partner.test>\r\nDATA\r\n")
-        for _ in range(3):
-            r = reply()
-        assert r.startswith(b"354"), r
-        s.sendall(body)
-        t0 = time.perf_counter(); s.sendall(b".\r\n"); r = reply(); t1 = time.perf_counter()
-        assert r.startswith(b"250"), r
-        mine.append((t1 - t0) * 1000)
-    s.sendall(b"QUIT\r\n")
-    with lock:
-        times.extend(mine)
-threads = [threading.Thread(target=session) for _ in range(sessions)]
-for t in threads: t.start()
-for t in threads: t.join()
-times.sort()
-print(f"{times[len(times) // 2]:.2f} {times[int(len(times) * 0.99) - 1]:.2f}")
-PY
-}
+latency() { python3 benches/latency.py "$1" "$SESSIONS" "$LAT" "$SIZE"; } # port -> "p50 p99" ms
 echo "== latency: $SESSIONS sessions x $LAT messages, end of DATA to reply (ms)"
 read -r d50 d99 < <(latency "$sink_port")
 read -r s50 s99 < <(latency "$sluis_port")

@@ -72,34 +72,7 @@ run_source() { # -> messages/s
 }
 
 # One session, SEQ messages one after another; the end-of-DATA reply times in ms, sorted.
-latencies() {
-    python3 - "$sluis_port" "$SEQ" "$SIZE" <<'PY'
-import socket, sys, time
-port, n, size = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
-s = socket.create_connection(("127.0.0.1", port)); f = s.makefile("rb")
-s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # a client's delayed segments are not Sluis's
-def reply():
-    while True:
-        line = f.readline()
-        if line[3:4] != b"-":
-            return line
-reply(); s.sendall(b"EHLO bench.test\r\n"); reply()
-body = (b"Subject: bench\r\n\r\n" + (b"x" * 76 + b"\r\n") * (size // 78))
-out = []
-for i in range(n):
-    s.sendall(b"MAIL FROM:<bench@org.test>\r\nRCPT TO:<p@partner.test>\r\nDATA\r\n")
-    for _ in range(3):
-        r = reply()
-    assert r.startswith(b"354"), r
-    s.sendall(body)
-    t0 = time.perf_counter(); s.sendall(b".\r\n"); r = reply(); t1 = time.perf_counter()
-    assert r.startswith(b"250"), r
-    out.append((t1 - t0) * 1000)
-s.sendall(b"QUIT\r\n")
-out.sort()
-print(f"{out[len(out) // 2]:.2f} {out[int(len(out) * 0.99) - 1]:.2f}")
-PY
-}
+latencies() { python3 benches/latency.py "$sluis_port" 1 "$SEQ" "$SIZE"; }
 
 files_store=""
 pg_store=$(printf '[store]\nkind = "postgres"\nurl = "postgresql://sluis@127.0.0.1:%s/postgres"\ntls = "off"\n' "$pg_port")

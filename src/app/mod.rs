@@ -134,6 +134,7 @@ impl Runtime {
         let tls_policy = Arc::new(TlsPolicy {
             postures: pipeline.postures.clone(),
             partners: crate::relay::tls_policy::partners(&config),
+            allow: config.server.allow_networks.clone(),
         });
         let reports = match config.review.report_listen {
             Some(_) => Some(Arc::new(Frontend::build(

@@ -29,10 +29,13 @@ const IDLE: Duration = Duration::from_secs(300);
 /// A request that has begun must arrive whole within this.
 const REQUEST_TIME: Duration = Duration::from_secs(10);
 
-/// What the socketmap answers from: the posture cache (through `P`) and the trust list.
+/// What the socketmap answers from: the posture cache (through `P`) and the trust list; and
+/// who may ask (`server.allow_networks`: a lookup makes Sluis query DNS and probe MX hosts, which
+/// nobody else may have it do).
 pub struct Judge<P> {
     pub postures: P,
     pub partners: HashMap<String, Partner>,
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 impl<P: PostureSource + Sync> Judge<P> {
@@ -78,6 +81,15 @@ pub async fn serve<P>(
                 continue;
             }
         };
+        let allowed = {
+            let current = judge.borrow();
+            let ip = peer.ip().to_canonical();
+            current.allow.iter().any(|n| n.contains(&ip))
+        };
+        if !allowed {
+            tracing::warn!(%peer, "TLS policy socketmap: client not in allow_networks, closed");
+            continue;
+        }
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             tracing::warn!(%peer, "TLS policy socketmap: too many connections, closing one");
             continue;
@@ -204,6 +216,7 @@ mod tests {
         let judge = Arc::new(Judge {
             postures: Fixed(level),
             partners: HashMap::new(),
+            allow: vec!["127.0.0.0/8".parse().unwrap()],
         });
         let (_tx, rx) = watch::channel(judge);
         let stop = CancellationToken::new();
@@ -258,5 +271,25 @@ mod tests {
         }
         // A request cut short is never answered.
         assert!(ask(Level::Dane, b"16:none exam").await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_client_outside_the_allowed_networks_is_closed_unanswered() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let judge = Arc::new(Judge {
+            postures: Fixed(crate::terms::Level::Dane),
+            partners: HashMap::new(),
+            allow: vec!["10.0.0.0/8".parse().unwrap()],
+        });
+        let (_tx, rx) = watch::channel(judge);
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(listener, rx, stop.clone()));
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        let _ = c.write_all(b"16:dane example.nl,").await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), c.read_to_end(&mut out)).await;
+        stop.cancel();
+        assert!(out.is_empty(), "{:?}", String::from_utf8_lossy(&out));
     }
 }
