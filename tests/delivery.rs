@@ -39,6 +39,17 @@ struct World {
     evil_mx: PostfixClient,
     /// daneok.test's MX (127.0.3.11), its key published as TLSA 3 1 1.
     dane_mx: PostfixClient,
+    /// webpki.test's MX (127.0.3.12): a trust-list partner, its key agreed (pinned).
+    partner_mx: std::sync::Mutex<PostfixClient>,
+    /// Where test certificates are made.
+    pki_dir: std::path::PathBuf,
+}
+
+/// A test CA and a certificate for `name`, in a directory of their own under `dir`.
+fn cert(dir: &std::path::Path, sub: &str, name: &str) -> Pki {
+    let sub = dir.join(sub);
+    std::fs::create_dir_all(&sub).unwrap();
+    pki(&sub, name)
 }
 
 fn world() -> &'static World {
@@ -49,13 +60,10 @@ fn world() -> &'static World {
         w.set_policy("stsok.test", Some(STS_POLICY));
         let dir = scratch("pki").keep();
         after_exit(&format!("rm -rf {}", dir.display()));
-        let mk = |name: &str| {
-            let sub = dir.join(name);
-            std::fs::create_dir_all(&sub).unwrap();
-            pki(&sub, name)
-        };
-        let evil = mk("evil.unsigned.test");
-        let dane = mk("mx.daneok.test");
+        let evil = cert(&dir, "evil", "evil.unsigned.test");
+        let dane = cert(&dir, "dane", "mx.daneok.test");
+        let partner = cert(&dir, "partner", "mx.webpki.test");
+        let pin = tlsa_sha256(&partner.cert, 1);
         d.add_records(
             "daneok.test",
             &[&format!(
@@ -70,11 +78,17 @@ fn world() -> &'static World {
         let mut pem = std::fs::read(w.ca()).unwrap();
         pem.extend(std::fs::read(&evil.ca).unwrap());
         std::fs::write(&cas, pem).unwrap();
-        let (sts_mx, evil_mx, dane_mx) = std::thread::scope(|s| {
+        let (sts_mx, evil_mx, dane_mx, partner_mx) = std::thread::scope(|s| {
             let a = s.spawn(|| postfix_mx_keeping("127.0.3.14", &w.pki));
             let b = s.spawn(|| postfix_mx_keeping("127.0.3.19", &evil));
             let c = s.spawn(|| postfix_mx_keeping("127.0.3.11", &dane));
-            (a.join().unwrap(), b.join().unwrap(), c.join().unwrap())
+            let e = s.spawn(|| postfix_mx_keeping("127.0.3.12", &partner));
+            (
+                a.join().unwrap(),
+                b.join().unwrap(),
+                c.join().unwrap(),
+                e.join().unwrap(),
+            )
         });
         let ports = [free_port(), free_port(), free_port()];
         let policy_port = free_port();
@@ -88,7 +102,10 @@ fn world() -> &'static World {
                  [upstream.lanes.secure]\naddress = \"127.0.0.1:{}\"\nlevel = \"trusted\"\n\n\
                  [dns]\nresolver = \"{RESOLVER}\"\ntrust_anchor_file = \"{}\"\ntimeout = \"2s\"\n\n\
                  [posture]\nca_file = \"{}\"\n\n\
-                 [review]\nreport_listen = \"127.0.0.1:{report_port}\"\n\n{RULES}",
+                 [review]\nreport_listen = \"127.0.0.1:{report_port}\"\n\n\
+                 [ownership]\ntoken = \"{TOKEN}\"\n\n\
+                 [[domains]]\nname = \"webpki.test\"\nclass = \"partner\"\n\
+                 tls_pins = [\"sha256:{pin}\"]\n\n{RULES}",
                 ports[1],
                 ports[2],
                 d.anchor_path().display(),
@@ -103,6 +120,8 @@ fn world() -> &'static World {
             sts_mx,
             evil_mx,
             dane_mx,
+            partner_mx: std::sync::Mutex::new(partner_mx),
+            pki_dir: dir,
         }
     })
 }
@@ -388,8 +407,8 @@ fn a_release_is_pending_until_the_lanes_report_says_it_was_delivered() {
 #[test]
 fn a_release_for_a_server_that_cannot_meet_the_level_is_refused_with_that_truth() {
     let w = world();
-    // webpki.test's MX (127.0.3.12) does not answer here: its posture cannot be established.
-    let rcpt = "balie@webpki.test";
+    // expired.test's MX (127.0.3.17) does not answer here: its posture cannot be established.
+    let rcpt = "balie@expired.test";
     let r = send_with_subject(w, rcpt, "release-refused", "[vertrouwelijk] Uitslag");
     assert!(r.starts_with("250"), "{r}");
     let id = held_id(w, rcpt);
@@ -399,7 +418,7 @@ fn a_release_for_a_server_that_cannot_meet_the_level_is_refused_with_that_truth(
     assert!(
         err.contains("cannot be delivered at the required level, nothing released")
             && err.contains(
-                "balie@webpki.test: its server's posture is unknown now, the release needs trusted"
+                "balie@expired.test: its server's posture is unknown now, the release needs trusted"
             ),
         "{err}"
     );
@@ -488,4 +507,61 @@ fn a_refused_release_is_told_to_the_sender_and_a_deferred_one_stays_pending() {
         "{}",
         String::from_utf8_lossy(&again.stderr)
     );
+}
+
+#[test]
+fn a_partner_is_delivered_only_to_the_key_agreed_with_it() {
+    let w = world();
+    let rcpt = "arts@webpki.test";
+    assert!(send(w, rcpt, "partner-first").starts_with("250"));
+    let mut mx = w.partner_mx.lock().unwrap();
+    assert_eq!(
+        mx.wait_delivered("partner-first", 1, WAIT).len(),
+        1,
+        "{}",
+        w.lanes.maillog()
+    );
+    // Postfix got the agreed key as a public-key fingerprint, and matched it.
+    let pin = tlsa_sha256(&w.pki_dir.join("partner/leaf.crt"), 1).to_uppercase();
+    let colons: Vec<&str> = (0..pin.len()).step_by(2).map(|i| &pin[i..i + 2]).collect();
+    assert_eq!(
+        lookup(w.policy_port, "trusted webpki.test"),
+        format!("OK fingerprint match={}", colons.join(":"))
+    );
+    let log = w.lanes.maillog();
+    assert!(
+        log.lines().any(|l| l.contains("/sluis-secure/smtp[")
+            && l.contains("Verified TLS connection established to mx.webpki.test")),
+        "{log}"
+    );
+
+    // The partner's MX now presents another key (a certificate for the same name, from
+    // another CA). Sluis judged the domain with the agreed key; Postfix must refuse this one.
+    let _ = std::process::Command::new("postfix")
+        .args(["-c", &mx.dir.display().to_string(), "stop"])
+        .output();
+    let closed = wait_for(WAIT, || {
+        TcpStream::connect(("127.0.3.12", 25))
+            .is_err()
+            .then_some(())
+    });
+    assert!(closed.is_some(), "the partner's old MX did not stop");
+    let other = cert(&w.pki_dir, "partner-rekeyed", "mx.webpki.test");
+    *mx = postfix_mx_keeping("127.0.3.12", &other);
+    let rcpt = "balie@webpki.test";
+    assert!(send(w, rcpt, "partner-rekeyed").starts_with("250"));
+    let tried = attempts(w, rcpt);
+    assert!(
+        tried.iter().all(|l| l.contains("status=deferred")),
+        "{tried:?}"
+    );
+    // (Postfix checks fingerprints as synthetic TLSA records, and says so.)
+    let log = w.lanes.maillog();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("server certificate verification failed for mx.webpki.test")),
+        "{log}"
+    );
+    assert!(mx.delivered_with("partner-rekeyed").is_empty());
+    assert_eq!(w.lanes.queued_for(rcpt), 1, "kept in the lane's queue");
 }
