@@ -112,6 +112,8 @@ fn world() -> &'static World {
                 w.ca().display()
             ),
         );
+        // The world lives in a static, which is never dropped: stop Sluis with the binary.
+        after_exit(&format!("kill {} 2>/dev/null", sluis.pid()));
         World {
             sluis,
             lanes,

@@ -12,7 +12,7 @@ fi
 
 packages=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl knot knot-dnsutils unbound
           nginx prometheus python3 python3-yaml systemd util-linux procps dns-root-data
-          postgresql postgresql-client)
+          postgresql postgresql-client iproute2)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

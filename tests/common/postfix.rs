@@ -342,7 +342,32 @@ pub fn postfix_mx_keeping(ip: &str, tls: &Pki) -> PostfixClient {
     )
 }
 
+/// Stops whatever still listens on `ip`:25: a Postfix master of an earlier run whose directory
+/// is gone cannot be stopped with `postfix stop`, keeps the address and answers nothing.
+fn free_smtp_address(ip: &str) {
+    let out = Command::new("ss")
+        .args(["-ltnpH", &format!("src {ip}:25")])
+        .output();
+    let text = out
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    for pid in text.split("pid=").skip(1).filter_map(|p| {
+        p.split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse::<u32>().ok())
+    }) {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    if !text.trim().is_empty() {
+        let gone = wait_for(Duration::from_secs(10), || {
+            TcpStream::connect((ip, 25)).is_err().then_some(())
+        });
+        assert!(gone.is_some(), "{ip}:25 is still taken: {text}");
+    }
+}
+
 fn mx_with(ip: &str, tls: Option<&Pki>, extra: &str) -> PostfixClient {
+    free_smtp_address(ip);
     let main = match tls {
         Some(p) => format!(
             "smtpd_tls_cert_file = {}\nsmtpd_tls_key_file = {}\nsmtpd_tls_security_level = may\n",
