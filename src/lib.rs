@@ -14,6 +14,7 @@ pub mod inspect;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod portal;
 pub mod posture;
 pub mod quarantine;
 pub mod relay;
