@@ -32,7 +32,12 @@ fn gateway_inspects_the_corpus_like_scan_and_logs_no_identifier() {
     assert!(relayed.is_some(), "not all relayed");
 
     let log = sluis.log();
-    let lines: Vec<&str> = log.lines().filter(|l| l.contains("transaction")).collect();
+    // The summary line: "sluis::pipeline::record: transaction id=..." (other lines may name
+    // a module called transaction).
+    let lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains(": transaction id="))
+        .collect();
     assert_eq!(lines.len(), plain.len(), "one summary line per transaction");
     let expected_sensitive = plain.iter().filter(|e| e["sensitive"] == true).count();
     let logged_sensitive = lines

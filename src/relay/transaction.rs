@@ -127,7 +127,7 @@ async fn try_stage(
             Some(c) => c,
             None => Client::connect(&lane.endpoint, helo).await?,
         };
-        tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), reused, "upstream session");
+        tracing::debug!(id = %env.id, lane = %lane.name, tls = up.is_tls(), reused, "upstream session open");
         match open(lane, up, reused, env, size).await? {
             Opened::Data(up, replies) => break (up, replies),
             Opened::Done(reply) => return Ok(Err(reply)),
