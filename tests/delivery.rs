@@ -167,6 +167,21 @@ fn release(w: &World, id: &str, why: &str) -> std::process::Output {
     )
 }
 
+/// A tagged message to `rcpt` (held by the hold-tagged rule), then released by the CLI for
+/// `why`: the item's id and the release's output.
+fn hold_and_release(
+    w: &World,
+    rcpt: &str,
+    token: &str,
+    why: &str,
+) -> (String, std::process::Output) {
+    let r = send_with_subject(w, rcpt, token, "[vertrouwelijk] Uitslag");
+    assert!(r.starts_with("250"), "{r}");
+    let id = held_id(w, rcpt);
+    let out = release(w, &id, why);
+    (id, out)
+}
+
 /// The id of the item that holds (or released) `rcpt`.
 fn held_id(w: &World, rcpt: &str) -> String {
     item_for(w, rcpt).expect("held")["id"]
@@ -360,10 +375,7 @@ fn bogus_and_unknown_domains_are_deferred_at_delivery_never_downgraded() {
 fn a_release_is_pending_until_the_lanes_report_says_it_was_delivered() {
     let w = world();
     let rcpt = "uitslag@daneok.test";
-    let r = send_with_subject(w, rcpt, "release-dane", "[vertrouwelijk] Uitslag");
-    assert!(r.starts_with("250"), "{r}");
-    let id = held_id(w, rcpt);
-    let out = release(w, &id, "checked with the sender");
+    let (id, out) = hold_and_release(w, rcpt, "release-dane", "checked with the sender");
     assert_success(&out, "quarantine release");
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -411,10 +423,7 @@ fn a_release_for_a_server_that_cannot_meet_the_level_is_refused_with_that_truth(
     let w = world();
     // expired.test's MX (127.0.3.17) does not answer here: its posture cannot be established.
     let rcpt = "balie@expired.test";
-    let r = send_with_subject(w, rcpt, "release-refused", "[vertrouwelijk] Uitslag");
-    assert!(r.starts_with("250"), "{r}");
-    let id = held_id(w, rcpt);
-    let out = release(w, &id, "the sender insists");
+    let (id, out) = hold_and_release(w, rcpt, "release-refused", "the sender insists");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
