@@ -437,10 +437,15 @@ fn a_release_for_a_server_that_cannot_meet_the_level_is_refused_with_that_truth(
     let item = item_for(w, rcpt).expect("still held");
     assert_eq!(item["recipients"][0]["address"], rcpt);
     assert!(!w.lanes.maillog().contains(&format!("to=<{rcpt}>")));
-    assert!(audit(w).iter().any(|r| r["event"] == "review"
-        && r["action"] == "release-refused"
-        && r["quarantine_id"] == id.as_str()
-        && r["reviewer"] == "A. Reviewer"));
+    assert!(audit(w).iter().any(|r| {
+        r["event"] == "review"
+            && r["action"] == "release-refused"
+            && r["quarantine_id"] == id.as_str()
+            && r["reviewer"] == "A. Reviewer"
+            && r["refused"]
+                .as_str()
+                .is_some_and(|why| why.contains("posture is unknown now"))
+    }));
 }
 
 #[test]

@@ -109,7 +109,7 @@ pub struct LaneOutcome {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Review {
-    /// release, reject, purge.
+    /// release, release-refused, reject, purge.
     pub action: String,
     pub quarantine_id: String,
     pub transaction: String,
@@ -120,6 +120,9 @@ pub struct Review {
     /// release: the lanes it goes through.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lanes: Option<Vec<String>>,
+    /// release-refused: why Sluis refused it (the recipients' servers cannot meet the level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -166,7 +166,7 @@ impl Reviewer {
                 cannot.join("; ")
             );
             let mut record = review_record("release-refused", item, reviewer, reason);
-            record.lanes = Some(vec![why.clone()]);
+            record.refused = Some(why.clone());
             self.audit(vec![Record::Review(record)]).await?;
             return Err(ReviewError::Refused(why));
         }
@@ -388,6 +388,7 @@ fn review_record(action: &str, item: &Item, reviewer: &str, reason: &str) -> Rev
         sender: item.sender.clone(),
         recipients: item.recipients.iter().map(|r| r.address.clone()).collect(),
         lanes: None,
+        refused: None,
     }
 }
 
