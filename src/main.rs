@@ -45,6 +45,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::quarantine::QuarantineCommand,
     },
+    /// The secure pickup portal: list, show, revoke, extend (metadata only).
+    Portal {
+        #[command(subcommand)]
+        command: cli::portal::PortalCommand,
+    },
     /// The state store: schema migrations, moving a file quarantine into PostgreSQL.
     Store {
         #[command(subcommand)]
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         Command::Manpage => manpage(),
         Command::CheckDomain(args) => cli::check_domain::check_domain(args),
         Command::Quarantine { command } => cli::quarantine::quarantine(command),
+        Command::Portal { command } => cli::portal::run(command),
         Command::Store { command } => cli::store::store(command),
         Command::Audit { command } => return cli::audit::audit(command),
         Command::Scan {

@@ -34,6 +34,9 @@ struct Metrics {
     auth_delay_seconds_total: prometheus::Counter,
     inspect_failures_total: IntCounterVec,
     tls_policy_lookups_total: IntCounterVec,
+    portal_items: IntGauge,
+    portal_events_total: IntCounterVec,
+    portal_sms_total: IntCounterVec,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -211,8 +214,33 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
             prometheus::process_collector::ProcessCollector::for_self(),
         ))
         .expect("unique metric names");
+    let portal_items = IntGauge::new(
+        "sluis_portal_items",
+        "Messages waiting in the secure pickup portal",
+    )
+    .expect("metric");
+    let portal_events_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_portal_events_total",
+            "Pickup portal events (notified, opened, code-sent, code-failed, locked, viewed, \
+             downloaded, replied, revoked, expired...)",
+        ),
+        &["event"],
+    )
+    .expect("metric");
+    let portal_sms_total = IntCounterVec::new(
+        Opts::new(
+            "sluis_portal_sms_total",
+            "SMS codes handed to the provider (sent) or given up on after every try (failed)",
+        ),
+        &["result"],
+    )
+    .expect("metric");
     for c in [
         Box::new(sessions_active.clone()) as Box<dyn prometheus::core::Collector>,
+        Box::new(portal_items.clone()),
+        Box::new(portal_events_total.clone()),
+        Box::new(portal_sms_total.clone()),
         Box::new(session_seconds.clone()),
         Box::new(messages_total.clone()),
         Box::new(upstream_seconds.clone()),
@@ -264,6 +292,9 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         auth_delay_seconds_total,
         inspect_failures_total,
         tls_policy_lookups_total,
+        portal_items,
+        portal_events_total,
+        portal_sms_total,
     }
 });
 
@@ -435,6 +466,27 @@ pub fn tls_policy_lookup(lane_level: &'static str, answer: &'static str) {
     METRICS
         .tls_policy_lookups_total
         .with_label_values(&[lane_level, answer])
+        .inc();
+}
+
+pub fn portal_items(n: usize) {
+    METRICS
+        .portal_items
+        .set(i64::try_from(n).unwrap_or(i64::MAX));
+}
+
+/// One portal event: `event` is one of the fixed names of `portal::Event`.
+pub fn portal_event(event: &'static str) {
+    METRICS
+        .portal_events_total
+        .with_label_values(&[event])
+        .inc();
+}
+
+pub fn portal_sms(sent: bool) {
+    METRICS
+        .portal_sms_total
+        .with_label_values(&[if sent { "sent" } else { "failed" }])
         .inc();
 }
 

@@ -122,6 +122,9 @@ pub enum ActionKind {
     Quarantine,
     Refuse,
     Defer,
+    /// Sealed in the secure pickup portal; the recipient is notified and reads it in a browser
+    /// after proving who they are (DESIGN §13).
+    Portal,
 }
 
 impl ActionKind {
@@ -131,6 +134,7 @@ impl ActionKind {
             ActionKind::Quarantine => "quarantine",
             ActionKind::Refuse => "refuse",
             ActionKind::Defer => "defer",
+            ActionKind::Portal => "portal",
         }
     }
 }

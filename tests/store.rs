@@ -401,7 +401,7 @@ async fn a_newer_schema_is_refused() {
         Ok(_) => panic!("a newer schema was accepted"),
     };
     assert!(
-        err.contains("schema is version 999, newer than this Sluis knows (3)"),
+        err.contains("schema is version 999, newer than this Sluis knows (4)"),
         "{err}"
     );
 }

@@ -402,7 +402,7 @@ fn a_schema_newer_than_the_binary_stops_sluis_with_a_clear_message() {
     a.wait_exit(Duration::from_secs(10)).expect("sluis stops");
     pg.psql_in(
         "newer_schema",
-        "INSERT INTO sluis_schema (version) VALUES (4)",
+        "INSERT INTO sluis_schema (version) VALUES (5)",
     );
     let out = Command::new(SLUIS)
         .arg("serve")
@@ -413,7 +413,7 @@ fn a_schema_newer_than_the_binary_stops_sluis_with_a_clear_message() {
     assert!(!out.status.success());
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(
-        said.contains("the database's schema is version 4, newer than this Sluis knows (3)"),
+        said.contains("the database's schema is version 5, newer than this Sluis knows (4)"),
         "{said}"
     );
 }

@@ -64,6 +64,8 @@ pub struct Runtime {
     pub tls_policy: Arc<TlsPolicy>,
     /// The report listener's SMTP side (`review.report_listen`), when set.
     pub reports: Option<Arc<Frontend>>,
+    /// The secure pickup portal, when `[portal]` is configured.
+    pub portal: Option<Arc<crate::portal::service::Portal>>,
 }
 
 /// What the TLS policy socketmap answers from: the postures the decisions use, so Postfix
@@ -91,7 +93,7 @@ impl Runtime {
             dns: dns.clone(),
             probe: ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?,
         });
-        let quarantine = Quarantine::new(store);
+        let quarantine = Quarantine::new(store.clone());
         let audit = Arc::new(AuditLog::open(
             &config.audit_file(),
             config.audit.rotate_bytes,
@@ -117,6 +119,13 @@ impl Runtime {
             dns: needs_dns.then(|| dns.clone()),
             review_token,
         });
+        let portal = crate::portal::service::Portal::build(
+            &config,
+            store.clone(),
+            audit.clone(),
+            lanes.clone(),
+        )?
+        .map(Arc::new);
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             inspector: Arc::new(Inspector::new(&config.inspect)?),
@@ -128,6 +137,7 @@ impl Runtime {
             quarantine,
             audit,
             lanes,
+            portal: portal.clone(),
             after_reply,
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
@@ -154,6 +164,7 @@ impl Runtime {
             admin,
             tls_policy,
             reports,
+            portal,
         })
     }
 

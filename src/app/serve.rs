@@ -47,6 +47,8 @@ pub struct Server {
     tls_policy: watch::Sender<Arc<super::TlsPolicy>>,
     /// The report listener's side, when `review.report_listen` is set.
     reports: Option<watch::Sender<Arc<Frontend>>>,
+    /// The portal's pages' side, when `[portal]` is configured.
+    portal: Option<watch::Sender<Arc<crate::portal::service::Portal>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -85,6 +87,7 @@ impl Server {
             admin: watch::channel(runtime.admin.clone()).0,
             tls_policy: watch::channel(runtime.tls_policy.clone()).0,
             reports: runtime.reports.clone().map(|f| watch::channel(f).0),
+            portal: runtime.portal.clone().map(|p| watch::channel(p).0),
             runtime: watch::channel(runtime).0,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -169,6 +172,20 @@ impl Server {
             ));
             tokio::spawn(listener.serve(l));
         }
+        if let (Some(p), Some(tx)) = (&rt.portal, &self.portal) {
+            let addr = p.config.listen;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (portal.listen)"))?;
+            let acceptor = crate::portal::web::acceptor(&p.config).context("portal.cert_file")?;
+            tracing::info!(%addr, base_url = %p.config.base_url, "pickup portal ready");
+            tokio::spawn(crate::portal::web::serve(
+                l,
+                acceptor,
+                tx.subscribe(),
+                self.shutdown.clone(),
+            ));
+        }
         let smtp = Arc::new(Listener::new(
             self.smtp.subscribe(),
             self.shutdown.clone(),
@@ -220,6 +237,15 @@ impl Server {
                 // Sessions and rate-counter windows past their end go too.
                 if let Err(e) = self.store.forget_expired().await {
                     tracing::warn!(error = %e, "cannot remove expired sessions and counters");
+                }
+                if let Some(p) = &rt.portal {
+                    match p.expire().await {
+                        Ok(0) => {}
+                        Ok(n) => {
+                            tracing::info!(count = n, "portal items past their expiry shredded")
+                        }
+                        Err(e) => tracing::error!(error = %e, "portal expiry failed"),
+                    }
                 }
                 rt.admin.reviewer.purge(retention, "retention").await
             };
@@ -279,6 +305,9 @@ impl Server {
                 self.tls_policy.send_replace(rt.tls_policy.clone());
                 if let (Some(tx), Some(f)) = (&self.reports, &rt.reports) {
                     tx.send_replace(f.clone());
+                }
+                if let (Some(tx), Some(p)) = (&self.portal, &rt.portal) {
+                    tx.send_replace(p.clone());
                 }
                 self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");

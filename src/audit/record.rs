@@ -28,6 +28,8 @@ pub enum Record {
     ReleaseResult(ReleaseResult),
     /// What the lane's delivery report said became of a released recipient.
     ReleaseOutcome(ReleaseOutcome),
+    /// Something that happened to a message in the pickup portal (DESIGN §13).
+    Portal(PortalEvent),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,6 +77,9 @@ pub struct Decision {
     pub posture: Option<PostureEvidence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_id: Option<String>,
+    /// portal: the item the recipient picks the message up from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_id: Option<String>,
 }
 
 /// The posture a decision was made on, with its evidence.
@@ -158,6 +163,28 @@ pub struct ReleaseOutcome {
     pub remote_mta: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diagnostic: Option<String>,
+}
+
+/// One event of a portal item for one recipient (or for all, on revocation and expiry):
+/// notified, opened, code-sent, code-failed, locked, authenticated, viewed, downloaded,
+/// replied, revoked, expired, completed, notify-failed, sms-failed, read-notice.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PortalEvent {
+    pub portal_id: String,
+    pub transaction: String,
+    pub action: String,
+    /// Empty when the event concerns every recipient.
+    pub recipient: String,
+    /// How the recipient proved who they are (sms, access-code, email: the lower level).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Who did it, when not the recipient: an administrator, the sender, Sluis itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// What exactly: which download (part number, type, size and SHA-256; never its name,
+    /// which may name the patient), tries left, why a send failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Record {

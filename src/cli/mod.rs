@@ -3,6 +3,7 @@
 pub mod audit;
 pub mod check_domain;
 pub mod passwd;
+pub mod portal;
 pub mod quarantine;
 pub mod scan;
 pub mod serve;

@@ -68,7 +68,7 @@ async fn reviewer(config: Option<&Path>) -> anyhow::Result<(Reviewer, config::Co
 /// The quarantine and the audit log belong to the user Sluis runs as. A command run as another
 /// user (root, typically) would create files the server can no longer write, and the server
 /// defers mail it cannot record: refuse, and say how to run it instead.
-fn same_user_as_the_spool(spool: &Path) -> anyhow::Result<()> {
+pub(super) fn same_user_as_the_spool(spool: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::MetadataExt;
     let owner = match std::fs::metadata(spool) {
         Ok(m) => m.uid(),

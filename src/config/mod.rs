@@ -10,6 +10,7 @@
 
 mod locate;
 mod policy;
+mod portal;
 mod schema;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use ipnet::IpNet;
 use toml_edit::ImDocument;
 
 pub use policy::*;
+pub use portal::{PortalConfig, SmsConfig, SmsKind};
 pub use schema::*;
 
 /// Settings given as flags; each overrides the file (or the embedded default).
@@ -403,6 +405,7 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
         return err("audit.rotate_bytes", "must be at least 4096".into());
     }
     validate_store(c, src)?;
+    portal::validate(c, src)?;
     if let Some(f) = &c.review.token_file {
         match std::fs::read_to_string(f) {
             Ok(t) if t.trim().len() >= 16 => {}
@@ -500,6 +503,16 @@ impl Config {
             .dir
             .clone()
             .unwrap_or_else(|| self.server.spool_dir.join("quarantine"))
+    }
+
+    /// The portal's server secret.
+    pub fn portal_secret_file(&self) -> Option<PathBuf> {
+        let p = self.portal.as_ref()?;
+        Some(
+            p.secret_file
+                .clone()
+                .unwrap_or_else(|| self.server.spool_dir.join("portal.secret")),
+        )
     }
 
     /// The current audit log file.

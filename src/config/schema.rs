@@ -35,6 +35,9 @@ pub struct Config {
     pub quarantine: super::policy::QuarantineConfig,
     pub audit: super::policy::AuditConfig,
     pub review: super::policy::ReviewConfig,
+    /// The secure pickup portal (DESIGN §13): absent, there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub portal: Option<super::portal::PortalConfig>,
     pub log: LogConfig,
 }
 

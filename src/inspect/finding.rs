@@ -172,6 +172,9 @@ pub struct Inspection {
     /// The From address, for the envelope heuristics; never shown or logged.
     #[serde(skip)]
     pub header_from: Option<String>,
+    /// The From header's display name, for the portal's notification; never logged.
+    #[serde(skip)]
+    pub from_name: Option<String>,
     /// The decoded Subject, for the sender's confidentiality tags; never shown or logged.
     #[serde(skip)]
     pub subject: Option<String>,

@@ -114,6 +114,7 @@ impl Inspector {
             findings_omitted,
             forward: top.forward,
             header_from: top.from,
+            from_name: top.from_name,
             subject: top.subject,
             message_id: top.message_id,
         }

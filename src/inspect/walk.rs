@@ -36,6 +36,8 @@ const ADDRESSES: &[&str] = &[
 pub struct TopLevel {
     pub forward: Vec<&'static str>,
     pub from: Option<String>,
+    /// The From header's display name.
+    pub from_name: Option<String>,
     pub subject: Option<String>,
     pub message_id: Option<String>,
 }
@@ -63,6 +65,11 @@ pub fn walk(raw: &[u8], budget: &mut Budget, out: &mut Extracted) -> TopLevel {
                     .and_then(|a| a.first())
                     .and_then(|a| a.address.as_ref())
                     .map(|a| a.to_string()),
+                from_name: msg
+                    .from()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.name.as_ref())
+                    .map(|n| n.to_string()),
                 subject: msg.subject().map(str::to_string),
                 message_id: msg.message_id().map(str::to_string),
             };

@@ -25,20 +25,21 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use smtp_proto::{RcptTo, Response};
 
 use crate::audit::record::LaneOutcome;
-use crate::audit::{AuditError, AuditLog, Record};
+use crate::audit::{AuditError, Record};
 use crate::policy::Decision;
-use crate::quarantine::{HeldRecipient, Item, Quarantine, StoreError};
-use crate::relay::{self, Closing, Envelope, Lanes, Relayed};
+use crate::quarantine::{Item, StoreError};
+use crate::relay::{Closing, Envelope, Relayed};
 use crate::spool::SpooledBody;
 use crate::terms::{ActionKind, Level};
 use crate::wire::Reply;
 
 use super::Case;
+use super::held::item;
 use super::record::{self, UPSTREAM_DEFERRED};
 
 /// Where held copies go.
@@ -100,10 +101,38 @@ pub trait Records: Sync {
     }
 }
 
+/// The pickup portal, as `act` sees it (DESIGN §13): seal and store for some recipients,
+/// notify them once the decisions are recorded, withdraw when the transaction fails.
+pub trait Seals: Sync {
+    fn seal<'a>(
+        &'a self,
+        case: &'a Case,
+        idx: &'a [usize],
+        body: &'a mut SpooledBody,
+    ) -> BoxFuture<'a, Result<Sealed, Reply>>;
+    /// Sends the notifications; fills in who was notified, who waits for the sender, and who
+    /// could not be notified.
+    fn notify<'a>(&'a self, case: &'a Case, sealed: &'a mut Sealed) -> BoxFuture<'a, ()>;
+    fn withdraw<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()>;
+}
+
+/// A portal item written in this transaction.
+#[derive(Default)]
+pub struct Sealed {
+    pub id: String,
+    pub recipients: Vec<usize>,
+    /// Notified, or waiting for the sender's completion page: either way theirs is settled.
+    pub settled: Vec<usize>,
+    pub failed: Vec<usize>,
+    /// What the sender's notice needs, for whoever sends it.
+    pub notice: Option<Box<dyn std::any::Any + Send + Sync>>,
+}
+
 pub struct Effects<'a, H, D, R> {
     pub store: &'a H,
     pub lanes: &'a D,
     pub audit: &'a R,
+    pub portal: Option<&'a dyn Seals>,
 }
 
 /// A quarantine item written in this transaction (so that it can be withdrawn).
@@ -117,6 +146,8 @@ pub struct Acted {
     pub reply: Reply,
     /// The items that stay held (for the sender's notice).
     pub held: Vec<Held>,
+    /// The portal item, when the transaction went (partly) through the portal.
+    pub sealed: Option<Sealed>,
     /// What is left once the reply has gone out.
     pub after: After,
 }
@@ -150,6 +181,7 @@ impl Acted {
         Acted {
             reply,
             held: Vec::new(),
+            sealed: None,
             after: After {
                 closings,
                 records: Vec::new(),
@@ -168,13 +200,20 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
     // 1. A deferral defers the whole transaction.
     if let Some(k) = action(ActionKind::Defer).next() {
         let reply = defer_reply(&case.rcpts[k].address, &judged[k].decision);
-        fx.record(case, record::decisions(case, None, Some(k)))
+        fx.record(case, record::decisions(case, None, None, Some(k)))
             .await;
         fx.record(case, vec![record::outcome(case, &[], reply.code)])
             .await;
         return Acted::nothing_kept(reply, Vec::new());
     }
-    let held: Vec<usize> = action(ActionKind::Quarantine).collect();
+    let mut held: Vec<usize> = action(ActionKind::Quarantine).collect();
+    let portal_idx: Vec<usize> = action(ActionKind::Portal).collect();
+    if fx.portal.is_none() && !portal_idx.is_empty() {
+        // Configuration checks forbid a portal rule without a portal; should one slip
+        // through, hold rather than send weaker.
+        held.extend(&portal_idx);
+        held.sort_unstable();
+    }
     let refused: Vec<usize> = action(ActionKind::Refuse).collect();
     let mut lanes: BTreeMap<String, Vec<usize>> = BTreeMap::new();
     for i in action(ActionKind::Deliver) {
@@ -192,7 +231,22 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         match hold(case, body, &held, &case.id, None, fx).await {
             Ok(h) => stored.push(h),
             Err(reply) => {
-                fx.record(case, record::decisions(case, None, None)).await;
+                fx.record(case, record::decisions(case, None, None, None))
+                    .await;
+                fx.record(case, vec![record::outcome(case, &[], reply.code)])
+                    .await;
+                return Acted::nothing_kept(reply, Vec::new());
+            }
+        }
+    }
+    let mut sealed = None;
+    if let (Some(portal), false) = (fx.portal, portal_idx.is_empty()) {
+        match portal.seal(case, &portal_idx, body).await {
+            Ok(s) => sealed = Some(s),
+            Err(reply) => {
+                withdraw(&stored, fx).await;
+                fx.record(case, record::decisions(case, None, None, None))
+                    .await;
                 fx.record(case, vec![record::outcome(case, &[], reply.code)])
                     .await;
                 return Acted::nothing_kept(reply, Vec::new());
@@ -204,7 +258,8 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
     // meanwhile, up to the end of the message: the upstream has nothing it could deliver
     // until the final dot, which goes only once the decisions are on disk.
     let qid = stored.first().map(|h| h.id.as_str());
-    let decisions = record::decisions(case, qid, None);
+    let pid = sealed.as_ref().map(|s| s.id.as_str());
+    let decisions = record::decisions(case, qid, pid, None);
     let mut first = None;
     let audited = match lanes.iter().next() {
         Some((lane_name, idx)) => {
@@ -227,6 +282,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         // A staged transaction is dropped without its final dot: the upstream discards it.
         drop(first);
         withdraw(&stored, fx).await;
+        withdraw_sealed(sealed.as_ref(), fx).await;
         return Acted::nothing_kept(
             Reply::new(
                 451,
@@ -237,10 +293,45 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         );
     }
 
-    // 4. Delivery, one upstream transaction per lane.
+    // 4. The portal's notifications, then delivery, one upstream transaction per lane. A
+    // notified recipient counts as delivered: a 4xx after it would notify twice on retry.
     let mut accepted: Option<Reply> = None;
     let mut outcome = Vec::new();
     let mut bounced: Vec<(RcptTo<String>, Response<String>)> = Vec::new();
+    if let (Some(portal), Some(s)) = (fx.portal, sealed.as_mut()) {
+        portal.notify(case, s).await;
+        if s.settled.is_empty() {
+            // Nobody notified, nothing left: the client keeps the message and retries.
+            drop(first);
+            withdraw(&stored, fx).await;
+            withdraw_sealed(Some(s), fx).await;
+            let reply = Reply::new(
+                451,
+                "4.3.0",
+                "Local error: the secure pickup notification could not be sent, try again later",
+            );
+            fx.record(case, vec![record::outcome(case, &[], reply.code)])
+                .await;
+            return Acted::nothing_kept(reply, Vec::new());
+        }
+        let note = Response {
+            code: 550,
+            esc: [5, 3, 0],
+            message: "the secure pickup notification could not be sent to this recipient; \
+                      send the message again"
+                .into(),
+        };
+        bounced.extend(
+            s.failed
+                .iter()
+                .map(|&i| (case.rcpts[i].clone(), note.clone())),
+        );
+        accepted = Some(Reply::new(
+            250,
+            "2.0.0",
+            format!("Ok: sent via the secure pickup portal as {}", s.id),
+        ));
+    }
     let mut closings = Vec::new();
     let last = lanes.len().saturating_sub(1);
     for (n, (lane_name, idx)) in lanes.iter().enumerate() {
@@ -274,6 +365,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
         }
         let nothing_delivered = accepted.is_none();
         if nothing_delivered && (reply.is_transient() || (n == last && stored.is_empty())) {
+            // (With portal recipients notified, `accepted` is set: never here.)
             // Nothing has left: the client keeps the message and retries or bounces it.
             withdraw(&stored, fx).await;
             fx.record(case, vec![record::outcome(case, &outcome, reply.code)])
@@ -345,6 +437,7 @@ pub async fn act<H: Holds, D: Delivers, R: Records>(
     Acted {
         reply,
         held: stored,
+        sealed,
         after: After { closings, records },
     }
 }
@@ -417,56 +510,20 @@ async fn hold<H: Holds, D: Delivers, R: Records>(
     held
 }
 
+async fn withdraw_sealed<H: Holds, D: Delivers, R: Records>(
+    sealed: Option<&Sealed>,
+    fx: &Effects<'_, H, D, R>,
+) {
+    if let (Some(portal), Some(s)) = (fx.portal, sealed) {
+        portal.withdraw(&s.id).await;
+    }
+}
+
 async fn withdraw<H: Holds, D: Delivers, R: Records>(stored: &[Held], fx: &Effects<'_, H, D, R>) {
     for h in stored {
         if let Err(e) = fx.store.remove(&h.id).await {
             tracing::error!(quarantine = %h.id, error = %e, "cannot withdraw a quarantine item");
         }
-    }
-}
-
-/// The quarantine item for the recipients at `idx`.
-fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> Item {
-    let (created, created_unix) = crate::quarantine::stamp();
-    Item {
-        id: id.to_string(),
-        transaction: case.id.clone(),
-        created,
-        created_unix,
-        client: case.session.client_ip.to_string(),
-        user: case.session.user.clone(),
-        sender: case.mail_from.address.clone(),
-        body_8bit: case.mail_from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0,
-        smtputf8: case.mail_from.flags & smtp_proto::MAIL_SMTPUTF8 != 0,
-        envid: case.mail_from.env_id.clone(),
-        message_id: case.message_id.clone(),
-        size: case.facts.size,
-        sensitive: case.facts.sensitive,
-        score: case.facts.score,
-        findings: case.findings.clone(),
-        forward_signals: case.facts.forward_signals.clone(),
-        recipients: idx
-            .iter()
-            .map(|&i| {
-                let d = &case.judged[i].decision;
-                let (rule, reasons) = match late {
-                    Some(why) => (UPSTREAM_DEFERRED.to_string(), vec![why.to_string()]),
-                    None => (d.rule.clone(), d.reasons.clone()),
-                };
-                HeldRecipient {
-                    address: case.rcpts[i].address.clone(),
-                    orcpt: case.rcpts[i].orcpt.clone(),
-                    rule,
-                    reasons,
-                    // A late-lane hold keeps the lane's requirement: release never weaker.
-                    require: d.require,
-                    posture: d.posture.as_deref().cloned(),
-                }
-            })
-            .collect(),
-        released: Vec::new(),
-        report_token: None,
-        claim: None,
     }
 }
 
@@ -518,69 +575,4 @@ fn defer_reply(rcpt: &str, d: &Decision) -> Reply {
             d.rule
         ),
     )
-}
-
-impl Holds for Quarantine {
-    async fn put(
-        &self,
-        item: &Item,
-        trace: &[u8],
-        body: &mut SpooledBody,
-    ) -> Result<(), StoreError> {
-        Quarantine::put(self, item, trace, body).await
-    }
-    async fn remove(&self, id: &str) -> Result<(), StoreError> {
-        Quarantine::withdraw(self, id).await
-    }
-}
-
-impl Delivers for Lanes {
-    type Staged = relay::Staged;
-    fn default_name(&self) -> String {
-        self.default.clone()
-    }
-    async fn stage(
-        &self,
-        lane: &str,
-        helo: &str,
-        env: &Envelope,
-        trace: &[u8],
-        body: &mut SpooledBody,
-    ) -> Option<Result<relay::Staged, Relayed>> {
-        let lane = self.get(lane)?;
-        Some(relay::stage(&lane, helo, env, trace, body).await)
-    }
-    async fn commit(&self, staged: relay::Staged) -> Relayed {
-        relay::commit(staged).await
-    }
-    async fn relay(
-        &self,
-        lane: &str,
-        helo: &str,
-        env: &Envelope,
-        trace: &[u8],
-        body: &mut SpooledBody,
-    ) -> Option<Relayed> {
-        let lane = self.get(lane)?;
-        Some(relay::relay(&lane, helo, env, trace, body).await)
-    }
-    async fn bounce(
-        &self,
-        helo: &str,
-        env: &Envelope,
-        failures: &[(RcptTo<String>, Response<String>)],
-        body: &mut SpooledBody,
-    ) {
-        relay::dsn::send_failure_notice(&self.default_lane(), helo, env, failures, body).await
-    }
-}
-
-impl Records for Arc<AuditLog> {
-    async fn append(&self, records: &[Record]) -> Result<(), AuditError> {
-        self.append_async(records).await
-    }
-
-    async fn append_lazy(&self, records: &[Record]) -> Result<(), AuditError> {
-        self.append_async_lazy(records).await
-    }
 }

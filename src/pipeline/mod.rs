@@ -12,8 +12,11 @@ mod act;
 #[cfg(test)]
 mod act_tests;
 mod decide;
+mod effects;
 mod facts;
+mod held;
 mod notify;
+mod portal;
 mod record;
 
 use std::sync::Arc;
@@ -30,6 +33,7 @@ use crate::quarantine::Quarantine;
 use crate::relay::received::Trace;
 use crate::relay::{Envelope, Lanes};
 use crate::smtp::{SessionFacts, Target, Transaction};
+use crate::spool::SpooledBody;
 use crate::wire::Reply;
 
 pub use decide::Judged;
@@ -49,6 +53,8 @@ pub struct Pipeline {
     pub quarantine: Quarantine,
     pub audit: Arc<AuditLog>,
     pub lanes: Arc<Lanes>,
+    /// The secure pickup portal, when `[portal]` is configured.
+    pub portal: Option<Arc<crate::portal::service::Portal>>,
     /// What follows replies (QUIT upstream, outcome records); shared across reloads, so that
     /// shutdown waits for all of it.
     pub after_reply: tokio_util::task::TaskTracker,
@@ -69,6 +75,11 @@ pub struct Case {
     /// Masked findings ("bsn ***-**-782 in part 1 (high)"), for the audit log and the
     /// quarantine: never the values.
     pub findings: Vec<String>,
+    /// For the portal: the From header's display name, the subject (shown only with
+    /// `portal.show_subject`), and the numbers from `Sluis-Recipient-Phone` headers.
+    pub sender_name: Option<String>,
+    pub subject: Option<String>,
+    pub phones: std::collections::HashMap<String, String>,
 }
 
 impl Case {
@@ -122,6 +133,42 @@ impl Pipeline {
             size,
             session,
         } = tx;
+        let mut phones = std::collections::HashMap::new();
+        if self.portal.is_some() {
+            // The numbers for SMS codes never leave Sluis: whatever the decisions, the
+            // message goes on without their header.
+            match crate::portal::phones::strip(&mut body).await {
+                Ok(None) => {}
+                Ok(Some((values, stripped))) => {
+                    let (found, bad) = crate::portal::phones::from_headers(&values);
+                    if bad > 0 {
+                        tracing::warn!(%id, fields = bad, "Sluis-Recipient-Phone fields that are not '<address> <+number>' ignored");
+                    }
+                    phones = found;
+                    let mut fresh = SpooledBody::new(
+                        self.config.server.spool_dir.clone(),
+                        self.config.limits.memory_buffer,
+                    );
+                    if let Err(e) = fresh.write(&stripped).await {
+                        tracing::error!(%id, error = %e, "cannot spool the message");
+                        return Reply::new(
+                            451,
+                            "4.3.0",
+                            "Local error while storing the message, try again later",
+                        );
+                    }
+                    body = fresh;
+                }
+                Err(e) => {
+                    tracing::error!(%id, error = %e, "cannot read the spooled message");
+                    return Reply::new(
+                        451,
+                        "4.3.0",
+                        "Local error while reading the message, try again later",
+                    );
+                }
+            }
+        }
         let inspection = self.inspect(&mut body, &id).await;
         let facts = self.message_facts(&mail_from.address, inspection.as_ref(), size);
         let judged = self.decide_all(&rcpts, &facts).await;
@@ -135,15 +182,22 @@ impl Pipeline {
             judged,
             message_id: inspection.as_ref().and_then(|i| i.message_id.clone()),
             findings: facts::masked_findings(inspection.as_ref()),
+            sender_name: inspection.as_ref().and_then(|i| i.from_name.clone()),
+            subject: inspection.as_ref().and_then(|i| i.subject.clone()),
+            phones,
         };
         let effects = act::Effects {
             store: &self.quarantine,
             lanes: &*self.lanes,
             audit: &self.audit,
+            portal: self.portal.as_deref().map(|p| p as &dyn act::Seals),
         };
         let mut acted = act::act(&case, &mut body, &effects).await;
         if self.config.policy.notify_quarantined {
             notify::held(&case, &acted.held, self.lanes.default_lane());
+        }
+        if let (Some(portal), Some(sealed)) = (&self.portal, acted.sealed.take()) {
+            portal::sender_notice(portal.clone(), &case, sealed);
         }
         record::summary(&case, size, acted.reply.code);
         // The reply goes out now; the upstreams' QUIT and the outcome record follow it.

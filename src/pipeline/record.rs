@@ -18,6 +18,7 @@ pub const UPSTREAM_DEFERRED: &str = "upstream-deferred";
 pub fn decisions(
     case: &Case,
     quarantine_id: Option<&str>,
+    portal_id: Option<&str>,
     deferred_by: Option<usize>,
 ) -> Vec<Record> {
     let judged = &case.judged;
@@ -55,7 +56,13 @@ pub fn decisions(
                 _ => (d.action.name(), d.rule.as_str(), d.reasons.clone()),
             };
             let qid = quarantine_id.filter(|_| decision == "quarantine");
-            decision_for(case, i, decision, rule, reasons, qid)
+            let mut record = decision_for(case, i, decision, rule, reasons, qid);
+            if let Record::Decision(d) = &mut record {
+                d.portal_id = portal_id
+                    .filter(|_| decision == "portal")
+                    .map(str::to_string);
+            }
+            record
         }))
         .collect()
 }
@@ -97,6 +104,7 @@ pub fn decision_for(
             checks: p.checks.clone(),
         }),
         quarantine_id: quarantine_id.map(str::to_string),
+        portal_id: None,
     })
 }
 

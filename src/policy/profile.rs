@@ -23,12 +23,14 @@ fn rule(name: &str, when: When, action: ActionKind) -> RuleConfig {
 ///    sensitive or not: the Jeugdzorg leak (`forwards.refuse_to_unmanaged = false` drops it).
 /// 2. `lapsed-domain`: a listed domain whose ownership proof failed is quarantined (reached only
 ///    with `ownership.refuse_lapsed = false`; otherwise RCPT already refused it).
-/// 3. `confidential-to-personal`: confidential mail to a webmail or ISP mailbox is quarantined
-///    with a notice: NTA 7516 wants the recipient authenticated; use the patient portal.
+/// 3. `confidential-to-personal`: confidential mail to a webmail or ISP mailbox goes to the
+///    secure pickup portal when `[portal]` is configured (NTA 7516 wants the recipient
+///    authenticated: the portal does that), and is quarantined with a notice otherwise.
 /// 4. `confidential-posture-unknown`: confidential mail to a domain whose DNSSEC is bogus or
 ///    whose posture could not be established is deferred (4xx), never downgraded.
 /// 5. `confidential-unauthenticated`: confidential mail to a domain whose receiving server
-///    cannot be authenticated (below `trusted`: no DANE, no MTA-STS) is quarantined with a notice.
+///    cannot be authenticated (below `trusted`: no DANE, no MTA-STS) goes to the portal when
+///    there is one, and is quarantined with a notice otherwise.
 /// 6. `confidential-authenticated`: confidential mail goes out through a lane enforcing at least
 ///    `trusted`: the DANE lane for a DANE domain, and so on.
 /// 7. `deliver`: everything else goes through the default lane.
@@ -37,6 +39,7 @@ fn rule(name: &str, when: When, action: ActionKind) -> RuleConfig {
 /// tagged the subject (`policy.confidential_tags`). A reviewer's release of a quarantined
 /// confidential message delivers through a lane enforcing at least `trusted` (never weaker).
 pub fn nta7516(config: &Config) -> Vec<RuleConfig> {
+    let portal = config.portal.is_some();
     let mut rules = Vec::new();
     if config.forwards.refuse_to_unmanaged {
         let mut r = rule(
@@ -86,13 +89,22 @@ pub fn nta7516(config: &Config) -> Vec<RuleConfig> {
         },
         ActionKind::Quarantine,
     );
-    personal.require = Some(Level::Trusted);
-    personal.notify = true;
-    personal.reason = Some(
-        "Confidential mail to a personal mailbox (webmail/ISP) is held for review: NTA 7516 \
-         requires an authenticated recipient. Use the patient portal or secure mail instead"
-            .into(),
-    );
+    if portal {
+        personal.action = ActionKind::Portal;
+        personal.reason = Some(
+            "Confidential mail to a personal mailbox (webmail/ISP) goes via the secure pickup \
+             portal: NTA 7516 requires an authenticated recipient"
+                .into(),
+        );
+    } else {
+        personal.require = Some(Level::Trusted);
+        personal.notify = true;
+        personal.reason = Some(
+            "Confidential mail to a personal mailbox (webmail/ISP) is held for review: NTA 7516 \
+             requires an authenticated recipient. Use the patient portal or secure mail instead"
+                .into(),
+        );
+    }
     rules.push(personal);
     let mut unknown = rule(
         "confidential-posture-unknown",
@@ -116,13 +128,22 @@ pub fn nta7516(config: &Config) -> Vec<RuleConfig> {
         },
         ActionKind::Quarantine,
     );
-    weak.require = Some(Level::Trusted);
-    weak.notify = true;
-    weak.reason = Some(
-        "Confidential mail is held for review: the recipient's mail server cannot be \
-         authenticated (no DANE or MTA-STS). Use the secure mail service instead"
-            .into(),
-    );
+    if portal {
+        weak.action = ActionKind::Portal;
+        weak.reason = Some(
+            "Confidential mail goes via the secure pickup portal: the recipient's mail server \
+             cannot be authenticated (no DANE or MTA-STS)"
+                .into(),
+        );
+    } else {
+        weak.require = Some(Level::Trusted);
+        weak.notify = true;
+        weak.reason = Some(
+            "Confidential mail is held for review: the recipient's mail server cannot be \
+             authenticated (no DANE or MTA-STS). Use the secure mail service instead"
+                .into(),
+        );
+    }
     rules.push(weak);
     let mut strong = rule(
         "confidential-authenticated",

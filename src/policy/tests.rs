@@ -225,6 +225,52 @@ fn personal_mailboxes_forwards_and_lapsed_domains() {
 }
 
 #[test]
+fn with_a_portal_the_profile_sends_there_instead_of_the_quarantine() {
+    let f = Fixed::new(&[
+        ("gmail.com", Level::MtaSts),
+        ("plain.test", Level::Encrypted),
+        ("daneok.test", Level::Dane),
+        ("broken.test", Level::Bogus),
+    ]);
+    let config = Config {
+        portal: Some(crate::config::PortalConfig::default()),
+        ..Config::default()
+    };
+    let p = Policy::new(profile::nta7516(&config), lanes(), "default".into());
+    let m = sensitive();
+    let at = |domain: &str, class| {
+        let d = decide(&p, &m, &rcpt(domain, class), &f);
+        (d.rule, d.action)
+    };
+    assert_eq!(
+        at("gmail.com", RecipientClass::Personal),
+        ("confidential-to-personal".into(), ActionKind::Portal)
+    );
+    assert_eq!(
+        at("plain.test", RecipientClass::Unmanaged),
+        ("confidential-unauthenticated".into(), ActionKind::Portal)
+    );
+    // What the portal does not replace: DANE still delivers, bogus DNS still defers.
+    assert_eq!(
+        at("daneok.test", RecipientClass::Unmanaged).1,
+        ActionKind::Deliver
+    );
+    assert_eq!(
+        at("broken.test", RecipientClass::Unmanaged).1,
+        ActionKind::Defer
+    );
+    // Plain mail to a webmail box is delivered, portal or not.
+    let d = decide(
+        &p,
+        &MessageFacts::default(),
+        &rcpt("gmail.com", RecipientClass::Personal),
+        &f,
+    );
+    assert_eq!(d.action, ActionKind::Deliver);
+    assert!(crate::policy::validate(&profile::nta7516(&config)).is_ok());
+}
+
+#[test]
 fn uninspectable_and_tagged_mail_is_protected_like_sensitive_mail() {
     let f = Fixed::new(&[("plain.test", Level::Encrypted)]);
     let p = nta_policy();

@@ -79,6 +79,31 @@ impl CodeKey {
     }
 }
 
+impl CodeKey {
+    /// The keyed hash an access code the sender chose is stored as.
+    pub fn access_mac(&self, item: &str, recipient: &str, code: &str) -> String {
+        let code = normal_access(code);
+        let mac = hmac::sign(&self.0, &message(item, recipient, &code));
+        data_encoding::HEXLOWER.encode(mac.as_ref())
+    }
+}
+
+/// An access code as compared: without spaces and dashes, in capitals (read out by phone,
+/// "ab-12 cd" and "AB12CD" are one code).
+fn normal_access(code: &str) -> String {
+    code.chars()
+        .filter(|c| !matches!(c, ' ' | '-'))
+        .flat_map(char::to_uppercase)
+        .collect()
+}
+
+/// Whether an access code the sender chose is acceptable: 6 to 32 letters and digits once
+/// spaces and dashes are gone.
+pub fn access_code_ok(code: &str) -> bool {
+    let c = normal_access(code);
+    (6..=32).contains(&c.chars().count()) && c.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
 fn message(item: &str, recipient: &str, code: &str) -> Vec<u8> {
     [
         item.as_bytes(),
@@ -164,6 +189,39 @@ impl CodeState {
             return Tried::LockedNow;
         }
         Tried::Wrong { tries_left }
+    }
+}
+
+impl CodeState {
+    /// Checks a try against the access code the sender chose (its keyed hash `mac`): no
+    /// per-code tries, but every failure counts towards the lock.
+    pub fn check_access(
+        &mut self,
+        key: &CodeKey,
+        item: &str,
+        recipient: &str,
+        given: &str,
+        mac: &str,
+    ) -> Tried {
+        if self.locked {
+            return Tried::Locked;
+        }
+        let given = normal_access(given);
+        let right = data_encoding::HEXLOWER
+            .decode(mac.as_bytes())
+            .is_ok_and(|mac| hmac::verify(&key.0, &message(item, recipient, &given), &mac).is_ok());
+        if right {
+            self.failures = 0;
+            return Tried::Right;
+        }
+        self.failures += 1;
+        if self.failures >= FAILURES_TO_LOCK {
+            self.locked = true;
+            return Tried::LockedNow;
+        }
+        Tried::Wrong {
+            tries_left: FAILURES_TO_LOCK - self.failures,
+        }
     }
 }
 
@@ -281,6 +339,39 @@ mod tests {
             s.issue(&key(), "P1", "a@x.test", 6, CODE_WINDOW * 5)
                 .unwrap(),
             Issued::Locked
+        );
+    }
+
+    #[test]
+    fn access_codes_compare_as_read_out_and_lock_after_ten_failures() {
+        let k = key();
+        let mac = k.access_mac("P1", "a@x.test", "ab-12 cd");
+        assert!(access_code_ok("ab-12 cd") && !access_code_ok("ab1") && !access_code_ok("ab12c!"));
+        let mut s = CodeState::default();
+        assert_eq!(
+            s.check_access(&k, "P1", "a@x.test", "AB12CD", &mac),
+            Tried::Right
+        );
+        assert_eq!(
+            s.check_access(&k, "P1", "b@x.test", "AB12CD", &mac),
+            Tried::Wrong { tries_left: 9 },
+            "another recipient's code"
+        );
+        for n in 2..FAILURES_TO_LOCK {
+            assert_eq!(
+                s.check_access(&k, "P1", "a@x.test", "XX12CD", &mac),
+                Tried::Wrong {
+                    tries_left: FAILURES_TO_LOCK - n
+                }
+            );
+        }
+        assert_eq!(
+            s.check_access(&k, "P1", "a@x.test", "no", &mac),
+            Tried::LockedNow
+        );
+        assert_eq!(
+            s.check_access(&k, "P1", "a@x.test", "AB12CD", &mac),
+            Tried::Locked
         );
     }
 

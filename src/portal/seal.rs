@@ -15,8 +15,11 @@ use ring::rand::{SecureRandom, SystemRandom};
 
 /// Bytes of randomness in a link secret (and of the message key, and of the server secret).
 const SECRET_LEN: usize = 32;
-/// What the derived key is for, and which version of this scheme made it.
-const WRAP_INFO: &[u8] = b"sluis-portal-wrap-v1";
+/// What a derived key is for, and which version of this scheme made it: a recipient's grant,
+/// a session's copy of the message key, a link kept for the sender's completion page.
+const GRANT: &[u8] = b"sluis-portal-wrap-v1";
+const SESSION: &[u8] = b"sluis-portal-session-v1";
+const COMPLETION: &[u8] = b"sluis-portal-completion-v1";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SealError {
@@ -39,6 +42,16 @@ impl ServerSecret {
     pub fn from_bytes(bytes: &[u8]) -> Result<ServerSecret, SealError> {
         let secret: [u8; SECRET_LEN] = bytes.try_into().map_err(|_| SealError::BadServerSecret)?;
         Ok(ServerSecret(secret))
+    }
+
+    /// A key of its own for another purpose (the codes' HMAC key), derived from this one.
+    pub fn derive(&self, purpose: &[u8]) -> Result<[u8; SECRET_LEN], SealError> {
+        let prk = Salt::new(HKDF_SHA256, purpose).extract(&self.0);
+        let mut key = [0u8; SECRET_LEN];
+        prk.expand(&[purpose], Len32)
+            .and_then(|okm| okm.fill(&mut key))
+            .map_err(|_| SealError::Crypto)?;
+        Ok(key)
     }
 
     /// A new random secret, for a key file made at first start.
@@ -70,14 +83,21 @@ pub struct Grant {
 /// The secret that goes into one recipient's link (base64url, no padding). Never stored.
 pub struct LinkSecret(pub String);
 
-/// Seals `message` of item `item` for `recipients`: the sealed message, and per recipient the
-/// grant to store and the link secret to send.
+/// A message's own key: it seals the message and each recipient's notes (their number).
+pub struct MessageKey([u8; SECRET_LEN]);
+
+/// What sealing gives: the sealed message, per recipient the grant to store and the link
+/// secret to send, and the message key (for notes; never stored).
+pub type SealedMessage = (Sealed, Vec<(Grant, LinkSecret)>, MessageKey);
+
+/// Seals `message` of item `item` for `recipients`: the sealed message, per recipient the
+/// grant to store and the link secret to send, and the message key (for notes; never stored).
 pub fn seal(
     item: &str,
     message: &[u8],
     recipients: &[&str],
     server: &ServerSecret,
-) -> Result<(Sealed, Vec<(Grant, LinkSecret)>), SealError> {
+) -> Result<SealedMessage, SealError> {
     let message_key = random::<SECRET_LEN>()?;
     let sealed = encrypt(&message_key, item.as_bytes(), message)?;
     let sealed = Sealed {
@@ -87,8 +107,7 @@ pub fn seal(
     let mut grants = Vec::with_capacity(recipients.len());
     for recipient in recipients {
         let link = random::<SECRET_LEN>()?;
-        let kek = wrapping_key(server, &link, item, recipient)?;
-        let (nonce, wrapped_key) = encrypt(&kek, &grant_aad(item, recipient), &message_key)?;
+        let (nonce, wrapped_key) = wrap(server, &link, GRANT, item, recipient, &message_key)?;
         grants.push((
             Grant {
                 recipient: recipient.to_string(),
@@ -99,7 +118,175 @@ pub fn seal(
             LinkSecret(data_encoding::BASE64URL_NOPAD.encode(&link)),
         ));
     }
-    Ok((sealed, grants))
+    Ok((sealed, grants, MessageKey(message_key)))
+}
+
+/// A new random secret for a link or a session cookie (base64url, no padding), and the hash
+/// under which what it opens is found.
+pub fn new_secret() -> Result<(LinkSecret, [u8; 32]), SealError> {
+    let raw = random::<SECRET_LEN>()?;
+    Ok((
+        LinkSecret(data_encoding::BASE64URL_NOPAD.encode(&raw)),
+        hash(&raw),
+    ))
+}
+
+/// The message key from a recipient's grant and link secret.
+pub fn unwrap_grant(
+    item: &str,
+    grant: &Grant,
+    link: &str,
+    server: &ServerSecret,
+) -> Result<MessageKey, SealError> {
+    let key = unwrap(
+        server,
+        &decode_link(link)?,
+        GRANT,
+        item,
+        &grant.recipient,
+        &grant.nonce,
+        &grant.wrapped_key,
+    )?;
+    Ok(MessageKey(
+        key.try_into().map_err(|_| SealError::NotOpened)?,
+    ))
+}
+
+/// The message, opened with its key.
+pub fn open_message(item: &str, sealed: &Sealed, key: &MessageKey) -> Result<Vec<u8>, SealError> {
+    decrypt(&key.0, item.as_bytes(), &sealed.nonce, &sealed.ciphertext)
+}
+
+/// Seals a note about one recipient (their phone number) under the message key: readable only
+/// by whoever can open the message.
+pub fn seal_note(
+    key: &MessageKey,
+    item: &str,
+    recipient: &str,
+    plain: &[u8],
+) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
+    encrypt(&key.0, &note_aad(item, recipient), plain)
+}
+
+pub fn open_note(
+    key: &MessageKey,
+    item: &str,
+    recipient: &str,
+    nonce: &[u8; NONCE_LEN],
+    sealed: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    decrypt(&key.0, &note_aad(item, recipient), nonce, sealed)
+}
+
+/// Wraps the message key for a session whose cookie holds `secret`: the store then keeps
+/// what the cookie opens, never the cookie.
+pub fn wrap_for_session(
+    key: &MessageKey,
+    secret: &str,
+    item: &str,
+    recipient: &str,
+    server: &ServerSecret,
+) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
+    wrap(
+        server,
+        &decode_link(secret)?,
+        SESSION,
+        item,
+        recipient,
+        &key.0,
+    )
+}
+
+pub fn unwrap_session(
+    secret: &str,
+    item: &str,
+    recipient: &str,
+    nonce: &[u8; NONCE_LEN],
+    wrapped: &[u8],
+    server: &ServerSecret,
+) -> Result<MessageKey, SealError> {
+    let key = unwrap(
+        server,
+        &decode_link(secret)?,
+        SESSION,
+        item,
+        recipient,
+        nonce,
+        wrapped,
+    )?;
+    Ok(MessageKey(
+        key.try_into().map_err(|_| SealError::NotOpened)?,
+    ))
+}
+
+/// Wraps a recipient's link secret under the sender's completion link, so that the
+/// notification can go out once the sender has said how the recipient proves who they are.
+pub fn wrap_link_for_sender(
+    link: &LinkSecret,
+    completion: &str,
+    item: &str,
+    recipient: &str,
+    server: &ServerSecret,
+) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
+    wrap(
+        server,
+        &decode_link(completion)?,
+        COMPLETION,
+        item,
+        recipient,
+        link.0.as_bytes(),
+    )
+}
+
+pub fn unwrap_link_for_sender(
+    completion: &str,
+    item: &str,
+    recipient: &str,
+    nonce: &[u8; NONCE_LEN],
+    wrapped: &[u8],
+    server: &ServerSecret,
+) -> Result<LinkSecret, SealError> {
+    let plain = unwrap(
+        server,
+        &decode_link(completion)?,
+        COMPLETION,
+        item,
+        recipient,
+        nonce,
+        wrapped,
+    )?;
+    String::from_utf8(plain)
+        .map(LinkSecret)
+        .map_err(|_| SealError::NotOpened)
+}
+
+fn wrap(
+    server: &ServerSecret,
+    secret: &[u8; SECRET_LEN],
+    label: &[u8],
+    item: &str,
+    recipient: &str,
+    plain: &[u8],
+) -> Result<([u8; NONCE_LEN], Vec<u8>), SealError> {
+    let kek = wrapping_key(server, secret, label, item, recipient)?;
+    encrypt(&kek, &grant_aad(item, recipient), plain)
+}
+
+fn unwrap(
+    server: &ServerSecret,
+    secret: &[u8; SECRET_LEN],
+    label: &[u8],
+    item: &str,
+    recipient: &str,
+    nonce: &[u8; NONCE_LEN],
+    wrapped: &[u8],
+) -> Result<Vec<u8>, SealError> {
+    let kek = wrapping_key(server, secret, label, item, recipient)?;
+    decrypt(&kek, &grant_aad(item, recipient), nonce, wrapped)
+}
+
+fn note_aad(item: &str, recipient: &str) -> Vec<u8> {
+    [b"note\0", item.as_bytes(), b"\0", recipient.as_bytes()].concat()
 }
 
 /// The SHA-256 of a link secret as the link carries it: the key under which its grant is found.
@@ -115,16 +302,8 @@ pub fn open(
     link: &str,
     server: &ServerSecret,
 ) -> Result<Vec<u8>, SealError> {
-    let link = decode_link(link)?;
-    let kek = wrapping_key(server, &link, item, &grant.recipient)?;
-    let key = decrypt(
-        &kek,
-        &grant_aad(item, &grant.recipient),
-        &grant.nonce,
-        &grant.wrapped_key,
-    )?;
-    let key: [u8; SECRET_LEN] = key.try_into().map_err(|_| SealError::NotOpened)?;
-    decrypt(&key, item.as_bytes(), &sealed.nonce, &sealed.ciphertext)
+    let key = unwrap_grant(item, grant, link, server)?;
+    open_message(item, sealed, &key)
 }
 
 fn decode_link(link: &str) -> Result<[u8; SECRET_LEN], SealError> {
@@ -139,17 +318,12 @@ fn decode_link(link: &str) -> Result<[u8; SECRET_LEN], SealError> {
 fn wrapping_key(
     server: &ServerSecret,
     link: &[u8; SECRET_LEN],
+    label: &[u8],
     item: &str,
     recipient: &str,
 ) -> Result<[u8; SECRET_LEN], SealError> {
     let prk = Salt::new(HKDF_SHA256, &server.0).extract(link);
-    let info = [
-        WRAP_INFO,
-        b"\0",
-        item.as_bytes(),
-        b"\0",
-        recipient.as_bytes(),
-    ];
+    let info = [label, b"\0", item.as_bytes(), b"\0", recipient.as_bytes()];
     let mut key = [0u8; SECRET_LEN];
     prk.expand(&info, Len32)
         .and_then(|okm| okm.fill(&mut key))
@@ -239,7 +413,7 @@ mod tests {
     #[test]
     fn each_recipient_opens_with_their_own_link_and_nothing_else() {
         let s = server();
-        let (sealed, grants) = seal("P1", MESSAGE, &["a@x.test", "b@y.test"], &s).unwrap();
+        let (sealed, grants, _) = seal("P1", MESSAGE, &["a@x.test", "b@y.test"], &s).unwrap();
         let [(ga, la), (gb, lb)] = &grants[..] else {
             panic!("two grants");
         };
@@ -271,7 +445,7 @@ mod tests {
     #[test]
     fn what_is_stored_holds_no_plaintext_and_tampering_is_found() {
         let s = server();
-        let (sealed, grants) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
+        let (sealed, grants, _) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
         let (grant, link) = &grants[0];
         let stored = [
             &sealed.ciphertext[..],
@@ -302,8 +476,8 @@ mod tests {
     #[test]
     fn links_are_random_and_checked_for_shape() {
         let s = server();
-        let (_, a) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
-        let (_, b) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
+        let (_, a, _) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
+        let (_, b, _) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
         assert_ne!(a[0].1.0, b[0].1.0);
         assert_eq!(a[0].1.0.len(), 43, "32 bytes, base64url without padding");
         for bad in ["", "short", "!!!!", &"A".repeat(44)] {

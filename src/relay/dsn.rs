@@ -166,12 +166,24 @@ pub(crate) async fn send(
     to: &str,
     report: &[u8],
 ) -> Result<(), String> {
+    send_as(lane, hostname, "", to, report).await
+}
+
+/// Sends a message Sluis wrote itself (a report, a notice, a portal notification) from
+/// `from` (empty: the null sender) to `to`.
+pub(crate) async fn send_as(
+    lane: &Lane,
+    hostname: &str,
+    from: &str,
+    to: &str,
+    report: &[u8],
+) -> Result<(), String> {
     let t = lane.config.command_timeout;
     let mut up = Client::connect(&lane.endpoint, hostname)
         .await
         .map_err(|e| e.to_string())?;
     for (line, what) in [
-        ("MAIL FROM:<>\r\n".to_string(), "MAIL"),
+        (format!("MAIL FROM:<{}>\r\n", mailbox(from)), "MAIL"),
         (format!("RCPT TO:<{}>\r\n", mailbox(to)), "RCPT"),
         ("DATA\r\n".to_string(), "DATA"),
     ] {

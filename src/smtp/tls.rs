@@ -45,7 +45,7 @@ pub fn load_cert_and_key(cert: &Path, key: &Path) -> Result<CertAndKey, TlsError
     Ok((certs, key_der))
 }
 
-fn server_config(
+pub(crate) fn server_config(
     certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<ServerConfig, TlsError> {

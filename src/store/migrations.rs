@@ -65,6 +65,19 @@ pub const MIGRATIONS: &[(i32, &str)] = &[
     );
     CREATE INDEX sluis_counter_end ON sluis_counter (window_end);",
     ),
+    (
+        4,
+        // The pickup portal's items: the sealed message and its metadata (wrapped keys,
+        // expiry); deleting the row shreds the message.
+        "CREATE TABLE sluis_portal (
+        id text PRIMARY KEY,
+        created_unix bigint NOT NULL,
+        expires bigint NOT NULL,
+        meta jsonb NOT NULL,
+        sealed bytea NOT NULL
+    );
+    CREATE INDEX sluis_portal_expires ON sluis_portal (expires);",
+    ),
 ];
 
 /// The newest schema version this binary knows.

@@ -115,6 +115,17 @@ pub struct Held {
     pub claim: Option<Claim>,
 }
 
+/// A portal item as the store keeps it (DESIGN §13): its metadata (JSON of `portal::Meta`,
+/// holding the wrapped keys) and when it expires; the sealed message is apart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SealedItem {
+    pub id: String,
+    pub created_unix: u64,
+    /// Unix seconds; the item is shredded then.
+    pub expires: u64,
+    pub meta: serde_json::Value,
+}
+
 /// An instance's audit chain head, written to the store so that a cut or rewritten audit file
 /// shows even when its head file went with it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -378,6 +389,42 @@ impl Store {
         F: std::future::Future<Output = T>,
     {
         each!(self, s => s.exclusive(name, job).await)
+    }
+
+    /// Stores a portal item and its sealed message, durably, or nothing.
+    pub async fn put_sealed(&self, item: &SealedItem, sealed: &[u8]) -> Result<(), StoreError> {
+        check_id(&item.id)?;
+        each!(self, s => s.put_sealed(item, sealed).await)
+    }
+
+    /// A portal item's metadata; `None` once it is shredded (or never was).
+    pub async fn sealed_item(&self, id: &str) -> Result<Option<SealedItem>, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.sealed_item(id).await)
+    }
+
+    /// A portal item's sealed message.
+    pub async fn sealed_message(&self, id: &str) -> Result<Vec<u8>, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.sealed_message(id).await)
+    }
+
+    /// Replaces a portal item's metadata and expiry (the message stays).
+    pub async fn update_sealed(&self, item: &SealedItem) -> Result<(), StoreError> {
+        check_id(&item.id)?;
+        each!(self, s => s.update_sealed(item).await)
+    }
+
+    /// Every portal item, oldest first.
+    pub async fn list_sealed(&self) -> Result<Vec<SealedItem>, StoreError> {
+        each!(self, s => s.list_sealed().await)
+    }
+
+    /// Deletes a portal item, its wrapped keys first: what is left of it opens nothing.
+    /// Whether there was one.
+    pub async fn shred(&self, id: &str) -> Result<bool, StoreError> {
+        check_id(id)?;
+        each!(self, s => s.shred(id).await)
     }
 
     /// Whether the store answers now, within `limit`.

@@ -13,6 +13,7 @@
 pub mod dns;
 pub mod gateway;
 pub mod pki;
+pub mod portal;
 pub mod postfix;
 pub mod postgres;
 pub mod smtp;

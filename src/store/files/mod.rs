@@ -10,8 +10,10 @@
 //! A claim is `<id>.claim`, created and checked under `.claims.lock` held exclusively, so the
 //! server and the command line (separate processes) see one truth. A settled item leaves a
 //! tombstone in `settled/`; audit anchors are in `anchors/`; sessions and rate counters in
-//! `sessions/` and `counters/`; an exclusive job holds `.job-<name>.lock`.
+//! `sessions/` and `counters/`; portal items in `portal/` (`sealed`); an exclusive job holds
+//! `.job-<name>.lock`.
 
+mod sealed;
 mod shared;
 
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -50,6 +52,7 @@ impl FileStore {
             store.anchor_dir(),
             dir.join("sessions"),
             dir.join("counters"),
+            store.portal_dir(),
         ] {
             std::fs::create_dir_all(&d).map_err(io)?;
             std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
@@ -59,7 +62,9 @@ impl FileStore {
         // server while a review command starts) are never mistaken for a crash's.
         let lock = store.open_lock(".lock").map_err(io)?;
         lock.lock().map_err(io)?;
-        let cleaned = store.remove_leftovers();
+        let cleaned = store
+            .remove_leftovers()
+            .and_then(|()| store.remove_sealed_leftovers());
         let _ = lock.unlock();
         cleaned.map_err(io)?;
         Ok(store)

@@ -13,6 +13,7 @@
 use std::time::Duration;
 
 mod items;
+mod sealed;
 mod shared;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};

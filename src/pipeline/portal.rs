@@ -1,0 +1,183 @@
+//! The pickup portal as a step of the pipeline (DESIGN §13): the `Seals` of `act` for the
+//! real portal, and the sender's notice once the reply is out.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+
+use super::Case;
+use super::act::{Sealed, Seals};
+use crate::portal::service::{EventDetail, Portal, SealedCase, Sealing};
+use crate::quarantine::StoreError;
+use crate::spool::SpooledBody;
+use crate::wire::Reply;
+
+/// A portal item's id: the transaction's, marked.
+fn item_id(case: &Case) -> String {
+    format!("{}-P", case.id)
+}
+
+impl Seals for Portal {
+    fn seal<'a>(
+        &'a self,
+        case: &'a Case,
+        idx: &'a [usize],
+        body: &'a mut SpooledBody,
+    ) -> BoxFuture<'a, Result<Sealed, Reply>> {
+        Box::pin(async move {
+            let id = item_id(case);
+            // The message as the sender sent it (less the numbers' header): the recipient's
+            // download of the original is these bytes.
+            let message = match body.read_all().await {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::error!(id = %case.id, error = %e, "cannot read the spooled message to seal it");
+                    return Err(local_error());
+                }
+            };
+            let recipients: Vec<String> =
+                idx.iter().map(|&i| case.rcpts[i].address.clone()).collect();
+            let sealing = Sealing {
+                id: &id,
+                transaction: &case.id,
+                sender: &case.mail_from.address,
+                sender_name: case
+                    .sender_name
+                    .as_deref()
+                    .unwrap_or(&case.mail_from.address),
+                subject: case.subject.as_deref(),
+                message: &message,
+                recipients: &recipients,
+                phones: &case.phones,
+            };
+            match Portal::seal(self, sealing).await {
+                Ok(sealed) => {
+                    tracing::info!(id = %case.id, portal = %id, recipients = idx.len(), "sealed for the pickup portal");
+                    Ok(Sealed {
+                        id,
+                        recipients: idx.to_vec(),
+                        notice: Some(Box::new(sealed)),
+                        ..Sealed::default()
+                    })
+                }
+                Err(crate::portal::service::PortalError::Store(StoreError::Full { used, max })) => {
+                    tracing::error!(id = %case.id, used, max, "store full: portal transaction deferred");
+                    Err(Reply::new(
+                        452,
+                        "4.3.1",
+                        "Insufficient system storage: the secure pickup store is full, try again later",
+                    ))
+                }
+                Err(e) => {
+                    tracing::error!(id = %case.id, error = %e, "cannot seal for the pickup portal: transaction deferred");
+                    Err(local_error())
+                }
+            }
+        })
+    }
+
+    fn notify<'a>(&'a self, case: &'a Case, sealed: &'a mut Sealed) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let Some(inner) = sealed
+                .notice
+                .as_mut()
+                .and_then(|n| n.downcast_mut::<SealedCase>())
+            else {
+                return;
+            };
+            for &i in &sealed.recipients {
+                let address = &case.rcpts[i].address;
+                let Some((_, link)) = inner.links.iter().find(|(a, _)| a == address) else {
+                    // Waits for the sender's completion page.
+                    sealed.settled.push(i);
+                    continue;
+                };
+                let text = self.notification(&inner.id, &inner.meta, address, link);
+                match self.send(address, &text).await {
+                    Ok(()) => {
+                        sealed.settled.push(i);
+                        if let Some(g) = inner.meta.grantee_mut(address) {
+                            g.notified = true;
+                        }
+                        let method = inner.meta.grantee(address).map(|g| g.auth.method());
+                        self.event(
+                            &inner.id,
+                            &inner.meta,
+                            "notified",
+                            EventDetail {
+                                method,
+                                ..EventDetail::of(address)
+                            },
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(portal = %inner.id, error = %e, "portal notification not sent");
+                        sealed.failed.push(i);
+                        self.event(
+                            &inner.id,
+                            &inner.meta,
+                            "notify-failed",
+                            EventDetail {
+                                detail: Some(e),
+                                ..EventDetail::of(address)
+                            },
+                        )
+                        .await;
+                    }
+                }
+            }
+            if let Ok(Some((item, _))) = self.item(&inner.id).await
+                && let Err(e) = self.save(&item, &inner.meta).await
+            {
+                tracing::warn!(portal = %inner.id, error = %e, "cannot record who was notified");
+            }
+        })
+    }
+
+    fn withdraw<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.store.shred(id).await {
+                tracing::error!(portal = %id, error = %e, "cannot withdraw a portal item");
+            }
+        })
+    }
+}
+
+fn local_error() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "Local error while sealing the message for secure pickup, try again later",
+    )
+}
+
+/// The sender's notice (in the background: the reply does not wait for it).
+pub fn sender_notice(portal: Arc<Portal>, case: &Case, sealed: Sealed) {
+    if case.mail_from.address.is_empty() {
+        return;
+    }
+    let Some(inner) = sealed.notice.and_then(|n| n.downcast::<SealedCase>().ok()) else {
+        return;
+    };
+    let names = |idx: &[usize]| -> Vec<String> {
+        idx.iter()
+            .map(|&i| case.rcpts[i].address.clone())
+            .filter(|a| inner.links.iter().any(|(l, _)| l == a))
+            .collect()
+    };
+    let notified = names(&sealed.settled);
+    let failed = names(&sealed.failed);
+    tokio::spawn(async move {
+        let text = portal.sender_notice(
+            &inner.id,
+            &inner.meta,
+            &notified,
+            &failed,
+            inner.completion.as_ref(),
+        );
+        if let Err(e) = portal.send(&inner.meta.sender, &text).await {
+            tracing::warn!(portal = %inner.id, error = %e, "could not send the sender the portal notice");
+        }
+    });
+}

@@ -1,0 +1,228 @@
+//! The recipient's reading: the message as text (never its HTML: no remote content, nothing
+//! to sanitise into the page), each attachment and the original to download byte for byte,
+//! every download audited without the file's name.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use mail_parser::{MessageParser, MimeHeaders};
+
+use super::Current;
+use super::pages::{Ctx, LangQuery, ctx, current_visit, esc};
+use crate::portal::access::{AccessError, Visit};
+use crate::portal::mail::date;
+use crate::portal::service::{EventDetail, Portal};
+
+/// The open visit's message, parsed; or the response to give instead.
+async fn opened(c: &Ctx, headers: &HeaderMap) -> Result<(Visit, Vec<u8>), Response> {
+    let (visit, key) = match current_visit(c, headers).await {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(c.session_over()),
+        Err(e) => return Err(c.failed(&e)),
+    };
+    if !visit.open {
+        return Err(c.see_other("/code", None));
+    }
+    match c.portal.read(&visit, &key).await {
+        Ok(raw) => Ok((visit, raw)),
+        Err(e) => Err(c.failed(&e)),
+    }
+}
+
+/// The message as text, its attachments, the original, a reply form.
+pub async fn message(
+    State(p): State<Current>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
+    let c = ctx(&p, &headers, Some(&q));
+    let (visit, raw) = match opened(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    if let Err(e) = c.portal.viewed(&visit).await {
+        return c.failed(&e);
+    }
+    let Some(msg) = MessageParser::default().parse(&raw) else {
+        return c.failed(&AccessError::Gone);
+    };
+    let mut body = String::new();
+    if let Some(s) = msg.subject() {
+        body.push_str(&format!(
+            "<p><strong>{}:</strong> {}</p>",
+            c.t("message.subject"),
+            esc(s)
+        ));
+    }
+    for i in 0..msg.text_body_count() {
+        if let Some(text) = msg.body_text(i) {
+            body.push_str(&format!("<pre class=\"body\">{}</pre>", esc(&text)));
+        }
+    }
+    let attachments: Vec<String> = msg
+        .attachments()
+        .enumerate()
+        .map(|(n, a)| {
+            let name = a
+                .attachment_name()
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("bijlage-{}", n + 1));
+            format!(
+                "<li><a href=\"/message/attachment/{n}\" download>{}</a> ({} bytes)</li>",
+                esc(&name),
+                a.len()
+            )
+        })
+        .collect();
+    if !attachments.is_empty() {
+        body.push_str(&format!(
+            "<h2>{}</h2><ul>{}</ul>",
+            c.t("message.attachments"),
+            attachments.concat()
+        ));
+    }
+    body.push_str(&format!(
+        "<p><a href=\"/message/original.eml\" download>{}</a></p>",
+        c.t("message.original")
+    ));
+    if let Some(note) = match q.s.as_deref() {
+        Some("replied") => Some(("status", c.t("message.reply.sent"))),
+        Some("reply-failed") => Some(("alert", c.t("message.reply.failed"))),
+        _ => None,
+    } {
+        body.push_str(&format!("<p role=\"{}\">{}</p>", note.0, note.1));
+    }
+    body.push_str(&format!(
+        "<h2>{}</h2><form method=\"post\" action=\"/message/reply\" \
+         enctype=\"multipart/form-data\">{}<label for=\"reply\">{}</label>\
+         <textarea id=\"reply\" name=\"text\" rows=\"6\" required></textarea>\
+         <label for=\"files\">{}</label><input id=\"files\" name=\"files\" type=\"file\" multiple>\
+         <button type=\"submit\">{}</button></form>\
+         <form method=\"post\" action=\"/logout\">{}<button type=\"submit\" class=\"secondary\">{}\
+         </button></form><p class=\"expiry\">{} {}</p>",
+        c.t("message.reply"),
+        c.csrf_field(),
+        c.t("message.reply.text"),
+        c.t("message.reply.files"),
+        c.t("message.reply.button"),
+        c.csrf_field(),
+        c.t("message.logout"),
+        c.t("landing.until"),
+        esc(&expiry_of(&c, &visit).await),
+    ));
+    c.page(StatusCode::OK, c.t("message.title"), &body)
+}
+
+async fn expiry_of(c: &Ctx, visit: &Visit) -> String {
+    match c.portal.item(&visit.item).await {
+        Ok(Some((item, _))) => date(item.expires, c.lang.code()),
+        _ => String::new(),
+    }
+}
+
+/// A download: exactly the bytes the part carried, never rendered by the browser.
+fn download(name: &str, content: Vec<u8>) -> Response {
+    let fallback: String = name
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ".-_".contains(ch) {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let encoded: String = name
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b".-_".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"),
+            ),
+        ],
+        content,
+    )
+        .into_response()
+}
+
+pub async fn attachment(
+    State(p): State<Current>,
+    headers: HeaderMap,
+    Path(n): Path<u32>,
+) -> Response {
+    let c = ctx(&p, &headers, None);
+    let (visit, raw) = match opened(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let Some(msg) = MessageParser::default().parse(&raw) else {
+        return c.gone();
+    };
+    let Some(part) = msg.attachments().nth(n as usize) else {
+        return c.gone();
+    };
+    let name = part
+        .attachment_name()
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("bijlage-{}", n + 1));
+    let content = part.contents().to_vec();
+    let kind = part
+        .content_type()
+        .map(|t| format!("{}/{}", t.ctype(), t.subtype().unwrap_or("")))
+        .unwrap_or_default();
+    let detail = download_detail(&format!("attachment {}", n + 1), &kind, &content);
+    audit_download(&c.portal, &visit, detail).await;
+    download(&name, content)
+}
+
+pub async fn original(State(p): State<Current>, headers: HeaderMap) -> Response {
+    let c = ctx(&p, &headers, None);
+    let (visit, raw) = match opened(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let detail = download_detail("original", "message/rfc822", &raw);
+    audit_download(&c.portal, &visit, detail).await;
+    download(&format!("{}.eml", visit.item), raw)
+}
+
+/// Which download, without its name (a file name may name the patient).
+fn download_detail(what: &str, kind: &str, content: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, content);
+    format!(
+        "{what} ({kind}, {} bytes, sha256 {})",
+        content.len(),
+        data_encoding::HEXLOWER.encode(digest.as_ref())
+    )
+}
+
+async fn audit_download(portal: &Portal, visit: &Visit, detail: String) {
+    if let Ok(Some((_, meta))) = portal.item(&visit.item).await {
+        portal
+            .event(
+                &visit.item,
+                &meta,
+                "downloaded",
+                EventDetail {
+                    detail: Some(detail),
+                    ..EventDetail::of(&visit.recipient)
+                },
+            )
+            .await;
+    }
+}
+
+pub async fn reply(State(p): State<Current>, headers: HeaderMap) -> Response {
+    let c = ctx(&p, &headers, None);
+    c.see_other("/message?s=reply-failed", None)
+}
