@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use smtp_proto::{MailFrom, RcptTo, Response};
 
-use super::act::{Acted, Delivers, Effects, Holds, Records, Sealed, Seals, act};
+use super::act::{Acted, Delivers, Effects, Holds, Records, act};
+use super::act_portal_tests::FakePortal;
 use super::{Case, Judged};
 use crate::audit::{AuditError, Record};
 use crate::policy::{Decision, MessageFacts};
@@ -18,9 +19,9 @@ use crate::spool::SpooledBody;
 use crate::terms::{ActionKind, RecipientClass};
 use crate::wire::Reply;
 
-type Log = Arc<Mutex<Vec<String>>>;
+pub(super) type Log = Arc<Mutex<Vec<String>>>;
 
-fn push(log: &Log, line: String) {
+pub(super) fn push(log: &Log, line: String) {
     log.lock().unwrap().push(line);
 }
 
@@ -167,62 +168,6 @@ impl Records for FakeAudit {
     }
 }
 
-/// The portal: seals (or fails to), and notifies each recipient unless told to fail.
-struct FakePortal {
-    log: Log,
-    seal_fails: bool,
-    notify_fails: Vec<&'static str>,
-}
-
-impl Seals for FakePortal {
-    fn seal<'a>(
-        &'a self,
-        case: &'a Case,
-        idx: &'a [usize],
-        _body: &'a mut SpooledBody,
-    ) -> futures_util::future::BoxFuture<'a, Result<Sealed, Reply>> {
-        Box::pin(async move {
-            if self.seal_fails {
-                push(&self.log, "seal failed".into());
-                return Err(Reply::new(452, "4.3.1", "store full"));
-            }
-            let rcpts: Vec<&str> = idx
-                .iter()
-                .map(|&i| case.rcpts[i].address.as_str())
-                .collect();
-            push(&self.log, format!("seal {}-P {}", case.id, rcpts.join(",")));
-            Ok(Sealed {
-                id: format!("{}-P", case.id),
-                recipients: idx.to_vec(),
-                ..Sealed::default()
-            })
-        })
-    }
-
-    fn notify<'a>(
-        &'a self,
-        case: &'a Case,
-        sealed: &'a mut Sealed,
-    ) -> futures_util::future::BoxFuture<'a, ()> {
-        Box::pin(async move {
-            for &i in &sealed.recipients {
-                let a = case.rcpts[i].address.as_str();
-                if self.notify_fails.contains(&a) {
-                    push(&self.log, format!("notify failed {a}"));
-                    sealed.failed.push(i);
-                } else {
-                    push(&self.log, format!("notify {a}"));
-                    sealed.settled.push(i);
-                }
-            }
-        })
-    }
-
-    fn withdraw<'a>(&'a self, id: &'a str) -> futures_util::future::BoxFuture<'a, ()> {
-        Box::pin(async move { push(&self.log, format!("shred {id}")) })
-    }
-}
-
 fn response(code: u16) -> Response<String> {
     Response {
         code,
@@ -234,7 +179,7 @@ fn response(code: u16) -> Response<String> {
 /// A recipient: its address, the action decided, and for deliveries the lane.
 type Rcpt = (&'static str, ActionKind, Option<&'static str>);
 
-fn case(rcpts: &[Rcpt]) -> Case {
+pub(super) fn case(rcpts: &[Rcpt]) -> Case {
     let decision = |action: ActionKind, lane: Option<&str>| Decision {
         rule: format!("rule-{}", action.name()),
         action,
@@ -282,15 +227,15 @@ fn case(rcpts: &[Rcpt]) -> Case {
     }
 }
 
-struct World {
-    log: Log,
+pub(super) struct World {
+    pub(super) log: Log,
     store: FakeStore,
     lanes: FakeLanes,
     audit: FakeAudit,
-    portal: FakePortal,
+    pub(super) portal: FakePortal,
 }
 
-fn world(answers: &[(&'static str, (u16, &'static str))]) -> World {
+pub(super) fn world(answers: &[(&'static str, (u16, &'static str))]) -> World {
     let log = Log::default();
     World {
         store: FakeStore {
@@ -316,7 +261,7 @@ fn world(answers: &[(&'static str, (u16, &'static str))]) -> World {
 }
 
 impl World {
-    async fn act(&self, case: &Case) -> (Acted, Vec<String>) {
+    pub(super) async fn act(&self, case: &Case) -> (Acted, Vec<String>) {
         let dir = tempfile::tempdir().unwrap();
         let mut body = SpooledBody::new(dir.path().to_path_buf(), 1 << 20);
         body.write(b"Subject: t\r\n\r\nhello\r\n").await.unwrap();
@@ -337,17 +282,17 @@ impl World {
 }
 
 /// Where `line` is in `log` (panics with the log when it is not there).
-fn at(log: &[String], line: &str) -> usize {
+pub(super) fn at(log: &[String], line: &str) -> usize {
     log.iter()
         .position(|l| l == line)
         .unwrap_or_else(|| panic!("{line:?} not in {log:#?}"))
 }
 
-fn none_starts_with(log: &[String], prefix: &str) -> bool {
+pub(super) fn none_starts_with(log: &[String], prefix: &str) -> bool {
     !log.iter().any(|l| l.starts_with(prefix))
 }
 
-use ActionKind::{Defer, Deliver, Portal, Quarantine, Refuse};
+use ActionKind::{Defer, Deliver, Quarantine, Refuse};
 
 #[tokio::test]
 async fn a_deferral_defers_everything_and_nothing_moves() {
@@ -569,78 +514,4 @@ async fn refusals_alone_are_the_reply_without_a_dsn() {
     );
     assert!(acted.reply.lines[0].starts_with("<r@w.test>:"));
     assert!(none_starts_with(&log, "dsn"), "{log:#?}");
-}
-
-#[tokio::test]
-async fn portal_items_are_sealed_before_the_decisions_and_notified_before_any_lane_commits() {
-    let w = world(&[("default", (250, "2.0.0"))]);
-    let c = case(&[
-        ("pat@mail.test", Portal, None),
-        ("b@y.test", Deliver, None),
-        ("c@z.test", Quarantine, None),
-    ]);
-    let (acted, log) = w.act(&c).await;
-    assert_eq!(acted.reply.code, 250, "{log:#?}");
-    let hold = at(&log, "hold T c@z.test");
-    let sealed = at(&log, "seal T-P pat@mail.test");
-    let decided = at(&log, "audit pat@mail.test portal rule-portal");
-    let notified = at(&log, "notify pat@mail.test");
-    let relayed = at(&log, "relay default b@y.test");
-    let reply = at(&log, "reply 250");
-    assert!(
-        hold < sealed
-            && sealed < decided
-            && decided < notified
-            && notified < relayed
-            && relayed < reply,
-        "{log:#?}"
-    );
-    assert_eq!(acted.sealed.as_ref().map(|s| s.settled.len()), Some(1));
-    assert!(none_starts_with(&log, "shred"), "{log:#?}");
-}
-
-#[tokio::test]
-async fn a_portal_that_cannot_seal_or_notify_anyone_defers_and_leaves_nothing() {
-    // Sealing fails: the held copy is withdrawn, nothing is relayed, the client retries.
-    let mut w = world(&[("default", (250, "2.0.0"))]);
-    w.portal.seal_fails = true;
-    let c = case(&[
-        ("pat@mail.test", Portal, None),
-        ("c@z.test", Quarantine, None),
-        ("b@y.test", Deliver, None),
-    ]);
-    let (acted, log) = w.act(&c).await;
-    assert_eq!(acted.reply.code, 452, "{log:#?}");
-    assert!(at(&log, "seal failed") < at(&log, "withdraw T"), "{log:#?}");
-    assert!(none_starts_with(&log, "relay"), "{log:#?}");
-
-    // Nobody could be notified: the item is shredded, the staged lane never gets its dot,
-    // the held copy goes, and the client gets a 4xx (it still has the message).
-    let mut w = world(&[("default", (250, "2.0.0"))]);
-    w.portal.notify_fails = vec!["pat@mail.test"];
-    let (acted, log) = w.act(&c).await;
-    assert_eq!(acted.reply.code, 451, "{log:#?}");
-    assert!(
-        at(&log, "notify failed pat@mail.test") < at(&log, "shred T-P"),
-        "{log:#?}"
-    );
-    assert!(none_starts_with(&log, "relay"), "{log:#?}");
-    assert!(log.iter().any(|l| l == "withdraw T"), "{log:#?}");
-
-    // One of two notified: that one counts as delivered, the other is bounced, the lane goes.
-    let mut w = world(&[("default", (250, "2.0.0"))]);
-    w.portal.notify_fails = vec!["q@mail.test"];
-    let c = case(&[
-        ("pat@mail.test", Portal, None),
-        ("q@mail.test", Portal, None),
-        ("b@y.test", Deliver, None),
-    ]);
-    let (acted, log) = w.act(&c).await;
-    assert_eq!(acted.reply.code, 250, "{log:#?}");
-    assert!(log.iter().any(|l| l == "dsn q@mail.test"), "{log:#?}");
-    assert!(
-        log.iter().any(|l| l == "relay default b@y.test"),
-        "{log:#?}"
-    );
-    assert!(none_starts_with(&log, "shred"), "{log:#?}");
 }

@@ -10,6 +10,8 @@
 
 mod act;
 #[cfg(test)]
+mod act_portal_tests;
+#[cfg(test)]
 mod act_tests;
 mod decide;
 mod effects;

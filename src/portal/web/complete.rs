@@ -83,7 +83,7 @@ pub async fn complete(
 ) -> Response {
     let c = match posted(&p, &headers, &f.csrf) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let way = match (f.phone.trim(), f.code.trim()) {
         ("", "") => return c.see_other(&format!("/c/{id}/{token}?s=invalid"), None),

@@ -73,12 +73,16 @@ pub(super) fn ctx(portal: &Current, headers: &HeaderMap, query: Option<&LangQuer
 }
 
 /// The context of a form's POST, once its CSRF token is the cookie's; the refusal otherwise.
-pub(super) fn posted(portal: &Current, headers: &HeaderMap, csrf: &str) -> Result<Ctx, Response> {
+pub(super) fn posted(
+    portal: &Current,
+    headers: &HeaderMap,
+    csrf: &str,
+) -> Result<Ctx, Box<Response>> {
     let c = ctx(portal, headers, None);
     if Ctx::csrf_ok(headers, csrf) {
         Ok(c)
     } else {
-        Err(c.csrf_refused())
+        Err(Box::new(c.csrf_refused()))
     }
 }
 
@@ -268,7 +272,7 @@ pub async fn begin(
 ) -> Response {
     let c = match posted(&p, &headers, &f.csrf) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     match c.portal.begin(&id, &link).await {
         Ok((secret, sent)) => {
@@ -396,7 +400,7 @@ pub async fn check_code(
 ) -> Response {
     let c = match posted(&p, &headers, &f.csrf) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(secret) = cookie(&headers, VISIT_COOKIE) else {
         return c.session_over();
@@ -438,7 +442,7 @@ pub async fn resend(
 ) -> Response {
     let c = match posted(&p, &headers, &f.csrf) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let Some(secret) = cookie(&headers, VISIT_COOKIE) else {
         return c.session_over();
@@ -456,7 +460,7 @@ pub async fn logout(
 ) -> Response {
     let c = match posted(&p, &headers, &f.csrf) {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     if let Some(secret) = cookie(&headers, VISIT_COOKIE)
         && let Err(e) = c.portal.end(secret).await
