@@ -55,7 +55,8 @@ fn portal_with(role: &str, extra: &str, sms: &str) -> Portal {
         "[recipients]\npersonal_domains = [\"patients.test\"]\n\n\
          [portal]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"https://portal.test:{port}\"\n\
          cert_file = \"{}\"\nkey_file = \"{}\"\nfrom = \"beveiligd@org.test\"\n\
-         organisation = \"Ziekenhuis Oost\"\ndirectory_file = \"{}\"\n{extra}\n{sms}",
+         organisation = \"Ziekenhuis Oost\"\ndirectory_file = \"{}\"\nmax_reply_bytes = 1000000\n\
+         {extra}\n{sms}",
         pki.cert.display(),
         pki.key.display(),
         directory.display(),
@@ -370,6 +371,56 @@ fn a_patient_reads_sealed_mail_after_an_sms_code_and_nothing_leaks() {
     }
     assert!(eml.body.starts_with(b"Received: from "), "{}", eml.text());
     assert!(contains(&eml.body, b"Subject: Uitslag J. de Vries\r\n"));
+
+    // A reply: to the sender only, with its attachment, inspected and audited.
+    let msg = b.get("/message");
+    let reply_file: &[u8] = b"reply attachment bytes \x00\x01\x02 end";
+    let replied = b.post_multipart(
+        "/message/reply",
+        &[
+            ("csrf", &msg.csrf()),
+            ("text", "Dank u, ik kom dinsdag. pt-reply-marker"),
+        ],
+        &[("files", "vraag.bin", reply_file)],
+    );
+    assert_eq!(
+        replied.header("location"),
+        "/message?s=replied",
+        "{replied:?}"
+    );
+    let got = p.receiver.wait_delivered("pt-reply-marker", 1, WAIT);
+    assert_eq!(got.len(), 1);
+    assert!(
+        got[0].contains("To: jansen@org.test") || got[0].contains("To: <jansen@org.test>"),
+        "{}",
+        got[0]
+    );
+    assert!(
+        got[0].contains("Subject: Re: Uitslag J. de Vries"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("vraag.bin"));
+    assert!(
+        got[0].contains(&data_encoding::BASE64.encode(reply_file)[..20]),
+        "{}",
+        got[0]
+    );
+    assert!(
+        p.events()
+            .iter()
+            .any(|(a, r)| a == "replied" && r == "pat@patients.test")
+    );
+    // Over the cap: refused with the reason; without the token: refused.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let refused = b.post_multipart(
+        "/message/reply",
+        &[("csrf", &msg.csrf()), ("text", "x")],
+        &[("files", "big.bin", &big)],
+    );
+    assert_eq!(refused.header("location"), "/message?s=reply-too-big");
+    let forged = b.post_multipart("/message/reply", &[("csrf", "forged"), ("text", "x")], &[]);
+    assert_eq!(forged.status, 403);
 
     // Another browser has no way in without a code of its own.
     let mut other = p.browser();
@@ -786,4 +837,131 @@ impl Portal {
         })
         .expect("a second notification")
     }
+}
+
+/// Runs tests/browser/portal.mjs in Debian's Chromium; what it saw.
+fn chromium(p: &Portal, link: &str, steps: &str, shots: &std::path::Path) -> Value {
+    require("chromium");
+    let node = require("node");
+    let out = Command::new(node)
+        .arg("tests/browser/portal.mjs")
+        .env("PORTAL", format!("https://portal.test:{}", p.port))
+        .env("LINK", link)
+        .env("OUTBOX", &p.outbox)
+        .env("SHOTS", shots)
+        .env("STEPS", steps)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "portal.mjs: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn a_patient_walks_the_portal_in_chromium_and_every_page_passes_axe() {
+    let p = portal("portal-browser");
+    let note = p.send("pt-browser", "pat@patients.test", "");
+    let link = links_in(&note, 'r').remove(0);
+    let shots = scratch("shots");
+    let seen = chromium(&p, &link, "full", shots.path());
+    // Nothing was sent by opening the link; the token left the address bar with the POST.
+    assert_eq!(seen["sms_after_get"], 0, "{seen}");
+    assert_eq!(seen["url_after_post"], "/code?s=sent");
+    let text = seen["message_text"].as_str().unwrap();
+    assert!(
+        text.contains(BSN) && text.contains("uitslag-devries.pdf"),
+        "{text}"
+    );
+    let want = ring_sha256(&attachment_bytes());
+    assert_eq!(
+        seen["attachment_sha256"],
+        want.as_str(),
+        "the download is the attachment, byte for byte"
+    );
+    assert_eq!(seen["attachment_name"], "uitslag-devries.pdf");
+    assert!(
+        seen["reply_status"]
+            .as_str()
+            .unwrap()
+            .contains("beveiligd verstuurd")
+    );
+    assert_eq!(seen["after_logout"], 401);
+    let reply = p.receiver.wait_delivered("browser-reply-marker", 1, WAIT);
+    assert_eq!(reply.len(), 1);
+    assert!(reply[0].contains("foto.txt"));
+    // No serious or critical accessibility violation on any page, no CSP report, no error.
+    let bad: Vec<&Value> = seen["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert_eq!(seen["pages"].as_object().unwrap().len(), 5, "{seen}");
+    assert_eq!(seen["pages"]["message-en"]["lang"], "en");
+    // The one error a browser may report is the 401 of the deliberate visit after logout.
+    let console: Vec<&Value> = seen["console"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !m.as_str().unwrap_or("").contains("status of 401"))
+        .collect();
+    assert!(console.is_empty(), "{console:?}");
+    for c in seen["cookies"].as_array().unwrap() {
+        assert_eq!(c["secure"], true, "{c}");
+        assert_eq!(c["httpOnly"], true, "{c}");
+        assert_eq!(c["sameSite"], "Strict", "{c}");
+    }
+    for shot in ["landing", "code", "message"] {
+        let png = shots.path().join(format!("{shot}.png"));
+        assert!(
+            std::fs::metadata(&png)
+                .map(|m| m.len() > 1000)
+                .unwrap_or(false),
+            "{shot}"
+        );
+    }
+    if let Ok(dir) = std::env::var("SLUIS_SCREENSHOTS") {
+        for e in std::fs::read_dir(shots.path()).unwrap().flatten() {
+            std::fs::copy(e.path(), std::path::Path::new(&dir).join(e.file_name())).unwrap();
+        }
+    }
+
+    // The sender's completion page in the browser, and its accessibility.
+    let file = p._keep.path().join("browser-unknown.eml");
+    std::fs::write(&file, letter("pt-browser2", "onbekend@patients.test", "")).unwrap();
+    p.postfix
+        .submit("jansen@org.test", "onbekend@patients.test", &file);
+    let sent = p
+        .receiver
+        .wait_delivered("<onbekend@patients.test>: wacht op u", 1, WAIT);
+    let completion = links_in(&sent[0], 'c').remove(0);
+    let seen = chromium(&p, "", &format!("complete:{completion}"), shots.path());
+    assert!(
+        seen["completed"]
+            .as_str()
+            .unwrap_or("")
+            .contains("ingelicht"),
+        "{seen}"
+    );
+    assert!(
+        seen["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|v| !matches!(v["impact"].as_str(), Some("serious" | "critical"))),
+        "{seen}"
+    );
+    assert!(!p.notification("onbekend@patients.test", 1).is_empty());
+}
+
+fn ring_sha256(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    data_encoding::HEXLOWER.encode(d.as_ref())
 }

@@ -12,7 +12,7 @@ fi
 
 packages=(postfix swaks libnet-ssleay-perl libio-socket-ssl-perl openssl knot knot-dnsutils unbound
           nginx prometheus python3 python3-yaml systemd util-linux procps dns-root-data
-          postgresql postgresql-client iproute2)
+          postgresql postgresql-client iproute2 chromium)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -31,6 +31,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
     [ "$made_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
 fi
+
+# The portal's browser tests: Debian's Chromium (above) driven by playwright-core, with axe-core,
+# both pinned in tests/browser/package-lock.json. Node.js comes with this kind of machine; a
+# machine without it gets Debian's.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nodejs npm
+fi
+echo "== npm ci (tests/browser)"
+npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 
 # The checks below need rustfmt and clippy; a minimal Rust toolchain comes without them.
 cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt

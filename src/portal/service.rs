@@ -39,6 +39,8 @@ pub struct Portal {
     pub(super) codes: CodeKey,
     pub(super) sms: Option<Sms>,
     directory: HashMap<String, String>,
+    /// Replies are inspected like any message.
+    pub(super) inspector: Arc<crate::inspect::Inspector>,
 }
 
 /// What sealing gave the pipeline: the item, and what to send once the decisions are audited.
@@ -101,6 +103,7 @@ impl Portal {
             codes,
             sms,
             directory,
+            inspector: Arc::new(crate::inspect::Inspector::new(&config.inspect)?),
         }))
     }
 

@@ -95,6 +95,39 @@ impl Browser {
         )
     }
 
+    /// A multipart form POST: text fields, then files (field name, file name, bytes).
+    pub fn post_multipart(
+        &mut self,
+        path: &str,
+        fields: &[(&str, &str)],
+        files: &[(&str, &str, &[u8])],
+    ) -> Page {
+        let boundary = "sluis-test-boundary-7f3a";
+        let mut body = Vec::new();
+        for (k, v) in fields {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"
+                )
+                .as_bytes(),
+            );
+        }
+        for (k, name, bytes) in files {
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"; filename=\"{name}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(bytes);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let ct = format!("multipart/form-data; boundary={boundary}");
+        self.request_bytes("POST", path, &body, &[("Content-Type", &ct)])
+    }
+
     /// Follows one 303 (as a browser does after a form POST).
     pub fn follow(&mut self, page: &Page) -> Page {
         assert_eq!(page.status, 303, "{page:?}");
@@ -107,6 +140,16 @@ impl Browser {
         method: &str,
         path: &str,
         body: &str,
+        extra: &[(&str, &str)],
+    ) -> Page {
+        self.request_bytes(method, path, body.as_bytes(), extra)
+    }
+
+    pub fn request_bytes(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
         extra: &[(&str, &str)],
     ) -> Page {
         let name = rustls_pki_types::ServerName::try_from(self.host.clone()).unwrap();
@@ -128,12 +171,13 @@ impl Browser {
         write!(
             tls,
             "{method} {path} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\n{cookie}{headers}\
-             Content-Length: {}\r\n\r\n{body}",
+             Content-Length: {}\r\n\r\n",
             self.host,
             self.addr.port(),
             body.len()
         )
         .unwrap();
+        tls.write_all(body).unwrap();
         let mut raw = Vec::new();
         let _ = tls.read_to_end(&mut raw);
         let split = raw

@@ -37,9 +37,19 @@ const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-ac
 pub type Current = watch::Receiver<Arc<Portal>>;
 
 pub fn router(portal: Current) -> Router {
+    // A reply is the largest request (its cap, and room for the form's framing); all else is
+    // a few fields.
+    let limit = usize::try_from(portal.borrow().config.max_reply_bytes)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1024 * 1024);
     Router::new()
         .route("/", get(pages::index))
         .route("/static/portal.css", get(pages::stylesheet))
+        // Browsers ask for it on every site: no icon, and no 404 in their console.
+        .route(
+            "/favicon.ico",
+            get(|| async { axum::http::StatusCode::NO_CONTENT }),
+        )
         .route("/r/{id}/{link}", get(pages::landing).post(pages::begin))
         .route("/code", get(pages::code_page).post(pages::check_code))
         .route("/code/resend", post(pages::resend))
@@ -53,7 +63,7 @@ pub fn router(portal: Current) -> Router {
             get(complete::completion).post(complete::complete),
         )
         .fallback(pages::not_found)
-        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024 * 1024))
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn(harden))
         .with_state(portal)
 }

@@ -11,6 +11,7 @@ use super::Current;
 use super::pages::{Ctx, LangQuery, ctx, current_visit, esc};
 use crate::portal::access::{AccessError, Visit};
 use crate::portal::mail::date;
+use crate::portal::reply::{Replied, Upload};
 use crate::portal::service::{EventDetail, Portal};
 
 /// The open visit's message, parsed; or the response to give instead.
@@ -54,6 +55,11 @@ pub async fn message(
             esc(s)
         ));
     }
+    body.push_str(&format!(
+        "<p class=\"expiry\">{} {}</p>",
+        c.t("landing.until"),
+        esc(&expiry_of(&c, &visit).await)
+    ));
     for i in 0..msg.text_body_count() {
         if let Some(text) = msg.body_text(i) {
             body.push_str(&format!("<pre class=\"body\">{}</pre>", esc(&text)));
@@ -88,6 +94,7 @@ pub async fn message(
     if let Some(note) = match q.s.as_deref() {
         Some("replied") => Some(("status", c.t("message.reply.sent"))),
         Some("reply-failed") => Some(("alert", c.t("message.reply.failed"))),
+        Some("reply-too-big") => Some(("alert", c.t("message.reply.toobig"))),
         _ => None,
     } {
         body.push_str(&format!("<p role=\"{}\">{}</p>", note.0, note.1));
@@ -99,7 +106,7 @@ pub async fn message(
          <label for=\"files\">{}</label><input id=\"files\" name=\"files\" type=\"file\" multiple>\
          <button type=\"submit\">{}</button></form>\
          <form method=\"post\" action=\"/logout\">{}<button type=\"submit\" class=\"secondary\">{}\
-         </button></form><p class=\"expiry\">{} {}</p>",
+         </button></form>",
         c.t("message.reply"),
         c.csrf_field(),
         c.t("message.reply.text"),
@@ -107,8 +114,6 @@ pub async fn message(
         c.t("message.reply.button"),
         c.csrf_field(),
         c.t("message.logout"),
-        c.t("landing.until"),
-        esc(&expiry_of(&c, &visit).await),
     ));
     c.page(StatusCode::OK, c.t("message.title"), &body)
 }
@@ -222,7 +227,64 @@ async fn audit_download(portal: &Portal, visit: &Visit, detail: String) {
     }
 }
 
-pub async fn reply(State(p): State<Current>, headers: HeaderMap) -> Response {
+/// The reply form's POST (multipart: the CSRF token, the text, the files).
+pub async fn reply(
+    State(p): State<Current>,
+    headers: HeaderMap,
+    mut form: axum::extract::Multipart,
+) -> Response {
     let c = ctx(&p, &headers, None);
-    c.see_other("/message?s=reply-failed", None)
+    let cap = c.portal.config.max_reply_bytes;
+    let (mut csrf, mut text, mut files, mut size) =
+        (String::new(), String::new(), Vec::new(), 0u64);
+    loop {
+        let field = match form.next_field().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return c.see_other("/message?s=reply-too-big", None);
+            }
+            Err(_) => return c.see_other("/message?s=reply-failed", None),
+        };
+        let name = field.name().unwrap_or("").to_string();
+        let file_name = field.file_name().map(str::to_string);
+        let kind = field
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_string();
+        let bytes = match field.bytes().await {
+            Ok(b) => b,
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return c.see_other("/message?s=reply-too-big", None);
+            }
+            Err(_) => return c.see_other("/message?s=reply-failed", None),
+        };
+        size += bytes.len() as u64;
+        if size > cap {
+            return c.see_other("/message?s=reply-too-big", None);
+        }
+        match (name.as_str(), file_name) {
+            ("csrf", _) => csrf = String::from_utf8_lossy(&bytes).into_owned(),
+            ("text", _) => text = String::from_utf8_lossy(&bytes).into_owned(),
+            ("files", Some(n)) if !n.is_empty() => files.push(Upload {
+                name: n,
+                content_type: kind,
+                bytes: bytes.to_vec(),
+            }),
+            _ => {}
+        }
+    }
+    if !Ctx::csrf_ok(&headers, &csrf) {
+        return c.csrf_refused();
+    }
+    let (visit, raw) = match opened(&c, &headers).await {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    match c.portal.reply(&visit, &raw, &text, files).await {
+        Ok(Replied::Sent) => c.see_other("/message?s=replied", None),
+        Ok(Replied::TooBig) => c.see_other("/message?s=reply-too-big", None),
+        Ok(Replied::NotSent) => c.see_other("/message?s=reply-failed", None),
+        Err(e) => c.failed(&e),
+    }
 }

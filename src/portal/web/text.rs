@@ -129,6 +129,10 @@ impl Lang {
                 "Uw antwoord kon niet worden verstuurd.",
                 "Your reply could not be sent.",
             ),
+            "message.reply.toobig" => (
+                "Uw antwoord is te groot; verstuur minder of kleinere bijlagen.",
+                "Your reply is too large; send fewer or smaller attachments.",
+            ),
             "message.logout" => ("Afmelden", "Log out"),
             "logout.title" => ("U bent afgemeld", "You are logged out"),
             "complete.title" => ("Ontvanger instellen", "Set up the recipient"),
@@ -143,7 +147,10 @@ impl Lang {
             "complete.phone" => ("Mobiel nummer", "Mobile number"),
             "complete.code" => ("of toegangscode", "or access code"),
             "complete.button" => ("Melding versturen", "Send notification"),
-            "complete.done" => ("Ingelicht:", "Notified:"),
+            "complete.done" => (
+                "De ontvanger is ingelicht.",
+                "The recipient has been notified.",
+            ),
             "complete.none" => (
                 "Alle ontvangers zijn ingelicht.",
                 "Every recipient has been notified.",
