@@ -469,6 +469,11 @@ pub fn tls_policy_lookup(lane_level: &'static str, answer: &'static str) {
         .inc();
 }
 
+/// A portal item more (sealed) or fewer (shredded); `portal_items` sets the count outright.
+pub fn portal_items_change(delta: i64) {
+    METRICS.portal_items.add(delta);
+}
+
 pub fn portal_items(n: usize) {
     METRICS
         .portal_items

@@ -553,11 +553,24 @@ fn wrong_codes_run_out_three_codes_an_hour_and_ten_failures_lock_out() {
     );
     assert_eq!(events.iter().filter(|(a, _)| a == "locked").count(), 1);
     assert!(!events.iter().any(|(a, _)| a == "authenticated"));
+
+    // The SMS cannot be sent (the outbox is not writable): the page says so, nothing opens,
+    // and the failure is audited for the security team.
+    std::fs::remove_file(&p.outbox).unwrap();
+    std::fs::create_dir(&p.outbox).unwrap();
+    let note = p.notification_after("pat@patients.test", "pt-smsfail");
+    let link = links_in(&note, 'r').remove(0);
+    let mut b = p.browser();
+    let landing = b.get(&link);
+    let r = b.post(&link, &[("csrf", &landing.csrf())]);
+    assert_eq!(r.header("location"), "/code?s=failed");
+    assert!(b.follow(&r).text().contains("kon nu niet worden verstuurd"));
+    assert!(p.events().iter().any(|(a, _)| a == "sms-failed"));
 }
 
 #[test]
 fn a_sender_completes_a_recipient_without_a_number_and_the_header_number_is_used_then_stripped() {
-    let p = portal("portal-complete");
+    let mut p = portal("portal-complete");
     // Nobody knows this recipient's number: the item waits and the sender gets a link.
     let file = p._keep.path().join("unknown.eml");
     std::fs::write(&file, letter("pt-unknown", "nieuw@patients.test", "")).unwrap();
@@ -666,6 +679,43 @@ fn a_sender_completes_a_recipient_without_a_number_and_the_header_number_is_used
             .contains("sluis-recipient-phone"),
         "{}",
         out[0]
+    );
+
+    // An item the sender never completes expires when its completion time is over: shredded
+    // at the next expiry run (every start, then hourly), the sender told, audited.
+    let late = p._keep.path().join("late.eml");
+    std::fs::write(&late, letter("pt-late", "laat@patients.test", "")).unwrap();
+    p.postfix
+        .submit("jansen@org.test", "laat@patients.test", &late);
+    let sent = p
+        .receiver
+        .wait_delivered("<laat@patients.test>: wacht op u", 1, WAIT);
+    let id = links_in(&sent[0], 'c')[0]
+        .split('/')
+        .nth(2)
+        .unwrap()
+        .to_string();
+    let json = p
+        .sluis
+        .dir
+        .path()
+        .join(format!("spool/quarantine/portal/{id}.json"));
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    v["meta"]["completion_expires"] = Value::from(1u64);
+    std::fs::write(&json, serde_json::to_vec(&v).unwrap()).unwrap();
+    p.sluis.signal("TERM");
+    p.sluis.wait_exit(WAIT).expect("sluis stops on TERM");
+    p.sluis.spawn();
+    let told = p
+        .receiver
+        .wait_delivered(&format!("{id}.expired."), 1, WAIT);
+    assert_eq!(told.len(), 1, "{}", p.sluis.log());
+    assert!(told[0].contains("<laat@patients.test>") && !told[0].contains(BSN));
+    assert!(!json.exists());
+    assert!(
+        p.audit()
+            .iter()
+            .any(|r| r["action"] == "expired" && r["portal_id"] == id.as_str())
     );
 }
 

@@ -137,8 +137,13 @@ impl Seals for Portal {
 
     fn withdraw<'a>(&'a self, id: &'a str) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if let Err(e) = self.store.shred(id).await {
-                tracing::error!(portal = %id, error = %e, "cannot withdraw a portal item");
+            // Never notified, so nothing to audit beyond the transaction's own outcome.
+            match self.store.shred(id).await {
+                Ok(true) => crate::metrics::portal_items_change(-1),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(portal = %id, error = %e, "cannot withdraw a portal item")
+                }
             }
         })
     }

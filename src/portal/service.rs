@@ -187,6 +187,7 @@ impl Portal {
             meta: serde_json::to_value(&meta).map_err(|_| PortalError::Corrupt(s.id.into()))?,
         };
         self.store.put_sealed(&item, &sealed.ciphertext).await?;
+        crate::metrics::portal_items_change(1);
         Ok(SealedCase {
             id: s.id.to_string(),
             meta,
@@ -252,6 +253,9 @@ impl Portal {
             None => return Ok(false),
         };
         let gone = self.store.shred(id).await?;
+        if gone {
+            crate::metrics::portal_items_change(-1);
+        }
         if let (true, Some(meta)) = (gone, meta) {
             self.event(
                 id,
@@ -274,18 +278,75 @@ impl Portal {
         Ok(gone)
     }
 
-    /// Shreds every item past its expiry; how many.
+    /// Shreds every item past its expiry, and ends what waited too long for the sender's
+    /// completion page (the sender is told); how many items went.
     pub async fn expire(&self) -> Result<usize, PortalError> {
         let now = now_unix();
         let items = self.store.list_sealed().await?;
         let mut n = 0;
-        for item in items.iter().filter(|i| i.expires <= now) {
-            if self
-                .shred(&item.id, "expired", "retention", "past its expiry")
-                .await?
-            {
-                n += 1;
+        for item in &items {
+            if item.expires <= now {
+                if self
+                    .shred(&item.id, "expired", "retention", "past its expiry")
+                    .await?
+                {
+                    n += 1;
+                }
+                continue;
             }
+            let Ok(mut meta) = serde_json::from_value::<Meta>(item.meta.clone()) else {
+                continue;
+            };
+            if meta.completion_expires.is_none_or(|t| t > now) {
+                continue;
+            }
+            let waiting: Vec<String> = meta
+                .recipients
+                .iter()
+                .filter(|g| matches!(g.auth, Auth::Pending { .. }))
+                .map(|g| g.address.clone())
+                .collect();
+            if meta
+                .recipients
+                .iter()
+                .all(|g| matches!(g.auth, Auth::Pending { .. }))
+            {
+                // Nobody can ever read it: it goes, and the sender hears (in `shred`).
+                let why = "the sender did not give a number or access code in time";
+                if self.shred(&item.id, "expired", "retention", why).await? {
+                    n += 1;
+                }
+                continue;
+            }
+            // The others keep their copy; the waiting ones lose their grant.
+            let unfinished = Meta {
+                recipients: meta
+                    .recipients
+                    .iter()
+                    .filter(|g| matches!(g.auth, Auth::Pending { .. }))
+                    .cloned()
+                    .collect(),
+                ..meta.clone()
+            };
+            meta.recipients
+                .retain(|g| !matches!(g.auth, Auth::Pending { .. }));
+            meta.completion_hash = None;
+            meta.completion_expires = None;
+            self.save(item, &meta).await?;
+            for r in &waiting {
+                self.event(
+                    &item.id,
+                    &meta,
+                    "expired",
+                    EventDetail {
+                        by: Some("retention".into()),
+                        detail: Some("the sender did not complete it in time".into()),
+                        ..EventDetail::of(r)
+                    },
+                )
+                .await;
+            }
+            super::mail::tell_sender_unfinished(self, &item.id, &unfinished).await;
         }
         crate::metrics::portal_items(items.len() - n);
         Ok(n)
