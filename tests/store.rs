@@ -97,6 +97,7 @@ both!(
     anchors_are_kept_per_instance,
     sessions_are_shared_and_expire,
     concurrent_hits_from_two_instances_count_exactly,
+    a_sealed_portal_item_holds_nothing_readable_and_shreds_whole,
 );
 
 async fn body(text: &[u8]) -> SpooledBody {
@@ -485,4 +486,129 @@ async fn tls_to_the_database_is_verified() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("certificate"), "{err}");
+}
+
+/// Everything the backend holds, as bytes: every file, or every row of every table.
+fn everything(f: &Fixture) -> Vec<u8> {
+    match &f._dir {
+        Some(dir) => {
+            let mut all = Vec::new();
+            let mut stack = vec![dir.path().to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap().flatten() {
+                    if e.path().is_dir() {
+                        stack.push(e.path());
+                    } else {
+                        all.extend(std::fs::read(e.path()).unwrap());
+                    }
+                }
+            }
+            all
+        }
+        None => {
+            let url = f.config.store.url.clone().unwrap();
+            let db = url.rsplit('/').next().unwrap();
+            let pg = server();
+            // Text as text, and bytea as 'escape' encoding: printable bytes stay as they are,
+            // so plaintext stored by mistake would show (hex would hide it).
+            let mut all = String::new();
+            for sql in [
+                "SELECT id || meta::text || encode(sealed, 'escape') FROM sluis_portal",
+                "SELECT key || value::text FROM sluis_session",
+                "SELECT meta::text || encode(message, 'escape') FROM sluis_quarantine",
+            ] {
+                all.push_str(&pg.psql_in(db, sql));
+            }
+            all.into_bytes()
+        }
+    }
+}
+
+async fn a_sealed_portal_item_holds_nothing_readable_and_shreds_whole(f: Fixture) {
+    use sluis::portal::service::{Portal, Sealing};
+    let a = Arc::new(f.open().await);
+    let b = f.open().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = f.config.clone();
+    config.server.spool_dir = dir.path().to_path_buf();
+    config.portal = Some(sluis::config::PortalConfig {
+        base_url: "https://portal.test".into(),
+        from: "beveiligd@org.test".into(),
+        organisation: "Ziekenhuis Oost".into(),
+        sms: Some(sluis::config::SmsConfig {
+            kind: sluis::config::SmsKind::File,
+            url: None,
+            token_file: None,
+            ca_file: None,
+            path: Some(dir.path().join("sms.jsonl")),
+            tries: 1,
+        }),
+        ..Default::default()
+    });
+    let audit =
+        Arc::new(sluis::audit::AuditLog::open(&dir.path().join("audit.jsonl"), 1 << 20).unwrap());
+    let lanes = Arc::new(sluis::relay::Lanes::from_config(&config).unwrap());
+    let portal = Portal::build(&config, a.clone(), audit, lanes)
+        .unwrap()
+        .unwrap();
+    let message = b"From: Dr. Jansen <jansen@org.test>\r\nSubject: Uitslag J. de Vries\r\n\r\n\
+                    Patient J. de Vries, BSN 123456782, geboren 12-03-1961.\r\n";
+    let phones = [("pat@mail.test".to_string(), "+31612345678".to_string())].into();
+    let sealed = portal
+        .seal(Sealing {
+            id: "T1-P",
+            transaction: "T1",
+            sender: "jansen@org.test",
+            sender_name: "Dr. Jansen",
+            subject: Some("Uitslag J. de Vries"),
+            message,
+            recipients: &["pat@mail.test".to_string(), "other@mail.test".to_string()],
+            phones: &phones,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        sealed.links.len(),
+        1,
+        "the number of one recipient is known"
+    );
+    assert!(
+        sealed.completion.is_some(),
+        "the other waits for the sender"
+    );
+    // Another instance sees the item whole.
+    let item = b.sealed_item("T1-P").await.unwrap().unwrap();
+    assert_eq!(item.meta["recipients"][0]["address"], "pat@mail.test");
+    assert_eq!(b.list_sealed().await.unwrap().len(), 1);
+    assert!(!b.sealed_message("T1-P").await.unwrap().is_empty());
+    // Nothing readable anywhere in the store: not the identifiers, the text, the subject
+    // (portal.show_subject is off), the number, nor the link.
+    let all = everything(&f);
+    // The dump does show what is stored in the clear (so a leak would show too).
+    for visible in ["pat@mail.test", "Dr. Jansen"] {
+        assert!(
+            all.windows(visible.len()).any(|w| w == visible.as_bytes()),
+            "{visible} not in the dump"
+        );
+    }
+    for needle in [
+        "123456782",
+        "de Vries",
+        "Uitslag",
+        "12-03-1961",
+        "+31612345678",
+        "612345678",
+        sealed.links[0].1.0.as_str(),
+    ] {
+        assert!(
+            !all.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "{needle} is in the store"
+        );
+    }
+    // Shredding removes the item and its keys on every instance.
+    assert!(b.shred("T1-P").await.unwrap());
+    assert!(a.sealed_item("T1-P").await.unwrap().is_none());
+    assert!(a.sealed_message("T1-P").await.is_err());
+    assert!(!b.shred("T1-P").await.unwrap());
+    assert!(a.list_sealed().await.unwrap().is_empty());
 }
