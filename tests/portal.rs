@@ -1015,3 +1015,31 @@ fn ring_sha256(bytes: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, bytes);
     data_encoding::HEXLOWER.encode(d.as_ref())
 }
+
+#[test]
+fn an_email_code_only_where_allowed_and_audited_as_the_lower_level() {
+    let p = portal_with("portal-email", "allow_email_code = true\n", "");
+    // Not in the directory, no header: with e-mail codes allowed the notification goes at once.
+    let note = p.send("pt-email", "mail@patients.test", "");
+    assert!(note.contains("naar dit e-mailadres") && note.contains("to this e-mail address"));
+    let link = links_in(&note, 'r').remove(0);
+    let mut b = p.browser();
+    let landing = b.get(&link);
+    let r = b.post(&link, &[("csrf", &landing.csrf())]);
+    assert_eq!(r.header("location"), "/code?s=sent");
+    let mail = p.receiver.wait_delivered("Your code is", 1, WAIT);
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].contains("To: <mail@patients.test>") && !mail[0].contains(BSN));
+    let code = code_in(mail[0].split("Uw code is").nth(1).unwrap());
+    let form = b.get("/code");
+    let open = b.post("/code", &[("csrf", &form.csrf()), ("code", &code)]);
+    assert_eq!(open.header("location"), "/message");
+    let audit = p.audit();
+    let auth = audit
+        .iter()
+        .find(|r| r["action"] == "authenticated")
+        .unwrap();
+    assert_eq!(auth["method"], "email");
+    assert!(auth["detail"].as_str().unwrap().contains("lower level"));
+    assert!(p.sms().is_empty());
+}

@@ -329,12 +329,18 @@ impl Portal {
             Some(Tried::Right) => {
                 visit.open = true;
                 self.put_visit(secret, &visit).await?;
+                let detail = matches!(g.auth, Auth::Email).then(|| {
+                    "a code to the mailbox: a lower level than SMS or an access code \
+                     (portal.allow_email_code)"
+                        .to_string()
+                });
                 self.event(
                     &item.id,
                     &meta,
                     "authenticated",
                     EventDetail {
                         method,
+                        detail,
                         ..EventDetail::of(&g.address)
                     },
                 )
