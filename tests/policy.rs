@@ -486,10 +486,11 @@ fn kill9_while_quarantining_leaves_a_complete_item_or_none_and_the_retry_is_kept
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        // The lock files, and the (empty) directories of tombstones, anchors, sessions, counters.
+        // The lock files, and the (empty) directories of tombstones, anchors, sessions,
+        // counters and portal items.
         .filter(|n| {
             !n.ends_with(".lock")
-                && !["settled", "anchors", "sessions", "counters"].contains(&n.as_str())
+                && !["settled", "anchors", "sessions", "counters", "portal"].contains(&n.as_str())
         })
         .collect();
     assert!(names.is_empty(), "{names:?}");

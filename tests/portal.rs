@@ -470,8 +470,10 @@ fn a_patient_reads_sealed_mail_after_an_sms_code_and_nothing_leaks() {
 
     // The administrator sees metadata, revokes, and the link opens nothing any more.
     let listed = p.cli(&["portal", "list"]);
-    assert!(String::from_utf8_lossy(&listed.stdout).contains(&id));
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains(BSN));
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(listed.contains(&id), "{listed}");
+    assert!(listed.contains("pat@patients.test (sms, read)"), "{listed}");
+    assert!(!listed.contains(BSN));
     let revoked = p.cli(&[
         "portal",
         "revoke",

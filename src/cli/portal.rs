@@ -68,11 +68,21 @@ async fn portal(config: Option<&Path>) -> anyhow::Result<Portal> {
         .context("there is no [portal] section in the configuration")
 }
 
-fn state(meta: &Meta) -> String {
+/// Which recipients of an item have read it.
+async fn reads(p: &Portal, id: &str, meta: &Meta) -> Vec<bool> {
+    let mut out = Vec::new();
+    for g in &meta.recipients {
+        out.push(p.was_read(id, &g.address).await);
+    }
+    out
+}
+
+fn state(meta: &Meta, read: &[bool]) -> String {
     meta.recipients
         .iter()
-        .map(|g| {
-            let s = match (&g.auth, g.notified, g.read) {
+        .zip(read)
+        .map(|(g, &read)| {
+            let s = match (&g.auth, g.notified, read) {
                 (Auth::Pending { .. }, _, _) => "waits for the sender",
                 (_, _, true) => "read",
                 (_, true, false) => "notified",
@@ -102,6 +112,7 @@ pub fn run(cmd: PortalCommand) -> anyhow::Result<()> {
             for item in items {
                 let meta: Meta = serde_json::from_value(item.meta.clone())
                     .with_context(|| format!("portal item {}", item.id))?;
+                let read = rt.block_on(reads(&p, &item.id, &meta));
                 match format {
                     Format::Json => out!(
                         "{}",
@@ -111,11 +122,11 @@ pub fn run(cmd: PortalCommand) -> anyhow::Result<()> {
                             "expires": when(item.expires),
                             "sender": meta.sender,
                             "size": meta.size,
-                            "recipients": meta.recipients.iter().map(|g| serde_json::json!({
+                            "recipients": meta.recipients.iter().zip(&read).map(|(g, r)| serde_json::json!({
                                 "address": g.address,
                                 "method": g.auth.method(),
                                 "notified": g.notified,
-                                "read": g.read,
+                                "read": r,
                             })).collect::<Vec<_>>(),
                         })
                     ),
@@ -125,7 +136,7 @@ pub fn run(cmd: PortalCommand) -> anyhow::Result<()> {
                         meta.created,
                         meta.sender,
                         when(item.expires),
-                        state(&meta)
+                        state(&meta, &read)
                     ),
                 }
             }
@@ -135,6 +146,7 @@ pub fn run(cmd: PortalCommand) -> anyhow::Result<()> {
             let (item, meta) = rt
                 .block_on(p.item(&id))?
                 .with_context(|| format!("no portal item {id} (expired, revoked or never)"))?;
+            let read = rt.block_on(reads(&p, &item.id, &meta));
             match format {
                 Format::Json => out!("{}", serde_json::to_string(&item.meta)?),
                 Format::Text => {
@@ -144,13 +156,12 @@ pub fn run(cmd: PortalCommand) -> anyhow::Result<()> {
                     out!("expires:    {}", when(item.expires));
                     out!("sender:     {} ({})", meta.sender, meta.sender_name);
                     out!("size:       {} bytes (sealed)", meta.size);
-                    for g in &meta.recipients {
+                    for (g, r) in meta.recipients.iter().zip(&read) {
                         out!(
-                            "recipient:  {} by {}, notified {}, read {}",
+                            "recipient:  {} by {}, notified {}, read {r}",
                             g.address,
                             g.auth.method(),
                             g.notified,
-                            g.read
                         );
                     }
                 }

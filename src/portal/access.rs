@@ -14,11 +14,19 @@ use super::seal::{self, MessageKey};
 use super::service::{EventDetail, Portal, PortalError};
 use crate::store::{SealedItem, now_unix};
 
+/// A visit's idle time is renewed by a request at most this often (seconds): a write per
+/// page would cost every page a durable write.
+const RENEW_AFTER: u64 = 30;
+
 /// A visit, as the store keeps it (under a hash of its cookie).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Visit {
     pub item: String,
     pub recipient: String,
+    /// When its idle time was last renewed (unix seconds): renewed at most every
+    /// `RENEW_AFTER`, not on every request.
+    #[serde(default)]
+    renewed: u64,
     /// Whether the code was given: until then the visit opens nothing.
     pub open: bool,
     pub method: String,
@@ -89,9 +97,19 @@ fn visit_key(secret: &str) -> Result<String, AccessError> {
     Ok(format!("pv:{}", hex(&seal::link_hash(secret)?)))
 }
 
-fn code_key(item: &str, recipient: &str) -> String {
+fn recipient_key(prefix: &str, item: &str, recipient: &str) -> String {
     let d = ring::digest::digest(&ring::digest::SHA256, recipient.as_bytes());
-    format!("pc:{item}:{}", hex(&d.as_ref()[..12]))
+    format!("{prefix}:{item}:{}", hex(&d.as_ref()[..12]))
+}
+
+/// A recipient's code state.
+fn code_key(item: &str, recipient: &str) -> String {
+    recipient_key("pc", item, recipient)
+}
+
+/// A recipient's first reading.
+fn read_key(item: &str, recipient: &str) -> String {
+    recipient_key("pr", item, recipient)
 }
 
 impl Portal {
@@ -128,6 +146,7 @@ impl Portal {
         let visit = Visit {
             item: id.to_string(),
             recipient: g.address.clone(),
+            renewed: 0,
             open: false,
             method: g.auth.method().to_string(),
             nonce: hex(&nonce),
@@ -175,7 +194,9 @@ impl Portal {
             Ok(k) => k,
             Err(_) => return Ok(None),
         };
-        self.put_visit(secret, &visit).await?;
+        if now_unix().saturating_sub(visit.renewed) >= RENEW_AFTER {
+            self.put_visit(secret, &visit).await?;
+        }
         Ok(Some((visit, mkey)))
     }
 
@@ -299,7 +320,7 @@ impl Portal {
             self.store.put_session(key, &value, until).await?;
             Ok::<T, AccessError>(out)
         };
-        match self.store.exclusive(key, job).await? {
+        match self.one_at_a_time(key, job).await? {
             Some(r) => r.map(Some),
             None => Ok(None),
         }
@@ -405,12 +426,25 @@ impl Portal {
         Ok(seal::open_message(&visit.item, &sealed, key)?)
     }
 
-    /// Marks the first reading (and tells the sender when `portal.read_notice` asks).
+    /// Records a reading; the first one (exactly once, however many requests or instances
+    /// at once) tells the sender when `portal.read_notice` asks. The marker is a session of
+    /// its own per recipient, not the item's metadata: readers never rewrite the item.
     pub async fn viewed(&self, visit: &Visit) -> Result<(), AccessError> {
-        let (item, mut meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
-        let first = meta
-            .grantee_mut(&visit.recipient)
-            .map(|g| !std::mem::replace(&mut g.read, true))
+        let (item, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
+        let key = read_key(&item.id, &visit.recipient);
+        let job = async {
+            if self.store.session(&key).await?.is_some() {
+                return Ok::<bool, AccessError>(false);
+            }
+            let at = serde_json::json!({ "at": now_unix() });
+            self.store.put_session(&key, &at, item.expires).await?;
+            Ok(true)
+        };
+        // Busy: another request of this recipient is marking it right now.
+        let first = self
+            .one_at_a_time(&key, job)
+            .await?
+            .transpose()?
             .unwrap_or(false);
         self.event(
             &item.id,
@@ -422,21 +456,26 @@ impl Portal {
             },
         )
         .await;
-        if first {
-            self.save(&item, &meta).await?;
-            if self.config.read_notice {
-                self.tell_sender(&item.id, &meta, &visit.recipient, "read")
-                    .await;
-                self.event(
-                    &item.id,
-                    &meta,
-                    "read-notice",
-                    EventDetail::of(&visit.recipient),
-                )
+        if first && self.config.read_notice {
+            self.tell_sender(&item.id, &meta, &visit.recipient, "read")
                 .await;
-            }
+            self.event(
+                &item.id,
+                &meta,
+                "read-notice",
+                EventDetail::of(&visit.recipient),
+            )
+            .await;
         }
         Ok(())
+    }
+
+    /// Whether `recipient` has read item `id` (for `sluis portal list`).
+    pub async fn was_read(&self, id: &str, recipient: &str) -> bool {
+        matches!(
+            self.store.session(&read_key(id, recipient)).await,
+            Ok(Some(_))
+        )
     }
 
     /// A code by mail (only with `portal.allow_email_code`).

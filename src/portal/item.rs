@@ -41,9 +41,6 @@ pub struct Grantee {
     /// The notification went out.
     #[serde(default)]
     pub notified: bool,
-    /// The recipient read the message at least once.
-    #[serde(default)]
-    pub read: bool,
 }
 
 /// How a recipient proves who they are.

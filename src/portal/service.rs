@@ -41,6 +41,8 @@ pub struct Portal {
     directory: HashMap<String, String>,
     /// Replies are inspected like any message.
     pub(super) inspector: Arc<crate::inspect::Inspector>,
+    /// Per-recipient locks of this process (the files store: one host, one server).
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// What sealing gave the pipeline: the item, and what to send once the decisions are audited.
@@ -104,6 +106,7 @@ impl Portal {
             sms,
             directory,
             inspector: Arc::new(crate::inspect::Inspector::new(&config.inspect)?),
+            locks: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -156,7 +159,6 @@ impl Portal {
                 wrapped_key: hex(&grant.wrapped_key),
                 auth,
                 notified: false,
-                read: false,
             });
         }
         let completion_hash = match &completion {
@@ -194,6 +196,32 @@ impl Portal {
             links,
             completion,
         })
+    }
+
+    /// Runs `job` while no other request runs one for `key` (a recipient's code state, their
+    /// first reading). With PostgreSQL, instances share the store: an advisory lock, `None`
+    /// when another instance holds it right now. With files, one server process uses the
+    /// store: a lock of this process, waited for, which leaves nothing on disk.
+    pub(super) async fn one_at_a_time<T, F>(
+        &self,
+        key: &str,
+        job: F,
+    ) -> Result<Option<T>, StoreError>
+    where
+        F: std::future::Future<Output = T>,
+    {
+        if self.store.kind() != "files" {
+            return self.store.exclusive(key, job).await;
+        }
+        let lock = {
+            let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+            // Forget the locks nobody holds or waits for (the map stays as small as the
+            // requests in progress).
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(key.to_string()).or_default().clone()
+        };
+        let _held = lock.lock().await;
+        Ok(Some(job.await))
     }
 
     /// An item and its metadata; `None` when it is gone (expired, revoked) or past its expiry.

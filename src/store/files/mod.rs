@@ -129,6 +129,14 @@ impl FileStore {
         Ok(())
     }
 
+    /// A temporary name no other writer uses at the same time (two requests of one visit may
+    /// write its session at once; a fixed name would make one rename the other's file).
+    fn unique_tmp(dir: &Path, stem: &str) -> PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        dir.join(format!(".tmp-{stem}.{}.{n}", std::process::id()))
+    }
+
     fn io(&self, source: std::io::Error) -> StoreError {
         StoreError::Io {
             dir: self.dir.display().to_string(),

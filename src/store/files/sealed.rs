@@ -51,6 +51,9 @@ impl FileStore {
             });
         }
         let id = &item.id;
+        // Held shared while writing, like a hold: leftovers are removed only under it held
+        // exclusively, so a command starting meanwhile never takes these files for a crash's.
+        let _writing = self.locked(".lock", true).await?;
         let tmp = self.portal_dir().join(format!(".tmp-{id}.sealed"));
         let written = self.write_file(sealed, &tmp, &self.sealed_path(id)).await;
         let written = match written {
@@ -71,7 +74,7 @@ impl FileStore {
             meta: item.meta.clone(),
         })
         .unwrap_or_default();
-        let tmp = self.portal_dir().join(format!(".tmp-{}.json", item.id));
+        let tmp = Self::unique_tmp(&self.portal_dir(), &format!("{}.json", item.id));
         self.write_file(&data, &tmp, &self.sealed_json(&item.id))
             .await
     }
@@ -108,6 +111,7 @@ impl FileStore {
         if !self.sealed_json(&item.id).exists() {
             return Err(StoreError::NotFound(item.id.clone()));
         }
+        let _writing = self.locked(".lock", true).await?;
         self.write_sealed_meta(item).await
     }
 

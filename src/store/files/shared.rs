@@ -38,7 +38,7 @@ impl FileStore {
             expires,
         })
         .unwrap_or_default();
-        let tmp = self.dir.join("sessions").join(format!(".tmp-{key}"));
+        let tmp = Self::unique_tmp(&self.dir.join("sessions"), key);
         self.write_file(&data, &tmp, &self.session_path(key)).await
     }
 
@@ -93,7 +93,17 @@ impl FileStore {
         for (sub, expiry) in [("sessions", "expires"), ("counters", "window_end")] {
             let _counting = self.locked(".counters.lock", false).await?;
             for entry in std::fs::read_dir(self.dir.join(sub)).map_err(|e| self.io(e))? {
-                let path = entry.map_err(|e| self.io(e))?.path();
+                let entry = entry.map_err(|e| self.io(e))?;
+                let path = entry.path();
+                // A temporary file being written right now is another writer's, not litter.
+                let writing = entry.file_name().to_string_lossy().starts_with(".tmp-")
+                    && entry
+                        .metadata()
+                        .and_then(|m| m.modified())
+                        .is_ok_and(|t| t.elapsed().is_ok_and(|a| a.as_secs() < 60));
+                if writing {
+                    continue;
+                }
                 let ends = std::fs::read(&path)
                     .ok()
                     .and_then(|d| serde_json::from_slice::<serde_json::Value>(&d).ok())
