@@ -1045,3 +1045,58 @@ fn an_email_code_only_where_allowed_and_audited_as_the_lower_level() {
     assert!(auth["detail"].as_str().unwrap().contains("lower level"));
     assert!(p.sms().is_empty());
 }
+
+#[test]
+fn config_check_shows_the_portal_in_the_profile_and_names_bad_portal_settings() {
+    let dir = scratch("portal-config");
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let base = format!(
+        "[server]\nspool_dir = \"{}\"\n\n[portal]\nbase_url = \"https://veilig.test\"\n\
+         from = \"beveiligd@org.test\"\norganisation = \"Ziekenhuis\"\n",
+        dir.path().join("spool").display()
+    );
+    let ok = config_check(&write("ok.toml", &base));
+    assert_success(&ok, "config check");
+    let text = String::from_utf8_lossy(&ok.stdout);
+    for rule in ["confidential-to-personal", "confidential-unauthenticated"] {
+        let at = text.find(&format!("name = \"{rule}\"")).unwrap();
+        assert!(
+            text[at..].starts_with(&format!("name = \"{rule}\"\naction = \"portal\"")),
+            "{text}"
+        );
+    }
+    // Without [portal] the profile stays as it was.
+    let plain = config_check(&write("plain.toml", "[log]\nlevel = \"info\"\n"));
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("action = \"portal\""));
+    for (name, text, want) in [
+        (
+            "http.toml",
+            format!("{base}base_url_typo = 1\n"),
+            "unknown field `base_url_typo`",
+        ),
+        (
+            "url.toml",
+            base.replace("https://veilig.test", "http://veilig.test"),
+            "portal.base_url: \"http://veilig.test\": must be the https:// address",
+        ),
+        (
+            "digits.toml",
+            format!("{base}code_digits = 4\n"),
+            "portal.code_digits: 4: a code has 6 to 8 digits",
+        ),
+        (
+            "rule.toml",
+            "[[policy.rules]]\nname = \"p\"\naction = \"portal\"\n".to_string(),
+            "policy.rules[0].action: \"portal\", but there is no [portal] section",
+        ),
+    ] {
+        let out = config_check(&write(name, &text));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{name}: {err}");
+        assert!(err.contains(name), "{name}: names the file: {err}");
+    }
+}
