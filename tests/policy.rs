@@ -429,6 +429,63 @@ fn bogus_dnssec_defers_and_never_downgrades() {
 }
 
 #[test]
+fn with_a_portal_webmail_is_sealed_the_dane_recipient_delivered_and_a_lapsed_one_held_in_one_reply()
+{
+    let dir = scratch("portal-mixed");
+    let outbox = dir.path().join("sms.jsonl");
+    let g = gateway(&format!(
+        "[recipients]\npersonal_domains = [\"patients.test\"]\n\n\
+         [[domains]]\nname = \"gone.test\"\nclass = \"managed\"\ntoken = \"t-123\"\n\n\
+         [ownership]\nrefuse_lapsed = false\n\n\
+         [portal]\nlisten = \"127.0.0.1:{}\"\nbase_url = \"https://portal.test\"\n\
+         from = \"beveiligd@org.test\"\norganisation = \"Ziekenhuis Oost\"\n\
+         allow_email_code = true\n\n[portal.sms]\nkind = \"file\"\npath = \"{}\"\n",
+        free_port(),
+        outbox.display()
+    ));
+    let r = send(
+        &g,
+        &["pat@patients.test", "poli@daneok.test", "oud@gone.test"],
+        "p-portal-mixed",
+        BSN_TEXT,
+    );
+    // One reply for three decisions: sealed, delivered through the DANE lane, held.
+    assert!(r.starts_with("250"), "{r}");
+    assert!(lane_took("sluis-dane-only", "poli@daneok.test"));
+    let note = wait_for(WAIT, || {
+        g.sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Beveiligd bericht van") && m.contains("To: <pat@patients.test>"))
+    })
+    .expect("the portal's notification through the default lane");
+    assert!(!note.contains("123456782") && !note.contains("Uitslag"));
+    assert!(!world().lanes.maillog().contains("to=<pat@patients.test>"));
+    let held = held_items(&g);
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0]["recipients"][0]["address"], "oud@gone.test");
+    // Audited before the reply: a decision per recipient, each with where it went.
+    let audit = audit_records(&g);
+    let decision = |rcpt: &str| {
+        audit
+            .iter()
+            .find(|r| r["event"] == "decision" && r["recipient"] == rcpt)
+            .cloned()
+            .unwrap()
+    };
+    let portal = decision("pat@patients.test");
+    assert_eq!(portal["decision"], "portal");
+    assert!(portal["portal_id"].as_str().unwrap().ends_with("-P"));
+    assert_eq!(decision("poli@daneok.test")["decision"], "deliver");
+    assert_eq!(decision("oud@gone.test")["decision"], "quarantine");
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["event"] == "portal" && r["action"] == "notified")
+    );
+}
+
+#[test]
 fn kill9_while_quarantining_leaves_a_complete_item_or_none_and_the_retry_is_kept() {
     // A personal-mailbox recipient: held without any DNS. 60 MB (over the inspection bound:
     // uninspectable, so confidential) makes the quarantine copy take long enough to land a kill

@@ -474,6 +474,25 @@ fn a_patient_reads_sealed_mail_after_an_sms_code_and_nothing_leaks() {
     assert!(listed.contains(&id), "{listed}");
     assert!(listed.contains("pat@patients.test (sms, read)"), "{listed}");
     assert!(!listed.contains(BSN));
+    let extended = p.cli(&[
+        "portal",
+        "extend",
+        &id,
+        "--by-duration",
+        "10d",
+        "--by",
+        "admin",
+    ]);
+    assert_success(&extended, "portal extend");
+    assert!(String::from_utf8_lossy(&extended.stdout).contains("now expires at"));
+    assert!(p.events().iter().any(|(a, _)| a == "extended"));
+    let shown = p.cli(&["portal", "show", &id]);
+    let shown = String::from_utf8_lossy(&shown.stdout).into_owned();
+    assert!(
+        shown.contains("recipient:  pat@patients.test by sms, notified true, read true"),
+        "{shown}"
+    );
+    assert!(!shown.contains(BSN) && !shown.contains("Uitslag"));
     let revoked = p.cli(&[
         "portal",
         "revoke",
