@@ -14,6 +14,38 @@ use super::seal::{self, MessageKey};
 use super::service::{EventDetail, Portal, PortalError};
 use crate::store::{SealedItem, now_unix};
 
+/// The audit records of a try: authenticated (with an e-mail code marked as the lower level),
+/// a failure with the tries left, the lock-out.
+fn code_events(
+    tried: &Tried,
+    method: Option<&'static str>,
+    g: &super::item::Grantee,
+) -> Vec<(&'static str, EventDetail)> {
+    let of = |detail: Option<String>| EventDetail {
+        method,
+        detail,
+        ..EventDetail::of(&g.address)
+    };
+    match tried {
+        Tried::Right => {
+            let detail = matches!(g.auth, Auth::Email).then(|| {
+                "a code to the mailbox: a lower level than SMS or an access code \
+                 (portal.allow_email_code)"
+                    .to_string()
+            });
+            vec![("authenticated", of(detail))]
+        }
+        Tried::Wrong { tries_left } => {
+            vec![("code-failed", of(Some(format!("{tries_left} tries left"))))]
+        }
+        Tried::LockedNow => vec![
+            ("code-failed", of(Some("0 tries left".into()))),
+            ("locked", of(Some("10 failed codes".into()))),
+        ],
+        Tried::NoCode | Tried::Locked => Vec::new(),
+    }
+}
+
 /// A visit's idle time is renewed by a request at most this often (seconds): a write per
 /// page would cost every page a durable write.
 const RENEW_AFTER: u64 = 30;
@@ -239,15 +271,20 @@ impl Portal {
         };
         let ckey = code_key(&item.id, &g.address);
         let issued = self
-            .counted(&ckey, item.expires, |state| {
-                state.issue(
-                    &self.codes,
-                    &item.id,
-                    &g.address,
-                    self.config.code_digits,
-                    now_unix(),
-                )
-            })
+            .counted(
+                &ckey,
+                item.expires,
+                |state| {
+                    state.issue(
+                        &self.codes,
+                        &item.id,
+                        &g.address,
+                        self.config.code_digits,
+                        now_unix(),
+                    )
+                },
+                |_| async {},
+            )
             .await?;
         let code = match issued {
             None => return Ok(CodeSent::TooMany(now_unix() + 5)),
@@ -302,14 +339,20 @@ impl Portal {
         }
     }
 
-    /// Reads, changes and writes a recipient's code state under its lock; `None` when another
-    /// request holds the lock.
-    async fn counted<T>(
+    /// Reads, changes and writes a recipient's code state under its lock, and meanwhile does
+    /// `alongside` with what the change gave (its audit records: two durable writes at once,
+    /// not one after the other); `None` when another instance holds the lock.
+    async fn counted<T, F, Fut>(
         &self,
         key: &str,
         until: u64,
         change: impl FnOnce(&mut CodeState) -> T,
-    ) -> Result<Option<T>, AccessError> {
+        alongside: F,
+    ) -> Result<Option<T>, AccessError>
+    where
+        F: FnOnce(&T) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
         let job = async {
             let mut state: CodeState = match self.store.session(key).await? {
                 Some(v) => serde_json::from_value(v).unwrap_or_default(),
@@ -317,7 +360,12 @@ impl Portal {
             };
             let out = change(&mut state);
             let value = serde_json::to_value(&state).unwrap_or_default();
-            self.store.put_session(key, &value, until).await?;
+            let (written, ()) = futures_util::future::join(
+                self.store.put_session(key, &value, until),
+                alongside(&out),
+            )
+            .await;
+            written?;
             Ok::<T, AccessError>(out)
         };
         match self.one_at_a_time(key, job).await? {
@@ -336,76 +384,30 @@ impl Portal {
             .clone();
         let ckey = code_key(&item.id, &g.address);
         let now = now_unix();
-        let tried = self
-            .counted(&ckey, item.expires, |state| match &g.auth {
-                Auth::AccessCode { mac } => {
-                    state.check_access(&self.codes, &item.id, &g.address, given, mac)
-                }
-                _ => state.check(&self.codes, &item.id, &g.address, given, now),
-            })
-            .await?;
         let method = Some(g.auth.method());
+        let tried = self
+            .counted(
+                &ckey,
+                item.expires,
+                |state| match &g.auth {
+                    Auth::AccessCode { mac } => {
+                        state.check_access(&self.codes, &item.id, &g.address, given, mac)
+                    }
+                    _ => state.check(&self.codes, &item.id, &g.address, given, now),
+                },
+                |tried| self.events(&item.id, &meta, code_events(tried, method, &g)),
+            )
+            .await?;
         let checked = match tried {
             None => CodeChecked::Busy,
             Some(Tried::Right) => {
                 visit.open = true;
                 self.put_visit(secret, &visit).await?;
-                let detail = matches!(g.auth, Auth::Email).then(|| {
-                    "a code to the mailbox: a lower level than SMS or an access code \
-                     (portal.allow_email_code)"
-                        .to_string()
-                });
-                self.event(
-                    &item.id,
-                    &meta,
-                    "authenticated",
-                    EventDetail {
-                        method,
-                        detail,
-                        ..EventDetail::of(&g.address)
-                    },
-                )
-                .await;
                 CodeChecked::Open
             }
-            Some(Tried::Wrong { tries_left }) => {
-                self.event(
-                    &item.id,
-                    &meta,
-                    "code-failed",
-                    EventDetail {
-                        method,
-                        detail: Some(format!("{tries_left} tries left")),
-                        ..EventDetail::of(&g.address)
-                    },
-                )
-                .await;
-                CodeChecked::Wrong(tries_left)
-            }
+            Some(Tried::Wrong { tries_left }) => CodeChecked::Wrong(tries_left),
             Some(Tried::NoCode) => CodeChecked::Expired,
             Some(Tried::LockedNow) => {
-                self.event(
-                    &item.id,
-                    &meta,
-                    "code-failed",
-                    EventDetail {
-                        method,
-                        detail: Some("0 tries left".into()),
-                        ..EventDetail::of(&g.address)
-                    },
-                )
-                .await;
-                self.event(
-                    &item.id,
-                    &meta,
-                    "locked",
-                    EventDetail {
-                        method,
-                        detail: Some("10 failed codes".into()),
-                        ..EventDetail::of(&g.address)
-                    },
-                )
-                .await;
                 self.tell_sender(&item.id, &meta, &g.address, "locked")
                     .await;
                 CodeChecked::Locked

@@ -252,17 +252,30 @@ impl Portal {
     /// Audits and counts one event. A failed audit write is logged and counted: the event has
     /// happened (and the store changed) either way.
     pub async fn event(&self, id: &str, meta: &Meta, action: &'static str, e: EventDetail) {
-        crate::metrics::portal_event(action);
-        let record = Record::Portal(PortalEvent {
-            portal_id: id.to_string(),
-            transaction: meta.transaction.clone(),
-            action: action.to_string(),
-            recipient: e.recipient.unwrap_or_default(),
-            method: e.method.map(str::to_string),
-            by: e.by,
-            detail: e.detail,
-        });
-        if let Err(err) = self.audit.append_async(&[record]).await {
+        self.events(id, meta, vec![(action, e)]).await
+    }
+
+    /// Audits and counts several events of one item in one durable write.
+    pub async fn events(&self, id: &str, meta: &Meta, events: Vec<(&'static str, EventDetail)>) {
+        if events.is_empty() {
+            return;
+        }
+        let records: Vec<Record> = events
+            .into_iter()
+            .map(|(action, e)| {
+                crate::metrics::portal_event(action);
+                Record::Portal(PortalEvent {
+                    portal_id: id.to_string(),
+                    transaction: meta.transaction.clone(),
+                    action: action.to_string(),
+                    recipient: e.recipient.unwrap_or_default(),
+                    method: e.method.map(str::to_string),
+                    by: e.by,
+                    detail: e.detail,
+                })
+            })
+            .collect();
+        if let Err(err) = self.audit.append_async(&records).await {
             crate::metrics::audit_failure();
             tracing::error!(portal = %id, error = %err, "audit log write failed");
         }
