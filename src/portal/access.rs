@@ -374,9 +374,13 @@ impl Portal {
         }
     }
 
-    /// A try of the code for the visit of `secret`.
-    pub async fn check_code(&self, secret: &str, given: &str) -> Result<CodeChecked, AccessError> {
-        let (mut visit, _) = self.visit(secret).await?.ok_or(AccessError::Gone)?;
+    /// A try of the code for `visit` (the visit of `secret`, as `visit` found it).
+    pub async fn check_code(
+        &self,
+        secret: &str,
+        mut visit: Visit,
+        given: &str,
+    ) -> Result<CodeChecked, AccessError> {
         let (item, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
         let g = meta
             .grantee(&visit.recipient)

@@ -411,7 +411,7 @@ pub async fn check_code(
         Err(e) => return c.failed(&e),
     };
     let code: String = f.code.chars().take(64).collect();
-    match c.portal.check_code(secret, &code).await {
+    match c.portal.check_code(secret, visit.clone(), &code).await {
         Ok(CodeChecked::Open) => c.see_other("/message", None),
         Ok(CodeChecked::Wrong(left)) => {
             let note = format!("<p role=\"alert\">{} {left}</p>", c.t("code.wrong"));
