@@ -486,4 +486,45 @@ mod tests {
         assert!(ServerSecret::from_bytes(&[0; 31]).is_err());
         assert!(ServerSecret::from_bytes(&[0; 32]).is_ok());
     }
+
+    #[test]
+    fn a_session_and_a_completion_link_each_open_only_their_own_wrapping() {
+        let s = server();
+        let (sealed, grants, key) = seal("P1", MESSAGE, &["a@x.test"], &s).unwrap();
+        let (grant, link) = &grants[0];
+        // A visit's cookie secret wraps the message key: it opens the message, and nothing
+        // else opens that wrapping (the link, another cookie, another recipient).
+        let (cookie, _) = new_secret().unwrap();
+        let (n, w) = wrap_for_session(&key, &cookie.0, "P1", "a@x.test", &s).unwrap();
+        let k = unwrap_session(&cookie.0, "P1", "a@x.test", &n, &w, &s).unwrap();
+        assert_eq!(open_message("P1", &sealed, &k).unwrap(), MESSAGE);
+        let (other, _) = new_secret().unwrap();
+        for (secret, rcpt) in [
+            (&link.0, "a@x.test"),
+            (&other.0, "a@x.test"),
+            (&cookie.0, "b@x.test"),
+        ] {
+            assert!(unwrap_session(secret, "P1", rcpt, &n, &w, &s).is_err());
+        }
+        // A label keeps the wrappings apart: a session wrapping is no grant.
+        let forged = Grant {
+            nonce: n,
+            wrapped_key: w.clone(),
+            ..grant.clone()
+        };
+        assert!(unwrap_grant("P1", &forged, &cookie.0, &s).is_err());
+        // The sender's completion secret gives back the recipient's link, and only it does.
+        let (completion, _) = new_secret().unwrap();
+        let (n, w) = wrap_link_for_sender(link, &completion.0, "P1", "a@x.test", &s).unwrap();
+        let back = unwrap_link_for_sender(&completion.0, "P1", "a@x.test", &n, &w, &s).unwrap();
+        assert_eq!(back.0, link.0);
+        assert!(unwrap_link_for_sender(&link.0, "P1", "a@x.test", &n, &w, &s).is_err());
+        // Notes (the number) open with the message key, for their own recipient only.
+        let (n, sealed_note) = seal_note(&key, "P1", "a@x.test", b"+31612345678").unwrap();
+        assert_eq!(
+            open_note(&k, "P1", "a@x.test", &n, &sealed_note).unwrap(),
+            b"+31612345678"
+        );
+        assert!(open_note(&k, "P1", "b@x.test", &n, &sealed_note).is_err());
+    }
 }
