@@ -279,9 +279,15 @@ impl Server {
                     || c.server.admin_listen != current.config.server.admin_listen
                     || c.upstream.policy_map_listen != current.config.upstream.policy_map_listen
                     || c.review.report_listen != current.config.review.report_listen
+                    || c.portal.as_ref().map(|p| (p.listen, &p.cert_file, &p.key_file))
+                        != current
+                            .config
+                            .portal
+                            .as_ref()
+                            .map(|p| (p.listen, &p.cert_file, &p.key_file))
                 {
                     tracing::warn!(
-                        "listen addresses changed: they take effect at the next restart"
+                        "listen addresses (or the portal's certificate) changed: they take effect at the next restart"
                     );
                 }
                 if c.store != current.config.store

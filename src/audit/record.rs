@@ -167,7 +167,8 @@ pub struct ReleaseOutcome {
 
 /// One event of a portal item for one recipient (or for all, on revocation and expiry):
 /// notified, opened, code-sent, code-failed, locked, authenticated, viewed, downloaded,
-/// replied, revoked, expired, completed, notify-failed, sms-failed, read-notice.
+/// replied, revoked, extended, expired, completed, notify-failed, sms-failed,
+/// code-mail-failed, read-notice.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PortalEvent {
     pub portal_id: String,

@@ -326,7 +326,11 @@ impl Portal {
                 self.event(
                     &item.id,
                     meta,
-                    "sms-failed",
+                    if matches!(g.auth, Auth::Email) {
+                        "code-mail-failed"
+                    } else {
+                        "sms-failed"
+                    },
                     EventDetail {
                         method: Some(g.auth.method()),
                         detail: Some(e),
