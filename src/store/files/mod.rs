@@ -262,18 +262,32 @@ impl FileStore {
         self.write_file(&json, json_tmp, &self.json_path(id)).await
     }
 
-    /// Writes `data` to `tmp`, fsyncs it, renames it to `path` and fsyncs the directory.
+    /// Writes `data` to `tmp`, fsyncs it, renames it to `path` and fsyncs the directory: in
+    /// one blocking task, not one per step (small writes are most of the store's traffic, and
+    /// each hop to the blocking pool and back is a pair of task switches).
     async fn write_file(&self, data: &[u8], tmp: &Path, path: &Path) -> Result<(), StoreError> {
-        let io = |e| self.io(e);
-        let mut f = create_private(tmp).await.map_err(io)?;
-        f.write_all(data).await.map_err(io)?;
-        f.sync_all().await.map_err(io)?;
-        drop(f);
-        tokio::fs::rename(tmp, path).await.map_err(io)?;
-        if let Some(parent) = path.parent() {
-            sync_dir(parent).await.map_err(io)?;
-        }
-        Ok(())
+        let (data, tmp, path) = (data.to_vec(), tmp.to_path_buf(), path.to_path_buf());
+        let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&data)?;
+            f.sync_all()?;
+            drop(f);
+            std::fs::rename(&tmp, &path)?;
+            if let Some(parent) = path.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r);
+        written.map_err(|e| self.io(e))
     }
 
     fn read_meta(&self, id: &str) -> Result<serde_json::Value, StoreError> {
