@@ -881,7 +881,12 @@ fn an_http_provider_gets_the_code_after_a_retry_and_sealed_items_survive_kill_an
     p.sluis.spawn();
     let gone = wait_for(WAIT, || (!json.exists()).then_some(()));
     assert!(gone.is_some(), "expired item still there");
-    assert!(p.events().iter().any(|(a, _)| a == "expired"));
+    // The record follows the removal (a crash in between would leave it unrecorded, never
+    // the item readable).
+    let recorded = wait_for(WAIT, || {
+        p.events().iter().any(|(a, _)| a == "expired").then_some(())
+    });
+    assert!(recorded.is_some(), "no expired record");
 }
 
 impl Portal {

@@ -66,6 +66,14 @@ pub struct Visit {
     wrapped: String,
 }
 
+/// An open visit's item, read once per request: its record, its metadata, the message.
+pub struct Opened {
+    pub item: SealedItem,
+    pub meta: Meta,
+    /// The message as sealed (the original, less the numbers' header).
+    pub raw: Vec<u8>,
+}
+
 /// What the link's page shows before anything happens.
 pub struct Landing {
     pub meta: Meta,
@@ -426,21 +434,22 @@ impl Portal {
     }
 
     /// The message of an open visit, as sealed (the trace header and the original).
-    pub async fn read(&self, visit: &Visit, key: &MessageKey) -> Result<Vec<u8>, AccessError> {
+    pub async fn read(&self, visit: &Visit, key: &MessageKey) -> Result<Opened, AccessError> {
         if !visit.open {
             return Err(AccessError::Gone);
         }
-        let (_, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
+        let (item, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
         let ciphertext = self.store.sealed_message(&visit.item).await?;
         let sealed = meta.sealed(ciphertext).ok_or(AccessError::Gone)?;
-        Ok(seal::open_message(&visit.item, &sealed, key)?)
+        let raw = seal::open_message(&visit.item, &sealed, key)?;
+        Ok(Opened { item, meta, raw })
     }
 
     /// Records a reading; the first one (exactly once, however many requests or instances
     /// at once) tells the sender when `portal.read_notice` asks. The marker is a session of
     /// its own per recipient, not the item's metadata: readers never rewrite the item.
-    pub async fn viewed(&self, visit: &Visit) -> Result<(), AccessError> {
-        let (item, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
+    pub async fn viewed(&self, visit: &Visit, opened: &Opened) -> Result<(), AccessError> {
+        let (item, meta) = (&opened.item, &opened.meta);
         let key = read_key(&item.id, &visit.recipient);
         let job = async {
             if self.store.session(&key).await?.is_some() {
@@ -458,7 +467,7 @@ impl Portal {
             .unwrap_or(false);
         self.event(
             &item.id,
-            &meta,
+            meta,
             "viewed",
             EventDetail {
                 method: meta.grantee(&visit.recipient).map(|g| g.auth.method()),
@@ -467,11 +476,11 @@ impl Portal {
         )
         .await;
         if first && self.config.read_notice {
-            self.tell_sender(&item.id, &meta, &visit.recipient, "read")
+            self.tell_sender(&item.id, meta, &visit.recipient, "read")
                 .await;
             self.event(
                 &item.id,
-                &meta,
+                meta,
                 "read-notice",
                 EventDetail::of(&visit.recipient),
             )

@@ -6,7 +6,7 @@
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
 
-use super::access::{AccessError, Visit};
+use super::access::{AccessError, Opened, Visit};
 use super::service::{EventDetail, Portal, PortalError};
 
 /// One file the recipient attached.
@@ -30,10 +30,11 @@ impl Portal {
     pub async fn reply(
         &self,
         visit: &Visit,
-        original: &[u8],
+        opened: &Opened,
         text: &str,
         files: Vec<Upload>,
     ) -> Result<Replied, AccessError> {
+        let (meta, original) = (&opened.meta, &opened.raw[..]);
         if !visit.open {
             return Err(AccessError::Gone);
         }
@@ -41,7 +42,6 @@ impl Portal {
         if size as u64 > self.config.max_reply_bytes {
             return Ok(Replied::TooBig);
         }
-        let (_, meta) = self.item(&visit.item).await?.ok_or(AccessError::Gone)?;
         let parsed = mail_parser::MessageParser::default().parse_headers(original);
         let subject = parsed
             .as_ref()
@@ -118,7 +118,7 @@ impl Portal {
         }
         self.event(
             &visit.item,
-            &meta,
+            meta,
             "replied",
             EventDetail {
                 detail: Some(detail),

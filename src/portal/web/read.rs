@@ -9,13 +9,13 @@ use mail_parser::{MessageParser, MimeHeaders};
 
 use super::Current;
 use super::pages::{Ctx, LangQuery, ctx, current_visit, esc};
-use crate::portal::access::{AccessError, Visit};
+use crate::portal::access::{AccessError, Opened, Visit};
 use crate::portal::mail::date;
 use crate::portal::reply::{Replied, Upload};
 use crate::portal::service::{EventDetail, Portal};
 
 /// The open visit's message, parsed; or the response to give instead.
-async fn opened(c: &Ctx, headers: &HeaderMap) -> Result<(Visit, Vec<u8>), Response> {
+async fn opened(c: &Ctx, headers: &HeaderMap) -> Result<(Visit, Opened), Response> {
     let (visit, key) = match current_visit(c, headers).await {
         Ok(Some(v)) => v,
         Ok(None) => return Err(c.session_over()),
@@ -25,7 +25,7 @@ async fn opened(c: &Ctx, headers: &HeaderMap) -> Result<(Visit, Vec<u8>), Respon
         return Err(c.see_other("/code", None));
     }
     match c.portal.read(&visit, &key).await {
-        Ok(raw) => Ok((visit, raw)),
+        Ok(o) => Ok((visit, o)),
         Err(e) => Err(c.failed(&e)),
     }
 }
@@ -37,14 +37,14 @@ pub async fn message(
     Query(q): Query<LangQuery>,
 ) -> Response {
     let c = ctx(&p, &headers, Some(&q));
-    let (visit, raw) = match opened(&c, &headers).await {
+    let (visit, opened) = match opened(&c, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(e) = c.portal.viewed(&visit).await {
+    if let Err(e) = c.portal.viewed(&visit, &opened).await {
         return c.failed(&e);
     }
-    let Some(msg) = MessageParser::default().parse(&raw) else {
+    let Some(msg) = MessageParser::default().parse(&opened.raw) else {
         return c.failed(&AccessError::Gone);
     };
     let mut body = String::new();
@@ -58,7 +58,7 @@ pub async fn message(
     body.push_str(&format!(
         "<p class=\"expiry\">{} {}</p>",
         c.t("landing.until"),
-        esc(&expiry_of(&c, &visit).await)
+        esc(&date(opened.item.expires, c.lang.code()))
     ));
     for i in 0..msg.text_body_count() {
         if let Some(text) = msg.body_text(i) {
@@ -118,13 +118,6 @@ pub async fn message(
     c.page(StatusCode::OK, c.t("message.title"), &body)
 }
 
-async fn expiry_of(c: &Ctx, visit: &Visit) -> String {
-    match c.portal.item(&visit.item).await {
-        Ok(Some((item, _))) => date(item.expires, c.lang.code()),
-        _ => String::new(),
-    }
-}
-
 /// A download: exactly the bytes the part carried, never rendered by the browser.
 fn download(name: &str, content: Vec<u8>) -> Response {
     let fallback: String = name
@@ -166,11 +159,11 @@ pub async fn attachment(
     Path(n): Path<u32>,
 ) -> Response {
     let c = ctx(&p, &headers, None);
-    let (visit, raw) = match opened(&c, &headers).await {
+    let (visit, opened) = match opened(&c, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let Some(msg) = MessageParser::default().parse(&raw) else {
+    let Some(msg) = MessageParser::default().parse(&opened.raw) else {
         return c.gone();
     };
     let Some(part) = msg.attachments().nth(n as usize) else {
@@ -186,19 +179,19 @@ pub async fn attachment(
         .map(|t| format!("{}/{}", t.ctype(), t.subtype().unwrap_or("")))
         .unwrap_or_default();
     let detail = download_detail(&format!("attachment {}", n + 1), &kind, &content);
-    audit_download(&c.portal, &visit, detail).await;
+    audit_download(&c.portal, &visit, &opened, detail).await;
     download(&name, content)
 }
 
 pub async fn original(State(p): State<Current>, headers: HeaderMap) -> Response {
     let c = ctx(&p, &headers, None);
-    let (visit, raw) = match opened(&c, &headers).await {
+    let (visit, opened) = match opened(&c, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    let detail = download_detail("original", "message/rfc822", &raw);
-    audit_download(&c.portal, &visit, detail).await;
-    download(&format!("{}.eml", visit.item), raw)
+    let detail = download_detail("original", "message/rfc822", &opened.raw);
+    audit_download(&c.portal, &visit, &opened, detail).await;
+    download(&format!("{}.eml", visit.item), opened.raw)
 }
 
 /// Which download, without its name (a file name may name the patient).
@@ -211,20 +204,18 @@ fn download_detail(what: &str, kind: &str, content: &[u8]) -> String {
     )
 }
 
-async fn audit_download(portal: &Portal, visit: &Visit, detail: String) {
-    if let Ok(Some((_, meta))) = portal.item(&visit.item).await {
-        portal
-            .event(
-                &visit.item,
-                &meta,
-                "downloaded",
-                EventDetail {
-                    detail: Some(detail),
-                    ..EventDetail::of(&visit.recipient)
-                },
-            )
-            .await;
-    }
+async fn audit_download(portal: &Portal, visit: &Visit, opened: &Opened, detail: String) {
+    portal
+        .event(
+            &visit.item,
+            &opened.meta,
+            "downloaded",
+            EventDetail {
+                detail: Some(detail),
+                ..EventDetail::of(&visit.recipient)
+            },
+        )
+        .await;
 }
 
 /// The reply form's POST (multipart: the CSRF token, the text, the files).
@@ -277,11 +268,11 @@ pub async fn reply(
     if !Ctx::csrf_ok(&headers, &csrf) {
         return c.csrf_refused();
     }
-    let (visit, raw) = match opened(&c, &headers).await {
+    let (visit, opened) = match opened(&c, &headers).await {
         Ok(v) => v,
         Err(r) => return r,
     };
-    match c.portal.reply(&visit, &raw, &text, files).await {
+    match c.portal.reply(&visit, &opened, &text, files).await {
         Ok(Replied::Sent) => c.see_other("/message?s=replied", None),
         Ok(Replied::TooBig) => c.see_other("/message?s=reply-too-big", None),
         Ok(Replied::NotSent) => c.see_other("/message?s=reply-failed", None),
