@@ -1044,10 +1044,22 @@ fn ring_sha256(bytes: &[u8]) -> String {
 
 #[test]
 fn an_email_code_only_where_allowed_and_audited_as_the_lower_level() {
-    let p = portal_with("portal-email", "allow_email_code = true\n", "");
+    let p = portal_with(
+        "portal-email",
+        "allow_email_code = true\nshow_subject = true\n",
+        "",
+    );
     // Not in the directory, no header: with e-mail codes allowed the notification goes at once.
     let note = p.send("pt-email", "mail@patients.test", "");
     assert!(note.contains("naar dit e-mailadres") && note.contains("to this e-mail address"));
+    // portal.show_subject: the subject is shown (only because this organisation chose so),
+    // and still nothing of the body.
+    assert!(
+        note.contains("Onderwerp: Uitslag J. de Vries")
+            && note.contains("Subject: Uitslag J. de Vries"),
+        "{note}"
+    );
+    assert!(!note.contains(BSN));
     let link = links_in(&note, 'r').remove(0);
     let mut b = p.browser();
     let landing = b.get(&link);
