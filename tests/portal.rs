@@ -1003,11 +1003,6 @@ fn a_patient_walks_the_portal_in_chromium_and_every_page_passes_axe() {
             "{shot}"
         );
     }
-    if let Ok(dir) = std::env::var("SLUIS_SCREENSHOTS") {
-        for e in std::fs::read_dir(shots.path()).unwrap().flatten() {
-            std::fs::copy(e.path(), std::path::Path::new(&dir).join(e.file_name())).unwrap();
-        }
-    }
 
     // The sender's completion page in the browser, and its accessibility.
     let file = p._keep.path().join("browser-unknown.eml");
@@ -1035,6 +1030,11 @@ fn a_patient_walks_the_portal_in_chromium_and_every_page_passes_axe() {
         "{seen}"
     );
     assert!(!p.notification("onbekend@patients.test", 1).is_empty());
+    if let Ok(dir) = std::env::var("SLUIS_SCREENSHOTS") {
+        for e in std::fs::read_dir(shots.path()).unwrap().flatten() {
+            std::fs::copy(e.path(), std::path::Path::new(&dir).join(e.file_name())).unwrap();
+        }
+    }
 }
 
 fn ring_sha256(bytes: &[u8]) -> String {
