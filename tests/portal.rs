@@ -805,6 +805,15 @@ fn an_http_provider_gets_the_code_after_a_retry_and_sealed_items_survive_kill_an
         (p.sluis.log().matches("pickup portal ready").count() >= 2).then_some(())
     })
     .expect("the portal back");
+    // A second server on the same files store would keep visits and code tries of its own:
+    // refused at start, with the reason.
+    let second = p.cli(&["serve"]);
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        said.contains("kept by another running Sluis process"),
+        "{said}"
+    );
 
     let mut b = p.browser();
     let landing = b.get(&link);
@@ -842,6 +851,13 @@ fn an_http_provider_gets_the_code_after_a_retry_and_sealed_items_survive_kill_an
     let open = b.post("/code", &[("csrf", &form.csrf()), ("code", &code)]);
     assert_eq!(open.header("location"), "/message");
     assert!(b.follow(&open).text().contains(BSN));
+    // Pages within the renewal interval read the visit without writing it again.
+    let journal = p.sluis.dir.path().join("spool/quarantine/sessions/journal");
+    let size = std::fs::metadata(&journal).unwrap().len();
+    for _ in 0..3 {
+        assert_eq!(b.get("/message").status, 200);
+    }
+    assert_eq!(std::fs::metadata(&journal).unwrap().len(), size);
     // The sender asked for a read notice.
     let read = p.receiver.wait_delivered(&format!("{id}.read."), 1, WAIT);
     assert_eq!(read.len(), 1);

@@ -68,6 +68,12 @@ impl Server {
         let ownership = Arc::new(Registry::default());
         let store = Arc::new(Store::open(&config).await?);
         tracing::info!(kind = store.kind(), "store opened");
+        if config.portal.is_some() {
+            store
+                .claim_sessions()
+                .await
+                .context("portal: the store's sessions (visits, code states)")?;
+        }
         let after_reply = TaskTracker::new();
         let runtime = Arc::new(Runtime::build(
             config,

@@ -200,9 +200,14 @@ impl Portal {
     }
 
     async fn put_visit(&self, secret: &str, visit: &Visit) -> Result<(), AccessError> {
+        let now = now_unix();
+        let visit = Visit {
+            renewed: now,
+            ..visit.clone()
+        };
         let value =
-            serde_json::to_value(visit).map_err(|_| PortalError::Corrupt(visit.item.clone()))?;
-        let expires = now_unix() + self.config.session_idle.as_secs();
+            serde_json::to_value(&visit).map_err(|_| PortalError::Corrupt(visit.item.clone()))?;
+        let expires = now + self.config.session_idle.as_secs();
         self.store
             .put_session(&visit_key(secret)?, &value, expires)
             .await?;

@@ -355,6 +355,16 @@ impl Store {
         each!(self, s => s.put_session(key, value, expires).await)
     }
 
+    /// Makes this process the one that keeps the sessions of a files store (one server per
+    /// files store keeps them: the portal's visits and code states); a second one is refused
+    /// with that reason. With PostgreSQL, instances share them.
+    pub async fn claim_sessions(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Files(s) => s.claim_sessions().await,
+            Store::Postgres(_) => Ok(()),
+        }
+    }
+
     /// The session under `key`, unless it expired or was dropped.
     pub async fn session(&self, key: &str) -> Result<Option<serde_json::Value>, StoreError> {
         check_key(key)?;

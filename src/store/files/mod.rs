@@ -10,9 +10,10 @@
 //! A claim is `<id>.claim`, created and checked under `.claims.lock` held exclusively, so the
 //! server and the command line (separate processes) see one truth. A settled item leaves a
 //! tombstone in `settled/`; audit anchors are in `anchors/`; sessions and rate counters in
-//! `sessions/` and `counters/`; portal items in `portal/` (`sealed`); an exclusive job holds
+//! `sessions/` (one journal, `journal`) and `counters/`; portal items in `portal/` (`sealed`); an exclusive job holds
 //! `.job-<name>.lock`.
 
+mod journal;
 mod sealed;
 mod shared;
 
@@ -32,6 +33,7 @@ pub struct FileStore {
     /// file's metadata, so a hold uses a count up to [`USAGE_FRESH`] old (removals by other
     /// processes show at the next count; until then the bound only errs on the safe side).
     usage: std::sync::Mutex<Option<(std::time::Instant, u64, usize)>>,
+    sessions: std::sync::Arc<journal::Journal>,
 }
 
 /// How long a count of the store's usage stands.
@@ -44,6 +46,7 @@ impl FileStore {
             dir: dir.to_path_buf(),
             max_bytes,
             usage: std::sync::Mutex::new(None),
+            sessions: journal::Journal::of(&dir.join("sessions")),
         };
         let io = |e| store.io(e);
         for d in [
