@@ -18,6 +18,7 @@ pub mod portal;
 pub mod posture;
 pub mod quarantine;
 pub mod relay;
+pub mod review;
 pub mod smtp;
 pub mod spool;
 pub mod store;

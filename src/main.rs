@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// Local accounts of the reviewers' web interface.
+    User {
+        #[command(subcommand)]
+        command: cli::user::UserCommand,
+    },
     /// Inspect messages (.eml files, `-` for standard input) as the gateway does.
     /// Exit status: 0 when none is sensitive, 1 when any is, 2 on error.
     Scan {
@@ -87,6 +92,7 @@ fn main() -> ExitCode {
         Command::Portal { command } => cli::portal::run(command),
         Command::Store { command } => cli::store::store(command),
         Command::Audit { command } => return cli::audit::audit(command),
+        Command::User { command } => cli::user::user(command),
         Command::Scan {
             config,
             format,

@@ -8,7 +8,7 @@ use crate::config::{Config, ConfigError, Source};
 pub fn wired(c: &Config, src: &Source) -> Result<(), ConfigError> {
     let err = |key: &str, msg: String| Err(src.error(key, msg));
     if let (Some(cert), Some(key)) = (&c.tls.cert_file, &c.tls.key_file)
-        && let Err(e) = crate::smtp::tls::load_cert_and_key(cert, key)
+        && let Err(e) = crate::wire::server_tls::load_cert_and_key(cert, key)
     {
         return err("tls.cert_file", e.to_string());
     }
@@ -17,6 +17,18 @@ pub fn wired(c: &Config, src: &Source) -> Result<(), ConfigError> {
         && let Err(e) = crate::smtp::auth::Credentials::load(f)
     {
         return err("auth.credentials_file", e.to_string());
+    }
+    if let Some(w) = &c.web {
+        if let Some(f) = &w.users_file
+            && let Err(e) = crate::review::users::Users::load(f)
+        {
+            return err("web.users_file", e.to_string());
+        }
+        if let (Some(cert), Some(key)) = (&w.cert_file, &w.key_file)
+            && let Err(e) = crate::wire::server_tls::load_cert_and_key(cert, key)
+        {
+            return err("web.cert_file", e.to_string());
+        }
     }
     for (name, lane) in &c.upstream.lanes {
         if let Err(msg) = crate::wire::parse_host_port(&lane.address) {

@@ -66,6 +66,8 @@ pub struct Runtime {
     pub reports: Option<Arc<Frontend>>,
     /// The secure pickup portal, when `[portal]` is configured.
     pub portal: Option<Arc<crate::portal::service::Portal>>,
+    /// The reviewers' web interface, when `[web]` is configured.
+    pub web: Option<Arc<crate::review::Web>>,
 }
 
 /// What the TLS policy socketmap answers from: the postures the decisions use, so Postfix
@@ -126,6 +128,7 @@ impl Runtime {
             lanes.clone(),
         )?
         .map(Arc::new);
+        let web = crate::review::Web::build(&config, admin.reviewer.clone())?.map(Arc::new);
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             inspector: Arc::new(Inspector::new(&config.inspect)?),
@@ -165,6 +168,7 @@ impl Runtime {
             tls_policy,
             reports,
             portal,
+            web,
         })
     }
 

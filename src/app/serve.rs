@@ -49,6 +49,8 @@ pub struct Server {
     reports: Option<watch::Sender<Arc<Frontend>>>,
     /// The portal's pages' side, when `[portal]` is configured.
     portal: Option<watch::Sender<Arc<crate::portal::service::Portal>>>,
+    /// The reviewers' pages' side, when `[web]` is configured.
+    web: Option<watch::Sender<Arc<crate::review::Web>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 }
@@ -68,11 +70,11 @@ impl Server {
         let ownership = Arc::new(Registry::default());
         let store = Arc::new(Store::open(&config).await?);
         tracing::info!(kind = store.kind(), "store opened");
-        if config.portal.is_some() {
+        if config.portal.is_some() || config.web.is_some() {
             store
                 .claim_sessions()
                 .await
-                .context("portal: the store's sessions (visits, code states)")?;
+                .context("the store's sessions (portal visits and code states, web logins)")?;
         }
         let after_reply = TaskTracker::new();
         let runtime = Arc::new(Runtime::build(
@@ -94,6 +96,7 @@ impl Server {
             tls_policy: watch::channel(runtime.tls_policy.clone()).0,
             reports: runtime.reports.clone().map(|f| watch::channel(f).0),
             portal: runtime.portal.clone().map(|p| watch::channel(p).0),
+            web: runtime.web.clone().map(|w| watch::channel(w).0),
             runtime: watch::channel(runtime).0,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
@@ -186,6 +189,20 @@ impl Server {
             let acceptor = crate::portal::web::acceptor(&p.config).context("portal.cert_file")?;
             tracing::info!(%addr, base_url = %p.config.base_url, "pickup portal ready");
             tokio::spawn(crate::portal::web::serve(
+                l,
+                acceptor,
+                tx.subscribe(),
+                self.shutdown.clone(),
+            ));
+        }
+        if let (Some(w), Some(tx)) = (&rt.web, &self.web) {
+            let addr = w.config.listen;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} (web.listen)"))?;
+            let acceptor = crate::review::acceptor(&w.config).context("web.cert_file")?;
+            tracing::info!(%addr, base_url = %w.config.base_url, "reviewers' web interface ready");
+            tokio::spawn(crate::review::serve(
                 l,
                 acceptor,
                 tx.subscribe(),
@@ -291,9 +308,15 @@ impl Server {
                             .portal
                             .as_ref()
                             .map(|p| (p.listen, &p.cert_file, &p.key_file))
+                    || c.web.as_ref().map(|w| (w.listen, &w.cert_file, &w.key_file))
+                        != current
+                            .config
+                            .web
+                            .as_ref()
+                            .map(|w| (w.listen, &w.cert_file, &w.key_file))
                 {
                     tracing::warn!(
-                        "listen addresses (or the portal's certificate) changed: they take effect at the next restart"
+                        "listen addresses (or the portal's or web's certificate) changed: they take effect at the next restart"
                     );
                 }
                 if c.store != current.config.store
@@ -320,6 +343,9 @@ impl Server {
                 }
                 if let (Some(tx), Some(p)) = (&self.portal, &rt.portal) {
                     tx.send_replace(p.clone());
+                }
+                if let (Some(tx), Some(w)) = (&self.web, &rt.web) {
+                    tx.send_replace(w.clone());
                 }
                 self.runtime.send_replace(rt.clone());
                 tracing::info!("configuration reloaded");

@@ -8,6 +8,7 @@ pub mod quarantine;
 pub mod scan;
 pub mod serve;
 pub mod store;
+pub mod user;
 
 /// Writes a line to standard output. A closed pipe (`sluis scan *.eml | head`) ends the
 /// program quietly, as it does for other Unix tools, instead of a panic.

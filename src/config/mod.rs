@@ -12,6 +12,7 @@ mod locate;
 mod policy;
 mod portal;
 mod schema;
+mod web;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,7 @@ use toml_edit::ImDocument;
 pub use policy::*;
 pub use portal::{PortalConfig, SmsConfig, SmsKind};
 pub use schema::*;
+pub use web::WebConfig;
 
 /// Settings given as flags; each overrides the file (or the embedded default).
 #[derive(Debug, Clone, Default)]
@@ -406,6 +408,7 @@ pub fn validate(c: &Config, src: &Source) -> Result<(), ConfigError> {
     }
     validate_store(c, src)?;
     portal::validate(c, src)?;
+    web::validate(c, src)?;
     if let Some(f) = &c.review.token_file {
         match std::fs::read_to_string(f) {
             Ok(t) if t.trim().len() >= 16 => {}

@@ -38,6 +38,9 @@ pub struct Config {
     /// The secure pickup portal (DESIGN §13): absent, there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub portal: Option<super::portal::PortalConfig>,
+    /// The reviewers' web interface (DESIGN §14): absent, there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web: Option<super::web::WebConfig>,
     pub log: LogConfig,
 }
 

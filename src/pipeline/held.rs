@@ -40,6 +40,7 @@ pub(super) fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> 
                     orcpt: case.rcpts[i].orcpt.clone(),
                     rule,
                     reasons,
+                    class: Some(case.judged[i].class),
                     // A late-lane hold keeps the lane's requirement: release never weaker.
                     require: d.require,
                     posture: d.posture.as_deref().cloned(),

@@ -26,6 +26,10 @@ pub struct HeldRecipient {
     pub orcpt: Option<String>,
     pub rule: String,
     pub reasons: Vec<String>,
+    /// What kind of recipient it is (managed, partner, personal, unmanaged); absent in items
+    /// held before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class: Option<crate::terms::RecipientClass>,
     /// A release must go through a lane enforcing at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require: Option<Level>,

@@ -7,21 +7,28 @@ mod complete;
 mod pages;
 mod read;
 mod text;
-mod tls;
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use axum::routing::{get, post};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::service::Portal;
-pub use tls::acceptor;
+pub use crate::wire::web::{cookie, set_cookie};
+
+/// The portal's certificate (or a generated one, with a warning).
+pub fn acceptor(
+    c: &crate::config::PortalConfig,
+) -> Result<tokio_rustls::TlsAcceptor, crate::wire::server_tls::TlsError> {
+    crate::wire::web::acceptor(
+        "portal",
+        c.cert_file.as_deref(),
+        c.key_file.as_deref(),
+        &c.base_url,
+    )
+}
 
 /// The visit's cookie: the session that replaces the link after the first POST.
 pub const VISIT_COOKIE: &str = "__Host-sluis-visit";
@@ -29,9 +36,6 @@ pub const VISIT_COOKIE: &str = "__Host-sluis-visit";
 pub const CSRF_COOKIE: &str = "__Host-sluis-csrf";
 /// The chosen language.
 pub const LANG_COOKIE: &str = "__Host-sluis-lang";
-
-const CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; \
-                   frame-ancestors 'none'; base-uri 'none'";
 
 /// The portal as each request sees it (a reload may replace it).
 pub type Current = watch::Receiver<Arc<Portal>>;
@@ -64,56 +68,8 @@ pub fn router(portal: Current) -> Router {
         )
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::from_fn(harden))
+        .layer(axum::middleware::from_fn(crate::wire::web::harden))
         .with_state(portal)
-}
-
-/// The headers every answer carries.
-async fn harden(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let h = response.headers_mut();
-    for (name, value) in [
-        (header::CONTENT_SECURITY_POLICY, CSP),
-        (
-            header::STRICT_TRANSPORT_SECURITY,
-            "max-age=31536000; includeSubDomains",
-        ),
-        (header::REFERRER_POLICY, "no-referrer"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::CACHE_CONTROL, "no-store"),
-    ] {
-        h.insert(name, HeaderValue::from_static(value));
-    }
-    h.insert(
-        "cross-origin-opener-policy",
-        HeaderValue::from_static("same-origin"),
-    );
-    h.insert(
-        "permissions-policy",
-        HeaderValue::from_static("camera=(), microphone=(), geolocation=()"),
-    );
-    response
-}
-
-/// A cookie's value from the request.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
-/// A `Set-Cookie` value: host-only, secure, not for scripts, never sent cross-site.
-pub fn set_cookie(name: &str, value: &str, max_age: Option<u64>) -> String {
-    let age = max_age
-        .map(|a| format!("; Max-Age={a}"))
-        .unwrap_or_default();
-    format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{age}")
 }
 
 /// Serves the portal on `listener` until `shutdown`.
@@ -123,12 +79,5 @@ pub async fn serve(
     portal: Current,
     shutdown: CancellationToken,
 ) {
-    let tls = tls::TlsListener::new(listener, acceptor, shutdown.clone());
-    let app = router(portal);
-    if let Err(e) = axum::serve(tls, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
-    {
-        tracing::error!(error = %e, "the portal listener stopped");
-    }
+    crate::wire::web::serve("portal", listener, acceptor, router(portal), shutdown).await
 }

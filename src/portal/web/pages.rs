@@ -20,13 +20,7 @@ use crate::portal::service::Portal;
 
 const CSS: &str = include_str!("portal.css");
 
-pub(super) fn esc(s: &str) -> String {
-    html_escape::encode_text(s).into_owned()
-}
-
-pub(super) fn attr(s: &str) -> String {
-    html_escape::encode_double_quoted_attribute(s).into_owned()
-}
+pub(super) use crate::wire::web::{attr, esc};
 
 /// What every page needs: the portal, the language, the CSRF token (and its cookie, when new).
 pub(super) struct Ctx {
@@ -88,7 +82,7 @@ pub(super) fn posted(
 
 impl Ctx {
     pub(super) fn t(&self, key: &str) -> &'static str {
-        self.lang.t(key)
+        super::text::t(self.lang, key)
     }
 
     pub(super) fn csrf_field(&self) -> String {
@@ -100,8 +94,7 @@ impl Ctx {
 
     /// Whether a form's token is the cookie's (compared as digests: constant time).
     pub(super) fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
-        cookie(headers, CSRF_COOKIE)
-            .is_some_and(|c| c.len() == 43 && crate::quarantine::report::token_matches(given, c))
+        crate::wire::web::csrf_ok(headers, CSRF_COOKIE, given)
     }
 
     pub(super) fn page(&self, status: StatusCode, title: &str, body: &str) -> Response {

@@ -1,33 +1,37 @@
-//! The portal's HTTPS listener: its certificate (`portal.cert_file`/`key_file`, or a generated
-//! self-signed one with a warning), and a listener for axum whose handshakes run apart from
-//! accepting, each bounded in time, so a client that stalls its handshake holds up no one.
+//! The web sides' HTTPS listener (the portal's, the reviewers'): a certificate (the configured
+//! `cert_file`/`key_file`, or a generated self-signed one with a warning), and a listener for
+//! axum whose handshakes run apart from accepting, each bounded in time, so a client that
+//! stalls its handshake holds up no one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::PrivateKeyDer;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::PortalConfig;
-use crate::smtp::tls::TlsError;
+use crate::wire::server_tls::{TlsError, load_cert_and_key, self_signed, server_config};
 
 /// A handshake must finish within this.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 /// Handshakes in progress at most; past it, new connections wait in the kernel's backlog.
 const HANDSHAKES: usize = 256;
 
-/// The acceptor for the portal: the configured certificate, or a fresh self-signed one.
-pub fn acceptor(config: &PortalConfig) -> Result<TlsAcceptor, TlsError> {
-    let (certs, key) = match (&config.cert_file, &config.key_file) {
-        (Some(cert), Some(key)) => crate::smtp::tls::load_cert_and_key(cert, key)?,
+/// The acceptor for a web side named `side` ("portal", "web"): the configured certificate,
+/// or a fresh self-signed one for `base_url`'s host.
+pub fn acceptor(
+    side: &str,
+    cert_file: Option<&std::path::Path>,
+    key_file: Option<&std::path::Path>,
+    base_url: &str,
+) -> Result<TlsAcceptor, TlsError> {
+    let (certs, key) = match (cert_file, key_file) {
+        (Some(cert), Some(key)) => load_cert_and_key(cert, key)?,
         _ => {
-            let host = config
-                .base_url
+            let host = base_url
                 .trim_start_matches("https://")
                 .split([':', '/'])
                 .next()
@@ -35,15 +39,14 @@ pub fn acceptor(config: &PortalConfig) -> Result<TlsAcceptor, TlsError> {
                 .to_string();
             tracing::warn!(
                 %host,
-                "no portal.cert_file configured: the portal offers a generated self-signed \
-                 certificate, which browsers refuse: configure a real one before patients use it"
+                "no {side}.cert_file configured: the {side} listener offers a generated \
+                 self-signed certificate, which browsers refuse: configure a real one before \
+                 people use it"
             );
-            let generated = rcgen::generate_simple_self_signed(vec![host])?;
-            let key = PrivateKeyDer::Pkcs8(generated.signing_key.serialize_der().into());
-            (vec![generated.cert.der().clone()], key)
+            self_signed(&host)?
         }
     };
-    let mut server = crate::smtp::tls::server_config(certs, key)?;
+    let mut server = server_config(certs, key)?;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
@@ -74,7 +77,7 @@ impl TlsListener {
                     Ok(a) => a,
                     Err(e) => {
                         // Out of file descriptors and the like: wait instead of spinning.
-                        tracing::warn!(error = %e, "portal: cannot accept a connection");
+                        tracing::warn!(error = %e, "web: cannot accept a connection");
                         tokio::time::sleep(Duration::from_millis(100)).await;
                         continue;
                     }
@@ -87,9 +90,9 @@ impl TlsListener {
                             let _ = tx.send((tls, peer)).await;
                         }
                         Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "portal: TLS handshake failed")
+                            tracing::debug!(%peer, error = %e, "web: TLS handshake failed")
                         }
-                        Err(_) => tracing::debug!(%peer, "portal: TLS handshake timed out"),
+                        Err(_) => tracing::debug!(%peer, "web: TLS handshake timed out"),
                     }
                 });
             }

@@ -1,0 +1,430 @@
+//! The reviewers' web interface (issue 18), end to end: local accounts made with
+//! `sluis user add`, a login with a password and a TOTP code over HTTPS, the quarantine list,
+//! an item page with identifiers masked, the audited reveal, release (delivered to smtp-sink)
+//! and reject, each audited with the login's identity; roles, CSRF, lock-out, logout.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::portal::*;
+use common::*;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(30);
+const BSN: &str = "123456782";
+const PASSWORD: &str = "paard-batterij-nietje";
+
+/// Mail from hold.test is held; everything else is delivered.
+const RULES: &str = "[policy]\nnotify_quarantined = false\n\n\
+    [[policy.rules]]\nname = \"hold\"\naction = \"quarantine\"\n\
+    reason = \"held for review\"\nwhen = { sender_domains = [\"hold.test\"] }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
+struct Review {
+    sluis: Sluis,
+    sink: Sink,
+    pki: Pki,
+    port: u16,
+    /// name → TOTP secret (base32).
+    secrets: Vec<(String, String)>,
+    _keep: tempfile::TempDir,
+}
+
+/// `sluis user add`: the TOTP secret it printed.
+fn add_user(file: &Path, name: &str, role: &str) -> String {
+    let mut child = Command::new(SLUIS)
+        .args(["user", "add", name, "--role", role, "--file"])
+        .arg(file)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("otpauth://totp/Sluis:"), "{said}");
+    said.lines()
+        .find_map(|l| l.split("use the URI): ").nth(1))
+        .expect("the secret")
+        .trim()
+        .to_string()
+}
+
+/// The TOTP code of `secret` for the step `steps` away from now.
+fn code(secret: &str, steps: i64) -> String {
+    let bytes = totp_rs::Secret::try_from_base32(secret).unwrap();
+    let t = totp_rs::Builder::new()
+        .with_secret(bytes.as_bytes().to_vec())
+        .with_account_name("x")
+        .build()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    t.generate((now + steps * 30) as u64).to_string()
+}
+
+fn review() -> Review {
+    let keep = scratch("review");
+    let pki = pki_for(keep.path(), &["review.test"]);
+    let users = keep.path().join("users");
+    let secrets = vec![
+        ("alice".to_string(), add_user(&users, "alice", "reviewer")),
+        ("audrey".to_string(), add_user(&users, "audrey", "auditor")),
+    ];
+    let port = free_port();
+    let sink = Sink::start(&[]);
+    let cfg = format!(
+        "{RULES}\n[web]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"https://review.test:{port}\"\n\
+         cert_file = \"{}\"\nkey_file = \"{}\"\nusers_file = \"{}\"\n",
+        pki.cert.display(),
+        pki.key.display(),
+        users.display()
+    );
+    let sluis = Sluis::start(sink.port, &cfg);
+    let up = wait_for(WAIT, || {
+        sluis
+            .log()
+            .contains("reviewers' web interface ready")
+            .then_some(())
+    });
+    assert!(up.is_some(), "{}", sluis.log());
+    Review {
+        sluis,
+        sink,
+        pki,
+        port,
+        secrets,
+        _keep: keep,
+    }
+}
+
+fn letter(token: &str) -> Vec<u8> {
+    format!(
+        "From: Dr. A. Jansen <jansen@hold.test>\r\nTo: <pat@patients.test>\r\n\
+         Subject: Uitslag {token}\r\nMessage-ID: <{token}@hold.test>\r\n\r\n\
+         Patient: J. de Vries, BSN: {BSN}, geboren 12-03-1961. Kenmerk {token}.\r\n"
+    )
+    .into_bytes()
+}
+
+impl Review {
+    fn browser(&self) -> Browser {
+        Browser::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], self.port)),
+            "review.test",
+            &self.pki.ca,
+        )
+    }
+
+    fn secret(&self, name: &str) -> &str {
+        &self.secrets.iter().find(|(n, _)| n == name).unwrap().1
+    }
+
+    /// Holds one letter per token (one SMTP session); their quarantine ids, in order.
+    fn hold(&self, tokens: &[&str]) -> Vec<String> {
+        let mut c = Smtp::connect(self.sluis.port);
+        c.hello();
+        for t in tokens {
+            let reply = c.send_message("jansen@hold.test", &["pat@patients.test"], &letter(t));
+            assert!(reply.starts_with("250"), "{reply}");
+        }
+        c.cmd("QUIT");
+        tokens
+            .iter()
+            .map(|t| {
+                let dir = self.sluis.dir.path().join("spool/quarantine");
+                std::fs::read_dir(&dir)
+                    .unwrap()
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .find(|p| {
+                        std::fs::read_to_string(p)
+                            .unwrap_or_default()
+                            .contains(&format!("{t}@hold.test"))
+                    })
+                    .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                    .unwrap_or_else(|| panic!("{t} not held"))
+            })
+            .collect()
+    }
+
+    fn login_with(&self, b: &mut Browser, name: &str, password: &str, code: &str) -> Page {
+        let form = b.get("/login");
+        assert_eq!(form.status, 200, "{}", form.text());
+        b.post(
+            "/login",
+            &[
+                ("csrf", &form.csrf()),
+                ("name", name),
+                ("password", password),
+                ("code", code),
+            ],
+        )
+    }
+
+    /// A browser signed in as `name` (with the code of `step`, so two logins need not wait).
+    fn signed_in(&self, name: &str, step: i64) -> Browser {
+        let mut b = self.browser();
+        let r = self.login_with(&mut b, name, PASSWORD, &code(self.secret(name), step));
+        assert_eq!(r.status, 303, "{}", r.text());
+        assert_eq!(r.header("location"), "/quarantine");
+        b
+    }
+
+    fn reviews(&self) -> Vec<Value> {
+        std::fs::read_to_string(self.sluis.dir.path().join("spool/audit/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["event"] == "review")
+            .collect()
+    }
+}
+
+fn users_file_of(r: &Review) -> PathBuf {
+    r._keep.path().join("users")
+}
+
+#[test]
+fn a_reviewer_logs_in_with_password_and_code_and_works_the_quarantine() {
+    let r = review();
+    let ids = r.hold(&["rv-one", "rv-two"]);
+    let mut b = r.browser();
+    // Nobody signed in: every page leads to the login.
+    for path in ["/quarantine", &format!("/quarantine/{}", ids[0]), "/"] {
+        let p = b.get(path);
+        assert_eq!((p.status, p.header("location")), (303, "/login"), "{path}");
+    }
+    let form = b.get("/login");
+    for (h, v) in [
+        ("strict-transport-security", "max-age=31536000"),
+        ("content-security-policy", "default-src 'none'"),
+        ("referrer-policy", "no-referrer"),
+        ("x-frame-options", "DENY"),
+    ] {
+        assert!(form.header(h).contains(v), "{h}: {:?}", form.header(h));
+    }
+    assert!(form.text().contains("<html lang=\"nl\""));
+    // Without the form's token: refused.
+    let forged = b.post("/login", &[("name", "alice"), ("password", PASSWORD)]);
+    assert_eq!(forged.status, 403);
+    let secret = r.secret("alice").to_string();
+    let wrong = r.login_with(&mut b, "alice", "not the password", &code(&secret, 0));
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text().contains("klopt niet"));
+    let no_code = r.login_with(&mut b, "alice", PASSWORD, "000000");
+    assert_eq!(no_code.status, 401);
+    let ok = r.login_with(&mut b, "alice", PASSWORD, &code(&secret, 0));
+    assert_eq!(ok.status, 303, "{}", ok.text());
+    let cookie = ok.header("set-cookie");
+    assert!(
+        cookie.contains("__Host-sluis-review=")
+            && cookie.contains("Secure; HttpOnly; SameSite=Strict"),
+        "{cookie}"
+    );
+    // The same code a second time (another browser): refused, it works once.
+    let mut other = r.browser();
+    let again = r.login_with(&mut other, "alice", PASSWORD, &code(&secret, 0));
+    assert_eq!(again.status, 401);
+    assert!(again.text().contains("al gebruikt"), "{}", again.text());
+
+    // The list, and its filters.
+    let list = b.get("/quarantine");
+    assert_eq!(list.status, 200);
+    let text = list.text();
+    for id in &ids {
+        assert!(
+            text.contains(&format!("/quarantine/{id}\"")),
+            "{id} not listed"
+        );
+    }
+    assert!(text.contains("local:alice (reviewer)"));
+    assert!(!text.contains(BSN));
+    assert!(b.get("/quarantine?detector=bsn").text().contains(&ids[0]));
+    let none = b.get("/quarantine?domain=other.test").text();
+    assert!(none.contains("Geen berichten.") && !none.contains(&ids[0]));
+    assert_eq!(b.get("/quarantine?older_than=soon").status, 400);
+
+    // An item: masked.
+    let item = b.get(&format!("/quarantine/{}", ids[0]));
+    assert_eq!(item.status, 200);
+    let text = item.text();
+    assert!(
+        !text.contains(BSN) && !text.contains("1961"),
+        "an identifier shown"
+    );
+    assert!(
+        text.contains("BSN: •••••••••") && text.contains("***-**-782"),
+        "{text}"
+    );
+    assert!(text.contains("<dd>hold</dd>"), "the rule: {text}");
+
+    // The reveal: a reason, the form's token, then the original, audited.
+    let reveal = format!("/quarantine/{}/reveal", ids[0]);
+    assert_eq!(b.post(&reveal, &[("reason", "x")]).status, 403, "no token");
+    let csrf = item.csrf();
+    assert_eq!(
+        b.post(&reveal, &[("csrf", &csrf), ("reason", " ")]).status,
+        400
+    );
+    let shown = b.post(
+        &reveal,
+        &[("csrf", &csrf), ("reason", "checking the recipient")],
+    );
+    assert_eq!(shown.status, 200);
+    assert!(shown.text().contains(&format!("BSN: {BSN}")));
+    let reviews = r.reviews();
+    let rec = reviews
+        .iter()
+        .find(|v| v["action"] == "reveal")
+        .expect("reveal audited");
+    assert_eq!(rec["reviewer"], "local:alice");
+    assert_eq!(rec["reason"], "checking the recipient");
+    assert_eq!(rec["quarantine_id"], ids[0].as_str());
+
+    // Release: delivered to the sink, audited with the login's identity.
+    let released = b.post(
+        &format!("/quarantine/{}/release", ids[0]),
+        &[("csrf", &csrf), ("reason", "patient asked for it by mail")],
+    );
+    assert_eq!(released.status, 200, "{}", released.text());
+    assert!(
+        released
+            .text()
+            .contains("aangenomen voor aflevering door lane")
+    );
+    let got = wait_for(WAIT, || {
+        r.sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Kenmerk rv-one"))
+    });
+    assert!(got.is_some(), "the released message did not arrive");
+    let settled = b.get(&format!("/quarantine/{}", ids[0]));
+    assert_eq!(settled.status, 410);
+    assert!(
+        settled.text().contains("release by local:alice"),
+        "{}",
+        settled.text()
+    );
+
+    let rejected = b.post(
+        &format!("/quarantine/{}/reject", ids[1]),
+        &[("csrf", &csrf), ("reason", "wrong recipient")],
+    );
+    assert_eq!(rejected.status, 200, "{}", rejected.text());
+    let reviews = r.reviews();
+    for action in ["release", "reject"] {
+        let rec = reviews
+            .iter()
+            .find(|v| v["action"] == action)
+            .expect(action);
+        assert_eq!(rec["reviewer"], "local:alice", "{action}");
+    }
+
+    // English on request; then logout ends the session.
+    assert!(
+        b.get("/quarantine?lang=en")
+            .text()
+            .contains("Held messages")
+    );
+    let page = b.get("/quarantine");
+    let out = b.post("/logout", &[("csrf", &page.csrf())]);
+    assert_eq!(out.header("location"), "/login");
+    assert_eq!(b.get("/quarantine").status, 303);
+}
+
+#[test]
+fn an_auditor_reads_masked_pages_and_every_action_is_forbidden() {
+    let r = review();
+    let tokens: Vec<String> = (0..51).map(|i| format!("au-{i}")).collect();
+    let ids = r.hold(&tokens.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut b = r.signed_in("audrey", 0);
+    // Paging: 50 on the first page, the 51st on the second.
+    let first = b.get("/quarantine").text();
+    assert_eq!(first.matches("<tr><td><a href=\"/quarantine/").count(), 50);
+    assert!(first.contains("rel=\"next\""));
+    let second = b.get("/quarantine?page=1").text();
+    assert_eq!(second.matches("<tr><td><a href=\"/quarantine/").count(), 1);
+    let both = first + &second;
+    assert!(
+        ids.iter()
+            .all(|id| both.contains(&format!("/quarantine/{id}\"")))
+    );
+    // The item, masked, and no forms to act.
+    let item = b.get(&format!("/quarantine/{}", ids[0]));
+    assert_eq!(item.status, 200);
+    assert!(!item.text().contains(BSN));
+    assert!(!item.text().contains("/release\""));
+    let csrf = item.csrf();
+    for action in ["reveal", "release", "reject"] {
+        let p = b.post(
+            &format!("/quarantine/{}/{action}", ids[0]),
+            &[("csrf", &csrf), ("reason", "trying")],
+        );
+        assert_eq!(p.status, 403, "{action}");
+        assert!(!p.text().contains(BSN));
+    }
+    assert!(r.reviews().is_empty(), "nothing was done");
+    assert!(r.sink.messages().is_empty());
+}
+
+#[test]
+fn ten_failed_logins_lock_the_account_and_bad_accounts_files_are_named() {
+    let r = review();
+    let mut b = r.browser();
+    for _ in 0..10 {
+        let p = r.login_with(&mut b, "alice", "guess", "123456");
+        assert_eq!(p.status, 401);
+    }
+    let locked = r.login_with(&mut b, "alice", PASSWORD, &code(r.secret("alice"), 0));
+    assert_eq!(locked.status, 429, "{}", locked.text());
+    assert!(locked.text().contains("Te veel mislukte pogingen"));
+    // Another account is not affected.
+    r.signed_in("audrey", 0);
+
+    // `user add` refuses a name twice.
+    let users = users_file_of(&r);
+    let twice = Command::new(SLUIS)
+        .args(["user", "add", "audrey", "--role", "admin", "--file"])
+        .arg(&users)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!twice.status.success());
+    assert!(String::from_utf8_lossy(&twice.stderr).contains("is there already"));
+
+    // A users file with a broken line: `config check` names file and line.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&users)
+        .unwrap()
+        .write_all(b"bob:boss:x:y\n")
+        .unwrap();
+    let out = Command::new(SLUIS)
+        .args(["config", "check", "--config"])
+        .arg(&r.sluis.config)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(said.contains(&format!("{}:3:", users.display())), "{said}");
+}
