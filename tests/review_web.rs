@@ -428,3 +428,89 @@ fn ten_failed_logins_lock_the_account_and_bad_accounts_files_are_named() {
     assert!(!out.status.success());
     assert!(said.contains(&format!("{}:3:", users.display())), "{said}");
 }
+
+/// Runs tests/browser/review.mjs in Debian's Chromium; what it saw.
+fn chromium(r: &Review, name: &str, item: &str, shots: &Path) -> Value {
+    require("chromium");
+    let node = require("node");
+    let out = Command::new(node)
+        .arg("tests/browser/review.mjs")
+        .env("WEB", format!("https://review.test:{}", r.port))
+        .env("NAME", name)
+        .env("PASSWORD", PASSWORD)
+        .env("CODE", code(r.secret(name), 0))
+        .env("ITEM", item)
+        .env("SHOTS", shots)
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "review.mjs: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn a_reviewer_works_the_quarantine_in_chromium_and_every_page_passes_axe() {
+    let r = review();
+    let ids = r.hold(&["br-one"]);
+    let shots = scratch("shots");
+    let seen = chromium(&r, "alice", &ids[0], shots.path());
+    assert_eq!(seen["anonymous_url"], "/login");
+    assert!(
+        seen["filtered_url"]
+            .as_str()
+            .unwrap()
+            .contains("detector=bsn")
+    );
+    let item = seen["item_text"].as_str().unwrap();
+    assert!(!item.contains(BSN) && item.contains("***-**-782"), "{item}");
+    assert!(seen["reveal_text"].as_str().unwrap().contains(BSN));
+    let released = seen["release_text"].as_str().unwrap();
+    assert!(
+        released.contains("aangenomen voor aflevering door lane"),
+        "{released}"
+    );
+    let got = wait_for(WAIT, || {
+        r.sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Kenmerk br-one"))
+    });
+    assert!(got.is_some(), "the released message did not arrive");
+    let reviews = r.reviews();
+    for action in ["reveal", "release"] {
+        let rec = reviews
+            .iter()
+            .find(|v| v["action"] == action)
+            .expect(action);
+        assert_eq!(rec["reviewer"], "local:alice", "{action}");
+    }
+    // No serious or critical accessibility violation on any page, no error in the console.
+    let bad: Vec<&Value> = seen["violations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+    assert_eq!(seen["pages"].as_object().unwrap().len(), 7, "{seen}");
+    assert_eq!(seen["pages"]["list-en"]["lang"], "en");
+    assert_eq!(seen["console"].as_array().unwrap().len(), 0, "{seen}");
+    for c in seen["cookies"].as_array().unwrap() {
+        assert_eq!(
+            (c["secure"].as_bool(), c["httpOnly"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(c["sameSite"], "Strict");
+    }
+    if let Ok(dir) = std::env::var("SLUIS_SCREENSHOTS") {
+        for e in std::fs::read_dir(shots.path()).unwrap().flatten() {
+            std::fs::copy(e.path(), Path::new(&dir).join(e.file_name())).unwrap();
+        }
+    }
+}

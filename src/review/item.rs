@@ -138,7 +138,7 @@ fn select(name: &str, label: &str, chosen: &str, options: &[String], any: &str) 
         }))
         .collect();
     format!(
-        "<label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">{opts}</select>"
+        "<div><label for=\"{name}\">{label}</label><select id=\"{name}\" name=\"{name}\">{opts}</select></div>"
     )
 }
 
@@ -193,9 +193,9 @@ pub async fn list(
     let any = c.t("list.any");
     let filters = format!(
         "<form method=\"get\" action=\"/quarantine\" class=\"filters\">{}{}{}\
-         <label for=\"domain\">{}</label><input type=\"text\" id=\"domain\" name=\"domain\" value=\"{}\">\
-         <label for=\"older_than\">{}</label><input type=\"text\" id=\"older_than\" name=\"older_than\" \
-         placeholder=\"2d\" value=\"{}\"><button type=\"submit\">{}</button></form>",
+         <div><label for=\"domain\">{}</label><input type=\"text\" id=\"domain\" name=\"domain\" value=\"{}\"></div>\
+         <div><label for=\"older_than\">{}</label><input type=\"text\" id=\"older_than\" name=\"older_than\" \
+         placeholder=\"2d\" value=\"{}\"></div><div><button type=\"submit\">{}</button></div></form>",
         select("rule", c.t("list.rule"), &f.rule, &rules, any),
         select("class", c.t("list.class"), &f.class, &classes, any),
         select(
