@@ -933,26 +933,16 @@ impl Portal {
 
 /// Runs tests/browser/portal.mjs in Debian's Chromium; what it saw.
 fn chromium(p: &Portal, link: &str, steps: &str, shots: &std::path::Path) -> Value {
-    require("chromium");
-    let node = require("node");
-    let out = Command::new(node)
-        .arg("tests/browser/portal.mjs")
-        .env("PORTAL", format!("https://portal.test:{}", p.port))
-        .env("LINK", link)
-        .env("OUTBOX", &p.outbox)
-        .env("SHOTS", shots)
-        .env("STEPS", steps)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "portal.mjs: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {text}"))
+    run_browser_script(
+        "portal.mjs",
+        &[
+            ("PORTAL", &format!("https://portal.test:{}", p.port)),
+            ("LINK", link),
+            ("OUTBOX", &p.outbox.display().to_string()),
+            ("SHOTS", &shots.display().to_string()),
+            ("STEPS", steps),
+        ],
+    )
 }
 
 #[test]

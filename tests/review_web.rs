@@ -431,27 +431,17 @@ fn ten_failed_logins_lock_the_account_and_bad_accounts_files_are_named() {
 
 /// Runs tests/browser/review.mjs in Debian's Chromium; what it saw.
 fn chromium(r: &Review, name: &str, item: &str, shots: &Path) -> Value {
-    require("chromium");
-    let node = require("node");
-    let out = Command::new(node)
-        .arg("tests/browser/review.mjs")
-        .env("WEB", format!("https://review.test:{}", r.port))
-        .env("NAME", name)
-        .env("PASSWORD", PASSWORD)
-        .env("CODE", code(r.secret(name), 0))
-        .env("ITEM", item)
-        .env("SHOTS", shots)
-        .output()
-        .expect("node");
-    assert!(
-        out.status.success(),
-        "review.mjs: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {text}"))
+    run_browser_script(
+        "review.mjs",
+        &[
+            ("WEB", &format!("https://review.test:{}", r.port)),
+            ("NAME", name),
+            ("PASSWORD", PASSWORD),
+            ("CODE", &code(r.secret(name), 0)),
+            ("ITEM", item),
+            ("SHOTS", &shots.display().to_string()),
+        ],
+    )
 }
 
 #[test]

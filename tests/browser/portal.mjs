@@ -8,30 +8,15 @@
 //   STEPS    "full" (the whole walk) or "complete:<path>" (the sender's completion page)
 // Prints one JSON object with what it saw; tests/portal.rs checks it.
 import { chromium } from 'playwright-core';
+import { auditor } from './audit.mjs';
 import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const { PORTAL, LINK, OUTBOX, SHOTS, STEPS = 'full' } = process.env;
 const port = new URL(PORTAL).port;
 
 const out = { pages: {}, console: [], violations: [] };
-
-async function audit(page, name) {
-  // Runs through the DevTools protocol, so the page's CSP (no script at all) stays as it is.
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { resultTypes: ['violations'] }));
-  for (const v of result.violations) {
-    out.violations.push({ page: name, id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length });
-  }
-  await page.screenshot({ path: join(SHOTS, `${name}.png`), fullPage: true });
-  out.pages[name] = { title: await page.title(), lang: await page.getAttribute('html', 'lang') };
-}
+const audit = auditor(out, SHOTS);
 
 async function smsCount() {
   return existsSync(OUTBOX) ? readFileSync(OUTBOX, 'utf8').trim().split('\n').filter(Boolean).length : 0;

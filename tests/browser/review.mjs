@@ -8,28 +8,12 @@
 //   SHOTS     where to put the screenshots
 // Prints one JSON object with what it saw; tests/review_web.rs checks it.
 import { chromium } from 'playwright-core';
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { auditor } from './audit.mjs';
 
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const { WEB, NAME, PASSWORD, CODE, ITEM, SHOTS } = process.env;
 
 const out = { pages: {}, console: [], violations: [] };
-
-async function audit(page, name) {
-  // Runs through the DevTools protocol, so the page's CSP (no script at all) stays as it is.
-  await page.evaluate(axeSource);
-  const result = await page.evaluate(() =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { resultTypes: ['violations'] }));
-  for (const v of result.violations) {
-    out.violations.push({ page: name, id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.length });
-  }
-  await page.screenshot({ path: join(SHOTS, `review-${name}.png`), fullPage: true });
-  out.pages[name] = { title: await page.title(), lang: await page.getAttribute('html', 'lang') };
-}
+const audit = auditor(out, SHOTS, 'review-');
 
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',

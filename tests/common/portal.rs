@@ -300,3 +300,24 @@ pub fn code_in(text: &str) -> String {
         .expect("a code in the SMS")
         .to_string()
 }
+
+/// Runs `script` (under tests/browser/) with node and Debian's Chromium, with `env`; the JSON
+/// object it printed last.
+pub fn run_browser_script(script: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    require("chromium");
+    let node = require("node");
+    let out = Command::new(node)
+        .arg(format!("tests/browser/{script}"))
+        .envs(env.iter().copied())
+        .output()
+        .expect("node");
+    assert!(
+        out.status.success(),
+        "{script}: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {text}"))
+}
