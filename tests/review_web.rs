@@ -26,6 +26,8 @@ const RULES: &str = "[policy]\nnotify_quarantined = false\n\n\
 
 struct Review {
     sluis: Sluis,
+    /// The OpenID provider, when the test has one.
+    idp: Option<Idp>,
     sink: Sink,
     pki: Pki,
     port: u16,
@@ -80,9 +82,64 @@ fn code(secret: &str, steps: i64) -> String {
     t.generate((now + steps * 30) as u64).to_string()
 }
 
+/// tests/browser/idp.mjs: a real OpenID provider on https://localhost:PORT.
+struct Idp {
+    child: std::process::Child,
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const CLIENT_SECRET: &str = "sluis-client-secret-for-the-tests";
+
+fn idp(pki: &Pki, web_port: u16, dir: &Path) -> (Idp, u16) {
+    let node = require("node");
+    let port = free_port();
+    // Its output to a file: a pipe nobody reads any more would end the provider at its next
+    // warning.
+    let log = dir.join("idp.log");
+    let child = Command::new(node)
+        .arg("tests/browser/idp.mjs")
+        .env("PORT", port.to_string())
+        .env("ISSUER", format!("https://localhost:{port}"))
+        .env("CLIENT_ID", "sluis")
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .env(
+            "REDIRECT",
+            format!("https://review.test:{web_port}/oidc/callback"),
+        )
+        .env("CERT", &pki.cert)
+        .env("KEY", &pki.key)
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("idp.err")).unwrap())
+        .spawn()
+        .expect("node");
+    let idp = Idp { child };
+    let ready = wait_for(WAIT, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("ready")
+            .then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "the OpenID provider did not start: {}",
+        std::fs::read_to_string(dir.join("idp.err")).unwrap_or_default()
+    );
+    (idp, port)
+}
+
 fn review() -> Review {
+    review_with(false)
+}
+
+fn review_with(oidc: bool) -> Review {
     let keep = scratch("review");
-    let pki = pki_for(keep.path(), &["review.test"]);
+    let pki = pki_for(keep.path(), &["review.test", "localhost"]);
     let users = keep.path().join("users");
     let secrets = vec![
         ("alice".to_string(), add_user(&users, "alice", "reviewer")),
@@ -90,13 +147,26 @@ fn review() -> Review {
     ];
     let port = free_port();
     let sink = Sink::start(&[]);
-    let cfg = format!(
+    let mut cfg = format!(
         "{RULES}\n[web]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"https://review.test:{port}\"\n\
          cert_file = \"{}\"\nkey_file = \"{}\"\nusers_file = \"{}\"\n",
         pki.cert.display(),
         pki.key.display(),
         users.display()
     );
+    let idp = oidc.then(|| {
+        let (idp, idp_port) = idp(&pki, port, keep.path());
+        let secret = keep.path().join("client-secret");
+        std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+        cfg.push_str(&format!(
+            "\n[web.oidc]\nissuer = \"https://localhost:{idp_port}\"\nclient_id = \"sluis\"\n\
+             client_secret_file = \"{}\"\nca_file = \"{}\"\nname = \"Ziekenhuis-account\"\n\
+             reviewer_groups = [\"sluis-reviewers\"]\nauditor_groups = [\"sluis-auditors\"]\n",
+            secret.display(),
+            pki.ca.display()
+        ));
+        idp
+    });
     let sluis = Sluis::start(sink.port, &cfg);
     let up = wait_for(WAIT, || {
         sluis
@@ -107,6 +177,7 @@ fn review() -> Review {
     assert!(up.is_some(), "{}", sluis.log());
     Review {
         sluis,
+        idp,
         sink,
         pki,
         port,
@@ -503,4 +574,107 @@ fn a_reviewer_works_the_quarantine_in_chromium_and_every_page_passes_axe() {
             std::fs::copy(e.path(), Path::new(&dir).join(e.file_name())).unwrap();
         }
     }
+}
+
+#[test]
+fn staff_log_in_through_the_openid_provider_with_roles_from_their_groups() {
+    let r = review_with(true);
+    assert!(r.idp.is_some());
+    let ids = r.hold(&["oi-one"]);
+    let shots = scratch("shots");
+    let login = |account: &str| {
+        run_browser_script(
+            "oidc.mjs",
+            &[
+                ("WEB", &format!("https://review.test:{}", r.port)),
+                ("ACCOUNT", account),
+                ("SHOTS", &shots.path().display().to_string()),
+            ],
+        )
+    };
+    // A reviewer: through the provider's pages, back to the list, signed in with the
+    // provider's identity.
+    let ann = login("ann");
+    assert!(
+        ann["provider_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://localhost:"),
+        "{ann}"
+    );
+    assert_eq!(ann["final_url"], "/quarantine", "{ann}");
+    let text = ann["final_text"].as_str().unwrap();
+    assert!(
+        text.contains(&ids[0]) || text.contains("jansen@hold.test"),
+        "{text}"
+    );
+    let session = ann["cookies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "__Host-sluis-review")
+        .expect("a session cookie");
+    assert_eq!(session["sameSite"], "Strict");
+    // An auditor: signed in, reads.
+    let aud = login("aud");
+    assert_eq!(aud["final_url"], "/quarantine", "{aud}");
+    // Someone in no group that gives a role: no session, told so.
+    let otto = login("otto");
+    assert_ne!(otto["final_url"], "/quarantine", "{otto}");
+    assert!(
+        otto["final_text"]
+            .as_str()
+            .unwrap()
+            .contains("geen rol in Sluis"),
+        "{otto}"
+    );
+    assert!(
+        !otto["cookies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "__Host-sluis-review")
+    );
+    // The provider's pages asked for nothing but the two test hosts (what they asked for
+    // elsewhere was stopped).
+    for v in [&ann, &aud, &otto] {
+        let bad: Vec<&Value> = v["violations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|x| x["page"] == "login")
+            .filter(|x| matches!(x["impact"].as_str(), Some("serious" | "critical")))
+            .collect();
+        assert!(bad.is_empty(), "{bad:#?}");
+    }
+    // A callback that is not this browser's own login: refused, no session.
+    let mut b = r.browser();
+    for q in [
+        "code=abc&state=def",
+        "error=access_denied&state=def",
+        "state=def",
+    ] {
+        let p = b.get(&format!("/oidc/callback?{q}"));
+        assert_eq!(p.status, 403, "{q}");
+        assert!(
+            !p.header("set-cookie").contains("__Host-sluis-review="),
+            "{q}"
+        );
+    }
+    let started = b.get("/oidc/start");
+    assert_eq!(started.status, 303);
+    assert!(
+        started
+            .header("location")
+            .contains("code_challenge_method=S256")
+    );
+    assert!(started.header("set-cookie").contains("SameSite=Lax"));
+    let forged = b.get("/oidc/callback?code=abc&state=not-the-state");
+    assert_eq!(forged.status, 403, "a state other than the cookie's");
+    let log = r.sluis.log();
+    assert!(
+        log.contains("signed in through the identity provider"),
+        "{log}"
+    );
+    assert!(log.contains("oidc:ann"));
 }

@@ -23,7 +23,7 @@ use toml_edit::ImDocument;
 pub use policy::*;
 pub use portal::{PortalConfig, SmsConfig, SmsKind};
 pub use schema::*;
-pub use web::WebConfig;
+pub use web::{OidcConfig, WebConfig};
 
 /// Settings given as flags; each overrides the file (or the embedded default).
 #[derive(Debug, Clone, Default)]

@@ -26,6 +26,45 @@ pub struct WebConfig {
     pub session_idle: Duration,
     /// The pages' default language: "nl" or "en" (each page offers the other).
     pub language: String,
+    /// Login through the hospital's OpenID Connect provider.
+    pub oidc: Option<OidcConfig>,
+}
+
+/// The identity provider (authorization code flow with PKCE); roles come from a group claim.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// The issuer (`https://login.ziekenhuis.nl/realms/staff`); its discovery document is at
+    /// `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// A file holding the client secret (confidential client).
+    pub client_secret_file: PathBuf,
+    /// CA certificates (PEM) for the provider, beside Mozilla's roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The ID token claim with the person's groups.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Groups that give each role (the highest one counts: admin, reviewer, auditor). A
+    /// person in none of them cannot log in.
+    #[serde(default)]
+    pub reviewer_groups: Vec<String>,
+    #[serde(default)]
+    pub auditor_groups: Vec<String>,
+    #[serde(default)]
+    pub admin_groups: Vec<String>,
+    /// The login button's label ("Ziekenhuis-account").
+    #[serde(default = "default_provider_name")]
+    pub name: String,
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+fn default_provider_name() -> String {
+    "OpenID Connect".into()
 }
 
 impl Default for WebConfig {
@@ -38,6 +77,7 @@ impl Default for WebConfig {
             users_file: None,
             session_idle: Duration::from_secs(30 * 60),
             language: "nl".into(),
+            oidc: None,
         }
     }
 }
@@ -74,20 +114,71 @@ pub(super) fn validate(c: &super::Config, src: &super::Source) -> Result<(), sup
             format!("{:?}: \"nl\" or \"en\"", w.language),
         );
     }
-    let Some(users) = &w.users_file else {
+    if let Some(o) = &w.oidc {
+        validate_oidc(o, src)?;
+    }
+    match &w.users_file {
+        None if w.oidc.is_none() => {
+            return err(
+                "web.users_file",
+                "not set, and no [web.oidc]: nobody could log in (add accounts with `sluis \
+                 user add`, or configure the identity provider)"
+                    .into(),
+            );
+        }
+        Some(users) if std::fs::metadata(users).is_err() => {
+            return err(
+                "web.users_file",
+                format!(
+                    "{}: cannot be read (add accounts with `sluis user add`)",
+                    users.display()
+                ),
+            );
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn validate_oidc(o: &OidcConfig, src: &super::Source) -> Result<(), super::ConfigError> {
+    let err = |key: &str, msg: String| Err(src.error(key, msg));
+    let loopback = ["http://127.", "http://[::1]", "http://localhost"]
+        .iter()
+        .any(|p| o.issuer.starts_with(p));
+    if !(o.issuer.starts_with("https://") || loopback) {
         return err(
-            "web.users_file",
-            "not set: nobody could log in (add accounts with `sluis user add`)".into(),
+            "web.oidc.issuer",
+            format!("{:?}: an https:// URL (http only on loopback)", o.issuer),
         );
-    };
-    if let Err(e) = std::fs::metadata(users) {
+    }
+    if o.client_id.trim().is_empty() {
+        return err("web.oidc.client_id", "empty".into());
+    }
+    match std::fs::read_to_string(&o.client_secret_file) {
+        Ok(s) if !s.trim().is_empty() => {}
+        Ok(_) => {
+            return err(
+                "web.oidc.client_secret_file",
+                format!("{}: empty", o.client_secret_file.display()),
+            );
+        }
+        Err(e) => {
+            return err(
+                "web.oidc.client_secret_file",
+                format!("{}: {e}", o.client_secret_file.display()),
+            );
+        }
+    }
+    if o.reviewer_groups.is_empty() && o.auditor_groups.is_empty() && o.admin_groups.is_empty() {
         return err(
-            "web.users_file",
-            format!(
-                "{}: {e} (add accounts with `sluis user add`)",
-                users.display()
-            ),
+            "web.oidc.reviewer_groups",
+            "no group gives any role (reviewer_groups, auditor_groups, admin_groups): nobody \
+             could log in"
+                .into(),
         );
+    }
+    if o.groups_claim.trim().is_empty() {
+        return err("web.oidc.groups_claim", "empty".into());
     }
     Ok(())
 }

@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
 use rustls::RootCertStore;
-use rustls_pki_types::ServerName;
 use tokio::io::AsyncWriteExt;
 
 use crate::config::{SmsConfig, SmsKind};
@@ -154,68 +151,26 @@ async fn post(
     body: &[u8],
 ) -> Result<(), SmsError> {
     let p = |e: String| SmsError::Provider(e);
-    let host = url.host().ok_or_else(|| p("the URL has no host".into()))?;
-    let https = url.scheme_str() == Some("https");
-    let port = url.port_u16().unwrap_or(if https { 443 } else { 80 });
-    let tcp = tokio::net::TcpStream::connect((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| p(format!("cannot connect to {host}:{port}: {e}")))?;
-    let request = hyper::Request::post(url.path_and_query().map_or("/", |pq| pq.as_str()))
-        .header(hyper::header::HOST, host)
-        .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(
-            hyper::header::USER_AGENT,
-            concat!("sluis/", env!("CARGO_PKG_VERSION")),
-        )
-        .body(Full::new(Bytes::copy_from_slice(body)))
+    let request = http::Request::post(url.clone())
+        .header(http::header::AUTHORIZATION, format!("Bearer {token}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .body(body.to_vec())
         .map_err(|e| p(e.to_string()))?;
-    let status = if https {
-        let config =
-            rustls::ClientConfig::builder_with_provider(crate::wire::stream::crypto_provider())
-                .with_safe_default_protocol_versions()
-                .map_err(|e| p(e.to_string()))?
-                .with_root_certificates(roots.clone())
-                .with_no_client_auth();
-        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_string())
-            .map_err(|_| p(format!("{host:?} is not a host name")))?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| p(format!("TLS with {host}: {e}")))?;
-        exchange(hyper_util::rt::TokioIo::new(tls), request).await?
-    } else {
-        exchange(hyper_util::rt::TokioIo::new(tcp), request).await?
+    let client = crate::wire::http::HttpClient {
+        roots: roots.clone(),
+        timeout: TRY_TIME,
+        // The answer is read only so the connection ends cleanly; its text is the
+        // provider's and may echo the number, so it is not reported.
+        limit: 64 * 1024,
     };
+    let status = client
+        .send(request)
+        .await
+        .map_err(|e| p(e.to_string()))?
+        .status();
     if status.is_success() {
         Ok(())
     } else {
         Err(p(format!("answered {status}")))
     }
-}
-
-async fn exchange<T>(
-    io: T,
-    request: hyper::Request<Full<Bytes>>,
-) -> Result<hyper::StatusCode, SmsError>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| SmsError::Provider(format!("HTTP: {e}")))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| SmsError::Provider(format!("HTTP: {e}")))?;
-    let status = response.status();
-    // Read (a bounded part of) the answer so the connection ends cleanly; its text is the
-    // provider's and may echo the number, so it is not reported.
-    let _ = Limited::new(response.into_body(), 64 * 1024)
-        .collect()
-        .await;
-    Ok(status)
 }

@@ -7,6 +7,7 @@
 
 mod act;
 mod item;
+mod oidc;
 mod pages;
 mod preview;
 mod session;
@@ -29,6 +30,8 @@ pub struct Web {
     pub config: WebConfig,
     pub reviewer: Reviewer,
     pub users: Users,
+    /// The identity provider, when `[web.oidc]` is configured.
+    pub oidc: Option<Arc<oidc::Provider>>,
     /// Password checks at once (argon2 takes 19 MiB and tens of milliseconds each).
     pub checks: Arc<tokio::sync::Semaphore>,
 }
@@ -45,10 +48,15 @@ impl Web {
             Some(f) => Users::load(f)?,
             None => Users::default(),
         };
+        let oidc = match &w.oidc {
+            Some(o) => Some(Arc::new(oidc::Provider::new(o, &w.base_url)?)),
+            None => None,
+        };
         Ok(Some(Web {
             config: w.clone(),
             reviewer,
             users,
+            oidc,
             checks: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }
@@ -71,6 +79,8 @@ pub fn router(web: Current) -> Router {
         )
         .route("/login", get(pages::login_page).post(pages::login))
         .route("/logout", post(pages::logout))
+        .route("/oidc/start", get(oidc::start))
+        .route("/oidc/callback", get(oidc::callback))
         .route("/quarantine", get(item::list))
         .route("/quarantine/{id}", get(item::show))
         .route("/quarantine/{id}/reveal", post(act::reveal))

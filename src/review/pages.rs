@@ -84,8 +84,23 @@ pub async fn login_page(
     c.page(
         StatusCode::OK,
         c.t("login.title"),
-        &login_form(&c, "", None),
+        &login_body(&c, "", None),
     )
+}
+
+/// The provider's button (when configured), then the local accounts' form (when there are).
+fn login_body(c: &Ctx, name: &str, error: Option<&str>) -> String {
+    let mut body = String::new();
+    if let Some(p) = &c.web.oidc {
+        body.push_str(&super::oidc::button(c, p.name()));
+    }
+    if c.web.config.users_file.is_some() {
+        if !body.is_empty() {
+            body.push_str(&format!("<h2>{}</h2>", c.t("login.local")));
+        }
+        body.push_str(&login_form(c, name, error));
+    }
+    body
 }
 
 #[derive(Deserialize)]
@@ -113,7 +128,7 @@ pub async fn login(
         c.page(
             status,
             c.t("login.title"),
-            &login_form(c, &f.name, Some(why)),
+            &login_body(c, &f.name, Some(why)),
         )
     };
     if !super::users::valid_name(&f.name) || f.password.len() > 1024 || f.code.len() > 16 {

@@ -31,6 +31,20 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "Te veel mislukte pogingen voor dit account. Probeer het over 15 minuten opnieuw.",
             "Too many failed attempts for this account. Try again in 15 minutes.",
         ),
+        "login.local" => ("Of met een lokaal account", "Or with a local account"),
+        "oidc.login" => ("Aanmelden met", "Log in with"),
+        "oidc.failed" => ("Aanmelden mislukt", "Login failed"),
+        "oidc.refused" => (
+            "Aanmelden is niet gelukt, of uw account heeft geen rol in Sluis. Vraag uw beheerder om toegang.",
+            "The login did not succeed, or your account has no role in Sluis. Ask your administrator for access.",
+        ),
+        "oidc.unavailable" => (
+            "De aanmeldserver antwoordt nu niet. Probeer het over enkele minuten opnieuw.",
+            "The login server does not answer right now. Try again in a few minutes.",
+        ),
+        "oidc.welcome" => ("Aangemeld", "Signed in"),
+        "oidc.signed" => ("U bent aangemeld als", "You are signed in as"),
+        "oidc.continue" => ("Verder naar de quarantaine", "Continue to the quarantine"),
         "forbidden.title" => ("Geen toegang", "Forbidden"),
         "forbidden.text" => (
             "Uw rol geeft geen toegang tot deze handeling.",
@@ -146,6 +160,7 @@ mod tests {
             include_str!("item.rs"),
             include_str!("act.rs"),
             include_str!("session.rs"),
+            include_str!("oidc.rs"),
         ]
         .concat();
         let (n, missing) = crate::wire::web::missing_words(&src, super::t);

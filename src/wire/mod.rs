@@ -5,6 +5,7 @@
 
 pub mod address;
 pub mod client;
+pub mod http;
 pub mod reply;
 pub mod server_tls;
 pub mod stream;

@@ -1,4 +1,5 @@
-// What every browser walk does on each page: axe-core's accessibility check (injected through
+// What every browser walk shares: Debian's Chromium started headless and kept off the network
+// (the test host names mapped to 127.0.0.1), and on each page axe-core's accessibility check (injected through
 // the DevTools protocol, so the page's CSP, which allows no script, stays as it is) and a
 // screenshot. `out` collects the violations and each page's title and language.
 import { readFileSync } from 'node:fs';
@@ -20,4 +21,15 @@ export function auditor(out, shots, prefix = '') {
     await page.screenshot({ path: join(shots, `${prefix}${name}.png`), fullPage: true });
     out.pages[name] = { title: await page.title(), lang: await page.getAttribute('html', 'lang') };
   };
+}
+
+export async function launch(chromium, hosts) {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: [
+      '--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
+      '--disable-gpu', '--no-first-run', '--disable-sync',
+      `--host-resolver-rules=${hosts.map((h) => `MAP ${h} 127.0.0.1`).join(', ')}`,
+    ],
+  });
 }

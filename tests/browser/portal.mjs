@@ -8,7 +8,7 @@
 //   STEPS    "full" (the whole walk) or "complete:<path>" (the sender's completion page)
 // Prints one JSON object with what it saw; tests/portal.rs checks it.
 import { chromium } from 'playwright-core';
-import { auditor } from './audit.mjs';
+import { auditor, launch } from './audit.mjs';
 import { readFileSync, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 
@@ -34,14 +34,7 @@ async function lastCode(before) {
   throw new Error('no SMS arrived');
 }
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-    '--disable-gpu', '--no-first-run', '--disable-sync',
-    `--host-resolver-rules=MAP portal.test 127.0.0.1`,
-  ],
-});
+const browser = await launch(chromium, ['portal.test']);
 try {
   // The test CA is not in Chromium's store; the certificate itself is checked by the Rust side.
   const context = await browser.newContext({ ignoreHTTPSErrors: true, acceptDownloads: true, locale: 'nl-NL' });

@@ -8,21 +8,14 @@
 //   SHOTS     where to put the screenshots
 // Prints one JSON object with what it saw; tests/review_web.rs checks it.
 import { chromium } from 'playwright-core';
-import { auditor } from './audit.mjs';
+import { auditor, launch } from './audit.mjs';
 
 const { WEB, NAME, PASSWORD, CODE, ITEM, SHOTS } = process.env;
 
 const out = { pages: {}, console: [], violations: [] };
 const audit = auditor(out, SHOTS, 'review-');
 
-const browser = await chromium.launch({
-  executablePath: '/usr/bin/chromium',
-  args: [
-    '--headless', '--no-sandbox', '--disable-background-networking', '--disable-component-update',
-    '--disable-gpu', '--no-first-run', '--disable-sync',
-    `--host-resolver-rules=MAP review.test 127.0.0.1`,
-  ],
-});
+const browser = await launch(chromium, ['review.test']);
 try {
   // The test CA is not in Chromium's store; the certificate itself is checked by the Rust side.
   const context = await browser.newContext({ ignoreHTTPSErrors: true, locale: 'nl-NL' });
