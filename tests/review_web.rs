@@ -678,3 +678,90 @@ fn staff_log_in_through_the_openid_provider_with_roles_from_their_groups() {
     );
     assert!(log.contains("oidc:ann"));
 }
+
+#[test]
+fn the_audit_log_is_searched_exported_as_csv_and_verified() {
+    let r = review();
+    let ids = r.hold(&["au-one", "au-two"]);
+    let mut b = r.signed_in("alice", 0);
+    let item = b.get(&format!("/quarantine/{}", ids[1]));
+    let rejected = b.post(
+        &format!("/quarantine/{}/reject", ids[1]),
+        &[("csrf", &item.csrf()), ("reason", "wrong recipient")],
+    );
+    assert_eq!(rejected.status, 200);
+    // Anonymous: to the login.
+    assert_eq!(r.browser().get("/audit").status, 303);
+    // An auditor reads the log.
+    let mut a = r.signed_in("audrey", 1);
+    let all = a.get("/audit");
+    assert_eq!(all.status, 200);
+    assert!(
+        all.text().contains("Niet gecontroleerd") || all.text().contains("Nog niet gecontroleerd")
+    );
+    // By transaction (the item's id is its transaction's), by decision, by date.
+    let one = a.get(&format!("/audit?transaction={}", ids[0])).text();
+    assert!(one.contains(&ids[0]) && !one.contains(&ids[1]), "{one}");
+    assert!(one.contains("quarantine"));
+    let rejects = a.get("/audit?decision=reject").text();
+    assert!(
+        rejects.contains("local:alice") && rejects.contains(&ids[1]),
+        "{rejects}"
+    );
+    assert!(rejects.contains("1 regels"), "{rejects}");
+    let today = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+    let today = &today[..10];
+    assert!(
+        a.get(&format!("/audit?from={today}&to={today}&decision=reject"))
+            .text()
+            .contains("1 regels")
+    );
+    assert!(a.get("/audit?from=2099-01-01").text().contains("0 regels"));
+    assert_eq!(a.get("/audit?from=01-12-2026").status, 400);
+    // The export: CSV a spreadsheet reads, the period's records only.
+    let csv = a.get(&format!("/audit/export.csv?from={today}&to={today}"));
+    assert_eq!(csv.status, 200);
+    assert!(csv.header("content-type").starts_with("text/csv"));
+    assert!(
+        csv.header("content-disposition")
+            .contains(&format!("sluis-audit-{today}-{today}.csv"))
+    );
+    let mut reader = csv::Reader::from_reader(csv.body.as_slice());
+    let head = reader.headers().unwrap().clone();
+    assert_eq!(&head[0], "seq");
+    let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    let col = |name: &str| head.iter().position(|h| h == name).unwrap();
+    let reject = rows
+        .iter()
+        .find(|r| &r[col("decision")] == "reject")
+        .expect("the reject in the export");
+    assert_eq!(&reject[col("reviewer")], "local:alice");
+    assert_eq!(&reject[col("reason")], "wrong recipient");
+    assert!(
+        rows.iter()
+            .any(|r| &r[col("event")] == "decision" && r[col("findings")].is_empty())
+    );
+    assert!(!String::from_utf8_lossy(&csv.body).contains(BSN));
+    let none = a.get("/audit/export.csv?from=2099-01-01");
+    assert_eq!(
+        csv::Reader::from_reader(none.body.as_slice())
+            .records()
+            .count(),
+        0
+    );
+    // Verification: intact, then damaged once a record is edited.
+    let page = a.get("/audit");
+    let v = a.post("/audit/verify", &[("csrf", &page.csrf())]);
+    assert_eq!(v.status, 303);
+    let intact = a.get("/audit").text();
+    assert!(intact.contains("Intact"), "{intact}");
+    let log = r.sluis.dir.path().join("spool/audit/audit.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, text.replacen("wrong recipient", "right recipient", 1)).unwrap();
+    let page = a.get("/audit");
+    a.post("/audit/verify", &[("csrf", &page.csrf())]);
+    let damaged = a.get("/audit").text();
+    assert!(damaged.contains("BESCHADIGD"), "{damaged}");
+    // Verifying needs the form's token.
+    assert_eq!(a.post("/audit/verify", &[]).status, 403);
+}

@@ -179,3 +179,31 @@ fn check_head(file: &Path, last: Option<&(u64, String)>) -> Option<String> {
         _ => None,
     }
 }
+
+/// The log and its rotated predecessors (`<stem>-<time>-<seq>.jsonl`), oldest first.
+pub fn chain_files(current: &Path) -> Vec<PathBuf> {
+    let stem = current
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = current
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.starts_with(&format!("{stem}-")) && name.ends_with(".jsonl")
+        })
+        .collect();
+    rotated.sort();
+    rotated.push(current.to_path_buf());
+    rotated
+}

@@ -1,6 +1,6 @@
 //! `sluis audit verify`: check the audit log's hash chain.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Subcommand;
@@ -48,7 +48,7 @@ pub fn audit(cmd: AuditCommand) -> ExitCode {
         None
     };
     let files = match &cfg {
-        Some(cfg) if configured => chain_files(&cfg.audit_file()),
+        Some(cfg) if configured => sluis::audit::verify::chain_files(&cfg.audit_file()),
         _ => files,
     };
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
@@ -119,32 +119,4 @@ fn anchored(
         }
     };
     Ok(anchors.into_iter().find(|a| a.instance == instance))
-}
-
-/// The log and its rotated predecessors (`<stem>-<time>-<seq>.jsonl`), oldest first.
-fn chain_files(current: &Path) -> Vec<PathBuf> {
-    let stem = current
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = current
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut rotated: Vec<PathBuf> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            name.starts_with(&format!("{stem}-")) && name.ends_with(".jsonl")
-        })
-        .collect();
-    rotated.sort();
-    rotated.push(current.to_path_buf());
-    rotated
 }

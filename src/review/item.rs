@@ -77,7 +77,8 @@ impl Filters {
     }
 }
 
-fn url_pairs(pairs: &[(&str, &str)]) -> String {
+/// `k=v&` for each pair with a value, percent-encoded.
+pub(super) fn url_pairs(pairs: &[(&str, &str)]) -> String {
     pairs
         .iter()
         .filter(|(_, v)| !v.is_empty())

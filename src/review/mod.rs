@@ -6,6 +6,7 @@
 //! with the person's identity from the login, never a name typed into a form.
 
 mod act;
+mod audit;
 mod item;
 mod oidc;
 mod pages;
@@ -32,6 +33,10 @@ pub struct Web {
     pub users: Users,
     /// The identity provider, when `[web.oidc]` is configured.
     pub oidc: Option<Arc<oidc::Provider>>,
+    /// This instance's name in the store's audit anchors.
+    pub instance: String,
+    /// The last verification of the audit chain: when, whether intact, what it found.
+    pub verified: std::sync::Mutex<Option<(String, bool, String)>>,
     /// Password checks at once (argon2 takes 19 MiB and tens of milliseconds each).
     pub checks: Arc<tokio::sync::Semaphore>,
 }
@@ -57,6 +62,8 @@ impl Web {
             reviewer,
             users,
             oidc,
+            instance: crate::store::instance_name(&config.store),
+            verified: std::sync::Mutex::new(None),
             checks: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }
@@ -82,6 +89,9 @@ pub fn router(web: Current) -> Router {
         .route("/oidc/start", get(oidc::start))
         .route("/oidc/callback", get(oidc::callback))
         .route("/quarantine", get(item::list))
+        .route("/audit", get(audit::page))
+        .route("/audit/verify", post(audit::verify))
+        .route("/audit/export.csv", get(audit::export))
         .route("/quarantine/{id}", get(item::show))
         .route("/quarantine/{id}/reveal", post(act::reveal))
         .route("/quarantine/{id}/release", post(act::release))

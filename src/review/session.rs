@@ -223,8 +223,11 @@ impl Ctx {
         let other = self.lang.other();
         let who = match &self.person {
             Some(p) => format!(
-                "<span class=\"who\">{} ({})</span><form method=\"post\" action=\"/logout\">{}\
+                "<a href=\"/quarantine\">{}</a><a href=\"/audit\">{}</a>\
+                 <span class=\"who\">{} ({})</span><form method=\"post\" action=\"/logout\">{}\
                  <button type=\"submit\" class=\"link\">{}</button></form>",
+                self.t("nav.quarantine"),
+                self.t("nav.audit"),
                 esc(&p.identity),
                 esc(p.role.name()),
                 self.csrf_field(),

@@ -45,6 +45,35 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "oidc.welcome" => ("Aangemeld", "Signed in"),
         "oidc.signed" => ("U bent aangemeld als", "You are signed in as"),
         "oidc.continue" => ("Verder naar de quarantaine", "Continue to the quarantine"),
+        "audit.title" => ("Auditlog", "Audit log"),
+        "audit.chain" => ("Keten van het auditlog", "The audit log's chain"),
+        "audit.verify" => ("Nu controleren", "Verify now"),
+        "audit.intact" => ("Intact", "Intact"),
+        "audit.damaged" => ("BESCHADIGD", "DAMAGED"),
+        "audit.unverified" => (
+            "Nog niet gecontroleerd sinds de start.",
+            "Not verified since the start.",
+        ),
+        "audit.transaction" => (
+            "Transactie of quarantaine-id",
+            "Transaction or quarantine id",
+        ),
+        "audit.recipient" => ("Ontvanger", "Recipient"),
+        "audit.decision" => ("Besluit of handeling", "Decision or action"),
+        "audit.from" => ("Vanaf (datum)", "From (date)"),
+        "audit.to" => ("Tot en met (datum)", "To (date)"),
+        "audit.search" => ("Zoeken", "Search"),
+        "audit.export" => (
+            "Deze selectie downloaden als CSV",
+            "Download this selection as CSV",
+        ),
+        "audit.records" => ("regels", "records"),
+        "audit.time" => ("Tijd", "Time"),
+        "audit.event" => ("Soort", "Kind"),
+        "audit.reviewer" => ("Beoordelaar", "Reviewer"),
+        "audit.baddate" => ("Een datum is JJJJ-MM-DD.", "A date is YYYY-MM-DD."),
+        "nav.audit" => ("Auditlog", "Audit log"),
+        "nav.quarantine" => ("Quarantaine", "Quarantine"),
         "forbidden.title" => ("Geen toegang", "Forbidden"),
         "forbidden.text" => (
             "Uw rol geeft geen toegang tot deze handeling.",
@@ -161,6 +190,7 @@ mod tests {
             include_str!("act.rs"),
             include_str!("session.rs"),
             include_str!("oidc.rs"),
+            include_str!("audit.rs"),
         ]
         .concat();
         let (n, missing) = crate::wire::web::missing_words(&src, super::t);
