@@ -26,6 +26,8 @@ const RULES: &str = "[policy]\nnotify_quarantined = false\n\n\
 
 struct Review {
     sluis: Sluis,
+    /// The admin listener (/metrics).
+    admin: u16,
     /// The OpenID provider, when the test has one.
     idp: Option<Idp>,
     sink: Sink,
@@ -138,6 +140,11 @@ fn review() -> Review {
 }
 
 fn review_with(oidc: bool) -> Review {
+    review_of(oidc, RULES, "")
+}
+
+/// A gateway with `rules` and `web` appended to its [web] section.
+fn review_of(oidc: bool, rules: &str, web: &str) -> Review {
     let keep = scratch("review");
     let pki = pki_for(keep.path(), &["review.test", "localhost"]);
     let users = keep.path().join("users");
@@ -148,8 +155,8 @@ fn review_with(oidc: bool) -> Review {
     let port = free_port();
     let sink = Sink::start(&[]);
     let mut cfg = format!(
-        "{RULES}\n[web]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"https://review.test:{port}\"\n\
-         cert_file = \"{}\"\nkey_file = \"{}\"\nusers_file = \"{}\"\n",
+        "{rules}\n[web]\nlisten = \"127.0.0.1:{port}\"\nbase_url = \"https://review.test:{port}\"\n\
+         cert_file = \"{}\"\nkey_file = \"{}\"\nusers_file = \"{}\"\n{web}",
         pki.cert.display(),
         pki.key.display(),
         users.display()
@@ -167,7 +174,7 @@ fn review_with(oidc: bool) -> Review {
         ));
         idp
     });
-    let sluis = Sluis::start(sink.port, &cfg);
+    let (sluis, admin) = Sluis::start_with_admin(sink.port, &cfg);
     let up = wait_for(WAIT, || {
         sluis
             .log()
@@ -177,6 +184,7 @@ fn review_with(oidc: bool) -> Review {
     assert!(up.is_some(), "{}", sluis.log());
     Review {
         sluis,
+        admin,
         idp,
         sink,
         pki,
@@ -764,4 +772,168 @@ fn the_audit_log_is_searched_exported_as_csv_and_verified() {
     assert!(damaged.contains("BESCHADIGD"), "{damaged}");
     // Verifying needs the form's token.
     assert_eq!(a.post("/audit/verify", &[]).status, 403);
+}
+
+/// Held and the sender told, with a link; from hold.test the sender may override, from
+/// strict.test not.
+const SENDER_RULES: &str = "[policy]\nnotify_quarantined = true\n\n\
+    [[policy.rules]]\nname = \"hold-override\"\naction = \"quarantine\"\nnotify = true\n\
+    allow_override = true\nreason = \"held for review\"\nwhen = { sender_domains = [\"hold.test\"] }\n\n\
+    [[policy.rules]]\nname = \"hold-strict\"\naction = \"quarantine\"\nnotify = true\n\
+    reason = \"held for review\"\nwhen = { sender_domains = [\"strict.test\"] }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
+impl Review {
+    /// Holds a letter from `from`; its quarantine id and the path of the link in its notice.
+    fn hold_from(&self, from: &str, token: &str) -> (String, String) {
+        let mut c = Smtp::connect(self.sluis.port);
+        c.hello();
+        let mail = String::from_utf8(letter(token))
+            .unwrap()
+            .replace("jansen@hold.test", from);
+        let reply = c.send_message(from, &["pat@patients.test"], mail.as_bytes());
+        assert!(reply.starts_with("250"), "{reply}");
+        c.cmd("QUIT");
+        let notice = wait_for(WAIT, || {
+            self.sink.messages().into_iter().find(|m| {
+                m.contains("Your message is held for review")
+                    && m.contains(&format!("{token}@hold.test"))
+            })
+        })
+        .expect("a hold notice");
+        let at = notice
+            .find("https://review.test:")
+            .expect("a link in the notice");
+        let link: String = notice[at..]
+            .chars()
+            .take_while(|c| !c.is_whitespace())
+            .collect();
+        let path = link.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap();
+        let id = path.split('/').nth(2).unwrap().to_string();
+        (id, path)
+    }
+
+    fn metrics(&self) -> String {
+        http_get(self.admin, "/metrics").1
+    }
+}
+
+#[test]
+fn a_senders_link_shows_the_hold_takes_a_false_positive_report_and_overrides_where_allowed() {
+    let r = review_of(false, SENDER_RULES, "");
+    let (id1, link1) = r.hold_from("jansen@hold.test", "sd-one");
+    let (id2, link2) = r.hold_from("jansen@strict.test", "sd-two");
+    let mut s = r.browser();
+    let page1 = s.get(&link1);
+    assert_eq!(page1.status, 200, "{}", page1.text());
+    let text = page1.text();
+    assert!(text.contains(&id1) && text.contains("pat@patients.test"));
+    assert!(text.contains("***-**-782") && !text.contains(BSN));
+    assert!(text.contains("/override\""), "the override is offered");
+    let page2 = s.get(&link2);
+    assert!(
+        !page2.text().contains("/override\""),
+        "no override where the rule does not allow it"
+    );
+    // A link opens its own item only; a changed token opens nothing.
+    let token1 = link1.rsplit('/').next().unwrap();
+    assert_eq!(s.get(&format!("/s/{id2}/{token1}")).status, 404);
+    assert_eq!(s.get(&format!("{link1}x")).status, 404);
+    let later = token1.replacen(|c: char| c.is_ascii_digit(), "9", 1);
+    assert_eq!(
+        s.get(&format!("/s/{id1}/{later}")).status,
+        404,
+        "a forged expiry"
+    );
+
+    // A false-positive report: on the item for the reviewers, audited, counted.
+    let reported = s.post(
+        &format!("{link2}/report"),
+        &[
+            ("csrf", &page2.csrf()),
+            ("comment", "nieuwsbrief zonder patiënt"),
+        ],
+    );
+    assert_eq!(reported.status, 200, "{}", reported.text());
+    assert!(!s.get(&link2).text().contains("/report\""), "reported once");
+    let mut b = r.signed_in("alice", 0);
+    let item = b.get(&format!("/quarantine/{id2}")).text();
+    assert!(
+        item.contains("De afzender meldt") && item.contains("nieuwsbrief zonder patiënt"),
+        "{item}"
+    );
+    let reviews = r.reviews();
+    let fp = reviews
+        .iter()
+        .find(|v| v["action"] == "false-positive")
+        .expect("audited");
+    assert_eq!(fp["reviewer"], "sender:jansen@strict.test");
+    assert!(
+        r.metrics()
+            .contains("sluis_quarantine_reviews_total{action=\"false-positive\"} 1"),
+        "counted"
+    );
+    // Without the form's token: refused.
+    assert_eq!(
+        s.post(&format!("{link2}/report"), &[("comment", "x")])
+            .status,
+        403
+    );
+    // No override where the rule does not allow it.
+    let refused = s.post(
+        &format!("{link2}/override"),
+        &[("csrf", &page2.csrf()), ("justification", "urgent")],
+    );
+    assert_eq!(refused.status, 403);
+
+    // The override: released like a reviewer's release, audited as the sender.
+    let empty = s.post(
+        &format!("{link1}/override"),
+        &[("csrf", &page1.csrf()), ("justification", " ")],
+    );
+    assert_eq!(empty.status, 400);
+    let sent = s.post(
+        &format!("{link1}/override"),
+        &[
+            ("csrf", &page1.csrf()),
+            ("justification", "de patiënt vroeg erom"),
+        ],
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    assert!(sent.text().contains("Aangenomen voor aflevering"));
+    let got = wait_for(WAIT, || {
+        r.sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Kenmerk sd-one") && !m.contains("held for review"))
+    });
+    assert!(got.is_some(), "the overridden message did not arrive");
+    let reviews = r.reviews();
+    let release = reviews
+        .iter()
+        .find(|v| v["action"] == "release")
+        .expect("audited");
+    assert_eq!(release["reviewer"], "sender:jansen@hold.test");
+    assert!(
+        release["reason"]
+            .as_str()
+            .unwrap()
+            .contains("de patiënt vroeg erom")
+    );
+    // Decided: the link stops working.
+    let after = s.get(&link1);
+    assert_eq!(after.status, 410);
+    assert!(after.text().contains("al besloten"));
+}
+
+#[test]
+fn a_senders_link_stops_at_its_expiry() {
+    let r = review_of(false, SENDER_RULES, "sender_link_time = \"2s\"\n");
+    let (_, link) = r.hold_from("jansen@hold.test", "sd-exp");
+    let mut s = r.browser();
+    assert_eq!(s.get(&link).status, 200);
+    std::thread::sleep(Duration::from_millis(2500));
+    let expired = s.get(&link);
+    assert_eq!(expired.status, 410);
+    assert!(expired.text().contains("verlopen"));
 }

@@ -128,7 +128,20 @@ impl Runtime {
             lanes.clone(),
         )?
         .map(Arc::new);
-        let web = crate::review::Web::build(&config, admin.reviewer.clone())?.map(Arc::new);
+        let sender_links = match (&config.web, config.web_secret_file()) {
+            (Some(w), Some(f)) => {
+                let key = crate::wire::secret::load_or_make(&f, "key of the senders' links")
+                    .map_err(|e| anyhow::anyhow!("web.secret_file {}: {e}", f.display()))?;
+                Some(Arc::new(crate::quarantine::link::SenderLinks::new(
+                    &key,
+                    &w.base_url,
+                    w.sender_link_time,
+                )))
+            }
+            _ => None,
+        };
+        let web = crate::review::Web::build(&config, admin.reviewer.clone(), sender_links.clone())?
+            .map(Arc::new);
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             inspector: Arc::new(Inspector::new(&config.inspect)?),
@@ -141,6 +154,7 @@ impl Runtime {
             audit,
             lanes,
             portal: portal.clone(),
+            sender_links,
             after_reply,
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);

@@ -508,6 +508,16 @@ impl Config {
             .unwrap_or_else(|| self.server.spool_dir.join("quarantine"))
     }
 
+    /// The key of the senders' links (`[web]`).
+    pub fn web_secret_file(&self) -> Option<PathBuf> {
+        let w = self.web.as_ref()?;
+        Some(
+            w.secret_file
+                .clone()
+                .unwrap_or_else(|| self.server.spool_dir.join("web.secret")),
+        )
+    }
+
     /// The portal's server secret.
     pub fn portal_secret_file(&self) -> Option<PathBuf> {
         let p = self.portal.as_ref()?;

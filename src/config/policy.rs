@@ -60,6 +60,10 @@ pub struct RuleConfig {
     /// quarantine: tell the sender (see `policy.notify_quarantined`).
     #[serde(default)]
     pub notify: bool,
+    /// quarantine: the sender may release the hold themselves through the link in the notice,
+    /// with a justification (audited). Off in the NTA 7516 profile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_override: bool,
 }
 
 /// Conditions; all that are set must hold. Message facts first, then recipient facts; the

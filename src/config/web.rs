@@ -28,6 +28,12 @@ pub struct WebConfig {
     pub language: String,
     /// Login through the hospital's OpenID Connect provider.
     pub oidc: Option<OidcConfig>,
+    /// The key of the senders' links in hold notices (32 bytes; made at first start, mode
+    /// 0600; the same file on every instance). Default `<server.spool_dir>/web.secret`.
+    pub secret_file: Option<PathBuf>,
+    /// How long a sender's link in a hold notice works.
+    #[serde(with = "humantime_serde")]
+    pub sender_link_time: Duration,
 }
 
 /// The identity provider (authorization code flow with PKCE); roles come from a group claim.
@@ -78,6 +84,8 @@ impl Default for WebConfig {
             session_idle: Duration::from_secs(30 * 60),
             language: "nl".into(),
             oidc: None,
+            secret_file: None,
+            sender_link_time: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -107,6 +115,9 @@ pub(super) fn validate(c: &super::Config, src: &super::Source) -> Result<(), sup
     }
     if w.session_idle < Duration::from_secs(60) || w.session_idle > Duration::from_secs(12 * 3600) {
         return err("web.session_idle", "from a minute to 12 hours".into());
+    }
+    if w.sender_link_time.is_zero() {
+        return err("web.sender_link_time", "must be above zero".into());
     }
     if !matches!(w.language.as_str(), "nl" | "en") {
         return err(

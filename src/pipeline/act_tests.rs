@@ -188,6 +188,7 @@ pub(super) fn case(rcpts: &[Rcpt]) -> Case {
         reasons: vec!["test".into()],
         reply_text: None,
         notify: false,
+        allow_override: false,
         posture: None,
     };
     Case {

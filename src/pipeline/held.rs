@@ -41,6 +41,7 @@ pub(super) fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> 
                     rule,
                     reasons,
                     class: Some(case.judged[i].class),
+                    allow_override: d.allow_override,
                     // A late-lane hold keeps the lane's requirement: release never weaker.
                     require: d.require,
                     posture: d.posture.as_deref().cloned(),
@@ -48,6 +49,7 @@ pub(super) fn item(case: &Case, idx: &[usize], id: &str, late: Option<&str>) -> 
             })
             .collect(),
         released: Vec::new(),
+        sender_reports: Vec::new(),
         report_token: None,
         claim: None,
     }

@@ -57,6 +57,8 @@ pub struct Pipeline {
     pub lanes: Arc<Lanes>,
     /// The secure pickup portal, when `[portal]` is configured.
     pub portal: Option<Arc<crate::portal::service::Portal>>,
+    /// The senders' links for hold notices, when `[web]` is configured.
+    pub sender_links: Option<Arc<crate::quarantine::link::SenderLinks>>,
     /// What follows replies (QUIT upstream, outcome records); shared across reloads, so that
     /// shutdown waits for all of it.
     pub after_reply: tokio_util::task::TaskTracker,
@@ -196,7 +198,12 @@ impl Pipeline {
         };
         let mut acted = act::act(&case, &mut body, &effects).await;
         if self.config.policy.notify_quarantined {
-            notify::held(&case, &acted.held, self.lanes.default_lane());
+            notify::held(
+                &case,
+                &acted.held,
+                self.lanes.default_lane(),
+                self.sender_links.as_deref(),
+            );
         }
         if let (Some(portal), Some(sealed)) = (&self.portal, acted.sealed.take()) {
             portal::sender_notice(portal.clone(), &case, sealed);

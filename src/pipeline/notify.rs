@@ -9,8 +9,14 @@ use crate::relay::Lane;
 use super::Case;
 use super::act::Held;
 
-/// Sends a notice per held item that has recipients whose rule has `notify`.
-pub fn held(case: &Case, stored: &[Held], lane: Arc<Lane>) {
+/// Sends a notice per held item that has recipients whose rule has `notify`; with `links`,
+/// each carries the sender's link to the item.
+pub fn held(
+    case: &Case,
+    stored: &[Held],
+    lane: Arc<Lane>,
+    links: Option<&crate::quarantine::link::SenderLinks>,
+) {
     if case.mail_from.address.is_empty() {
         return;
     }
@@ -39,6 +45,7 @@ pub fn held(case: &Case, stored: &[Held], lane: Arc<Lane>) {
             &h.id,
             case.message_id.as_deref(),
             &pairs,
+            links.map(|l| l.link(&h.id)).as_deref(),
         );
         let lane = lane.clone();
         let hostname = case.hostname.clone();

@@ -95,6 +95,9 @@ pub struct Decision {
     pub reply_text: Option<String>,
     #[serde(skip_serializing)]
     pub notify: bool,
+    /// The sender may override a hold by this rule (`allow_override`).
+    #[serde(skip_serializing)]
+    pub allow_override: bool,
     #[serde(skip_serializing)]
     pub posture: Option<Arc<Assessment>>,
 }
@@ -199,6 +202,7 @@ impl Policy {
                 reasons,
                 reply_text: rule.reason.clone(),
                 notify: rule.notify,
+                allow_override: rule.allow_override,
                 posture,
             };
         }
@@ -212,6 +216,7 @@ impl Policy {
             reasons: vec!["no policy rule matched".into()],
             reply_text: None,
             notify: false,
+            allow_override: false,
             posture,
         }
     }
@@ -232,6 +237,7 @@ impl Policy {
             reasons: Vec::new(),
             reply_text: rule.reason.clone(),
             notify: rule.notify,
+            allow_override: rule.allow_override,
             posture: Some(p),
         };
         if level.strength().is_none() {
@@ -488,6 +494,13 @@ pub fn validate(rules: &[RuleConfig]) -> Result<(), (usize, &'static str, String
                 "only deliver rules name a lane, and not together with `require` (which \
                  chooses the lane by the recipient's posture)"
                     .into(),
+            ));
+        }
+        if r.allow_override && r.action != ActionKind::Quarantine {
+            return Err((
+                i,
+                "allow_override",
+                "only a quarantine rule's hold can be overridden by the sender".into(),
             ));
         }
         if r.notify && r.action != ActionKind::Quarantine {

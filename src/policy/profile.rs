@@ -13,6 +13,7 @@ fn rule(name: &str, when: When, action: ActionKind) -> RuleConfig {
         lane: None,
         reason: None,
         notify: false,
+        allow_override: false,
     }
 }
 

@@ -343,6 +343,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             lane: None,
             reason: Some("no".into()),
             notify: false,
+            allow_override: false,
         },
         RuleConfig {
             name: "nta-claim".into(),
@@ -355,6 +356,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             lane: None,
             reason: None,
             notify: false,
+            allow_override: false,
         },
         RuleConfig {
             name: "rest".into(),
@@ -364,6 +366,7 @@ fn custom_rules_match_detectors_senders_size_and_nta_record() {
             lane: None,
             reason: None,
             notify: false,
+            allow_override: false,
         },
     ];
     assert_eq!(validate(&rules), Ok(()));
@@ -422,6 +425,7 @@ fn a_deliver_rule_can_name_its_lane() {
         lane: Some("secure".into()),
         reason: None,
         notify: false,
+        allow_override: false,
     }];
     assert_eq!(validate(&rules), Ok(()));
     let p = Policy::new(rules, lanes(), "default".into());

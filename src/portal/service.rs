@@ -413,23 +413,8 @@ impl EventDetail {
 }
 
 /// Reads the server secret, or makes it (mode 0600, never replaced) when there is none.
+/// The portal's server secret (without it no portal message opens).
 fn load_or_make_secret(path: &std::path::Path) -> anyhow::Result<ServerSecret> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(ServerSecret::from_bytes(&bytes)?),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let (secret, bytes) = ServerSecret::generate()?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(path)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            tracing::warn!(file = %path.display(), "made a new portal secret: back it up with the store (without it no portal message opens), and give every instance the same one");
-            Ok(secret)
-        }
-        Err(e) => Err(e.into()),
-    }
+    let bytes = crate::wire::secret::load_or_make(path, "portal secret")?;
+    Ok(ServerSecret::from_bytes(&bytes)?)
 }

@@ -3,6 +3,7 @@
 //! operations on it. Where items live, and the guarantees of storing them (complete or
 //! absent, committed before the client's 250, exclusive claims), is the store's (§15).
 
+pub mod link;
 pub mod notice;
 pub mod outcome;
 pub mod report;
@@ -30,6 +31,9 @@ pub struct HeldRecipient {
     /// held before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class: Option<crate::terms::RecipientClass>,
+    /// The rule lets the sender override the hold with a justification (`allow_override`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_override: bool,
     /// A release must go through a lane enforcing at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub require: Option<Level>,
@@ -89,10 +93,21 @@ pub struct Item {
     /// The secret in this item's report address (`report::address`): a report must carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_token: Option<String>,
+    /// What the sender said through their link: this is no patient data (false positive).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sender_reports: Vec<SenderReport>,
     /// Who is acting on the item right now (a release in progress); never stored in the
     /// item's own metadata, the store keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+}
+
+/// A sender's report that a hold is a false positive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SenderReport {
+    /// RFC 3339.
+    pub at: String,
+    pub comment: String,
 }
 
 /// The quarantine: typed items over the store.

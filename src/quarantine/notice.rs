@@ -10,6 +10,7 @@ pub fn compose(
     quarantine_id: &str,
     message_id: Option<&str>,
     held: &[(&str, &str)],
+    link: Option<&str>,
 ) -> Vec<u8> {
     let mut m = String::new();
     m.push_str(&format!(
@@ -43,6 +44,13 @@ pub fn compose(
          must go by e-mail, ask your privacy or security officer to review it and quote\r\n\
          the reference above. Do not send it again by e-mail.\r\n",
     );
+    if let Some(link) = link {
+        m.push_str(&format!(
+            "\r\nSee where it stands, report that it holds no patient data, or (where your\r\n\
+             organisation allows it) send it anyway with a justification, at:\r\n\r\n  {link}\r\n\r\n\
+             The link is for you alone and works until the message is decided.\r\n"
+        ));
+    }
     m.into_bytes()
 }
 
@@ -62,11 +70,13 @@ mod tests {
             "ABC",
             Some("m1@org.test"),
             &[("p@gmail.com", "Use the patient portal")],
+            Some("https://sluis.test/s/ABC/1-x"),
         );
         let s = String::from_utf8(n).unwrap();
         assert!(s.contains("To: <a@org.test>\r\n"));
         assert!(s.contains("reference ABC"));
         assert!(s.contains("<p@gmail.com>\r\n    Use the patient portal"));
         assert!(s.contains("Auto-Submitted: auto-replied"));
+        assert!(s.contains("\r\n  https://sluis.test/s/ABC/1-x\r\n"));
     }
 }

@@ -302,6 +302,16 @@ pub async fn show(
         body.push_str(&format!("<li>{}</li>", esc(s)));
     }
     body.push_str("</ul>");
+    if !item.sender_reports.is_empty() {
+        body.push_str(&format!(
+            "<h2>{}</h2><ul class=\"reports\">",
+            c.t("item.reports")
+        ));
+        for r in &item.sender_reports {
+            body.push_str(&format!("<li>{}: {}</li>", esc(&r.at), esc(&r.comment)));
+        }
+        body.push_str("</ul>");
+    }
     body.push_str(&format!("<h2>{}</h2>", c.t("item.recipients")));
     for r in &item.recipients {
         body.push_str(&recipient(&c, r));

@@ -11,6 +11,7 @@ mod item;
 mod oidc;
 mod pages;
 mod preview;
+mod sender;
 mod session;
 mod text;
 pub mod users;
@@ -37,6 +38,8 @@ pub struct Web {
     pub instance: String,
     /// The last verification of the audit chain: when, whether intact, what it found.
     pub verified: std::sync::Mutex<Option<(String, bool, String)>>,
+    /// The senders' links (the same key the notices are signed with).
+    pub links: Option<Arc<crate::quarantine::link::SenderLinks>>,
     /// Password checks at once (argon2 takes 19 MiB and tens of milliseconds each).
     pub checks: Arc<tokio::sync::Semaphore>,
 }
@@ -45,6 +48,7 @@ impl Web {
     pub fn build(
         config: &crate::config::Config,
         reviewer: Reviewer,
+        links: Option<Arc<crate::quarantine::link::SenderLinks>>,
     ) -> anyhow::Result<Option<Web>> {
         let Some(w) = &config.web else {
             return Ok(None);
@@ -64,6 +68,7 @@ impl Web {
             oidc,
             instance: crate::store::instance_name(&config.store),
             verified: std::sync::Mutex::new(None),
+            links,
             checks: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }
@@ -89,6 +94,9 @@ pub fn router(web: Current) -> Router {
         .route("/oidc/start", get(oidc::start))
         .route("/oidc/callback", get(oidc::callback))
         .route("/quarantine", get(item::list))
+        .route("/s/{id}/{token}", get(sender::status))
+        .route("/s/{id}/{token}/report", post(sender::report))
+        .route("/s/{id}/{token}/override", post(sender::override_hold))
         .route("/audit", get(audit::page))
         .route("/audit/verify", post(audit::verify))
         .route("/audit/export.csv", get(audit::export))

@@ -74,6 +74,56 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
         "audit.baddate" => ("Een datum is JJJJ-MM-DD.", "A date is YYYY-MM-DD."),
         "nav.audit" => ("Auditlog", "Audit log"),
         "nav.quarantine" => ("Quarantaine", "Quarantine"),
+        "sender.title" => ("Uw vastgehouden bericht", "Your held message"),
+        "sender.reference" => ("Kenmerk", "Reference"),
+        "sender.held" => ("Niet verstuurd aan", "Not sent to"),
+        "sender.invalid" => ("Deze link is niet geldig.", "This link is not valid."),
+        "sender.expired" => (
+            "Deze link is verlopen. Neem contact op met uw privacy- of securityfunctionaris.",
+            "This link has expired. Contact your privacy or security officer.",
+        ),
+        "sender.decided" => (
+            "Over dit bericht is al besloten; de link werkt niet meer.",
+            "This message has been decided; the link no longer works.",
+        ),
+        "sender.report" => (
+            "Dit bericht bevat geen patiëntgegevens",
+            "This message holds no patient data",
+        ),
+        "sender.comment" => ("Toelichting", "Explanation"),
+        "sender.report.button" => ("Melden", "Report"),
+        "sender.nocomment" => ("Geef een toelichting.", "Give an explanation."),
+        "sender.reported" => (
+            "U heeft gemeld dat dit bericht geen patiëntgegevens bevat. Een beoordelaar kijkt ernaar.",
+            "You reported that this message holds no patient data. A reviewer will look at it.",
+        ),
+        "sender.thanks" => (
+            "Dank u. Uw melding is vastgelegd; een beoordelaar kijkt ernaar.",
+            "Thank you. Your report was recorded; a reviewer will look at it.",
+        ),
+        "sender.override" => ("Toch versturen", "Send it anyway"),
+        "sender.override.text" => (
+            "Uw organisatie staat toe dat u dit bericht toch verstuurt, met een onderbouwing die wordt vastgelegd. Het gaat alleen via een verbinding die het vereiste niveau haalt.",
+            "Your organisation lets you send this message anyway, with a justification that is recorded. It goes only over a connection that meets the required level.",
+        ),
+        "sender.justification" => (
+            "Onderbouwing (wordt vastgelegd)",
+            "Justification (recorded)",
+        ),
+        "sender.override.button" => ("Toch versturen", "Send anyway"),
+        "sender.override.no" => (
+            "Voor dit bericht staat uw organisatie dat niet toe.",
+            "Your organisation does not allow that for this message.",
+        ),
+        "sender.nojustification" => ("Geef een onderbouwing.", "Give a justification."),
+        "sender.sent" => (
+            "Aangenomen voor aflevering door:",
+            "Accepted for delivery by:",
+        ),
+        "item.reports" => (
+            "De afzender meldt: geen patiëntgegevens",
+            "The sender reports: no patient data",
+        ),
         "forbidden.title" => ("Geen toegang", "Forbidden"),
         "forbidden.text" => (
             "Uw rol geeft geen toegang tot deze handeling.",
@@ -191,6 +241,7 @@ mod tests {
             include_str!("session.rs"),
             include_str!("oidc.rs"),
             include_str!("audit.rs"),
+            include_str!("sender.rs"),
         ]
         .concat();
         let (n, missing) = crate::wire::web::missing_words(&src, super::t);

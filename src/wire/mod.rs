@@ -7,6 +7,7 @@ pub mod address;
 pub mod client;
 pub mod http;
 pub mod reply;
+pub mod secret;
 pub mod server_tls;
 pub mod stream;
 pub mod tls;
