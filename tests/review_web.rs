@@ -937,3 +937,103 @@ fn a_senders_link_stops_at_its_expiry() {
     assert_eq!(expired.status, 410);
     assert!(expired.text().contains("verlopen"));
 }
+
+/// Two instances on one PostgreSQL database, each with its own web listener, the same users
+/// file and the same key for the senders' links (as behind a load balancer).
+#[test]
+fn two_instances_on_postgresql_share_items_logins_and_reviews() {
+    let pg = common::postgres::Postgres::start(4);
+    pg.psql("CREATE DATABASE review_web");
+    let store = pg.store_toml().replace("/postgres\"", "/review_web\"");
+    let keep = scratch("review-pg");
+    let pki = pki_for(keep.path(), &["review.test"]);
+    let users = keep.path().join("users");
+    let secret = add_user(&users, "alice", "reviewer");
+    let key = keep.path().join("web.secret");
+    let sink = Sink::start(&[]);
+    let start = || {
+        let port = free_port();
+        let cfg = format!(
+            "{store}\n{RULES}\n[web]\nlisten = \"127.0.0.1:{port}\"\n\
+             base_url = \"https://review.test:{port}\"\ncert_file = \"{}\"\nkey_file = \"{}\"\n\
+             users_file = \"{}\"\nsecret_file = \"{}\"\n",
+            pki.cert.display(),
+            pki.key.display(),
+            users.display(),
+            key.display()
+        );
+        let s = Sluis::start(sink.port, &cfg);
+        let up = wait_for(WAIT, || {
+            s.log()
+                .contains("reviewers' web interface ready")
+                .then_some(())
+        });
+        assert!(up.is_some(), "{}", s.log());
+        (s, port)
+    };
+    let (a, port_a) = start();
+    let (b, port_b) = start();
+    let browser = |port: u16| {
+        Browser::new(
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            "review.test",
+            &pki.ca,
+        )
+    };
+    // Held through A.
+    let mut c = Smtp::connect(a.port);
+    c.hello();
+    let reply = c.send_message(
+        "jansen@hold.test",
+        &["pat@patients.test"],
+        &letter("pg-one"),
+    );
+    assert!(reply.starts_with("250"), "{reply}");
+    c.cmd("QUIT");
+    // Logged in at A; the same session works at B (sessions are in the database).
+    let mut at_a = browser(port_a);
+    let form = at_a.get("/login");
+    let ok = at_a.post(
+        "/login",
+        &[
+            ("csrf", &form.csrf()),
+            ("name", "alice"),
+            ("password", PASSWORD),
+            ("code", &code(&secret, 0)),
+        ],
+    );
+    assert_eq!(ok.status, 303, "{}", ok.text());
+    let mut at_b = browser(port_b);
+    at_b.cookies = at_a.cookies.clone();
+    let list = at_b.get("/quarantine");
+    assert_eq!(list.status, 200, "the session of A is not known at B");
+    let text = list.text();
+    let at = text
+        .find("href=\"/quarantine/")
+        .expect("the item held through A");
+    let id: String = text[at + 18..].chars().take_while(|c| *c != '"').collect();
+    // Reviewed through B's pages.
+    let item = at_b.get(&format!("/quarantine/{id}"));
+    assert_eq!(item.status, 200);
+    assert!(!item.text().contains(BSN));
+    let released = at_b.post(
+        &format!("/quarantine/{id}/release"),
+        &[
+            ("csrf", &item.csrf()),
+            ("reason", "checked with the sender"),
+        ],
+    );
+    assert_eq!(released.status, 200, "{}", released.text());
+    let got = wait_for(WAIT, || {
+        sink.messages()
+            .into_iter()
+            .find(|m| m.contains("Kenmerk pg-one"))
+    });
+    assert!(got.is_some(), "the release did not arrive");
+    // A sees it settled, by whom.
+    let settled = at_a.get(&format!("/quarantine/{id}"));
+    assert_eq!(settled.status, 410);
+    assert!(settled.text().contains("local:alice"));
+    drop(b);
+    drop(a);
+}
