@@ -454,7 +454,7 @@ fn an_auditor_reads_masked_pages_and_every_action_is_forbidden() {
     assert!(!item.text().contains(BSN));
     assert!(!item.text().contains("/release\""));
     let csrf = item.csrf();
-    for action in ["reveal", "release", "reject"] {
+    for action in ["reveal", "release", "reject", "portal"] {
         let p = b.post(
             &format!("/quarantine/{}/{action}", ids[0]),
             &[("csrf", &csrf), ("reason", "trying")],
@@ -1036,4 +1036,96 @@ fn two_instances_on_postgresql_share_items_logins_and_reviews() {
     assert!(settled.text().contains("local:alice"));
     drop(b);
     drop(a);
+}
+
+/// Held with a level a release must meet; a pickup portal beside the web pages.
+const PORTAL_RULES: &str = "[policy]\nnotify_quarantined = false\n\n\
+    [[policy.rules]]\nname = \"hold\"\naction = \"quarantine\"\nrequire = \"trusted\"\n\
+    reason = \"held for review\"\nwhen = { sender_domains = [\"hold.test\"] }\n\n\
+    [[policy.rules]]\nname = \"deliver\"\naction = \"deliver\"\n";
+
+#[test]
+fn a_release_that_cannot_meet_the_level_offers_the_portal_which_seals_and_notifies() {
+    let keep = scratch("portal-dir");
+    let directory = keep.path().join("directory.csv");
+    std::fs::write(
+        &directory,
+        "address,phone\npat@patients.test,+31612345678\n",
+    )
+    .unwrap();
+    let portal = format!(
+        "\n[portal]\nlisten = \"127.0.0.1:{}\"\nbase_url = \"https://portal.test\"\n\
+         from = \"beveiligd@org.test\"\norganisation = \"Ziekenhuis Oost\"\n\
+         directory_file = \"{}\"\n[portal.sms]\nkind = \"file\"\npath = \"{}\"\n\n\
+         [upstream.lanes.secure]\naddress = \"127.0.0.1:9\"\nlevel = \"trusted\"\n\n\
+         [dns]\ntimeout = \"1s\"\n",
+        free_port(),
+        directory.display(),
+        keep.path().join("sms.jsonl").display()
+    );
+    let r = review_of(false, PORTAL_RULES, &portal);
+    let ids = r.hold(&["vp-one"]);
+    let mut b = r.signed_in("alice", 0);
+    let item = b.get(&format!("/quarantine/{}", ids[0]));
+    assert!(
+        item.text()
+            .contains(&format!("/quarantine/{}/portal\"", ids[0]))
+    );
+    // The release: refused with the truth (patients.test's server has no posture here: no
+    // resolver answers), the portal offered.
+    let refused = b.post(
+        &format!("/quarantine/{}/release", ids[0]),
+        &[("csrf", &item.csrf()), ("reason", "patient asked")],
+    );
+    assert_eq!(refused.status, 409, "{}", refused.text());
+    let text = refused.text();
+    assert!(
+        text.contains("posture is unknown now") && text.contains("ophaalportal"),
+        "{text}"
+    );
+    assert!(text.contains(&format!("/quarantine/{}/portal\"", ids[0])));
+    // Send via the portal: sealed, the patient notified, the item settled, audited.
+    let path = format!("/quarantine/{}/portal", ids[0]);
+    assert_eq!(
+        b.post(&path, &[("csrf", &item.csrf()), ("reason", " ")])
+            .status,
+        400
+    );
+    let sent = b.post(
+        &path,
+        &[
+            ("csrf", &item.csrf()),
+            ("reason", "patient has no secure mail"),
+        ],
+    );
+    assert_eq!(sent.status, 200, "{}", sent.text());
+    let portal_id = format!("{}-R", ids[0]);
+    assert!(sent.text().contains(&portal_id) && sent.text().contains("bericht gestuurd"));
+    let note = wait_for(WAIT, || {
+        r.sink
+            .messages()
+            .into_iter()
+            .find(|m| m.contains("Beveiligd bericht van") && m.contains("pat@patients.test"))
+    })
+    .expect("the patient's notification");
+    assert!(!note.contains(BSN) && !note.contains("Kenmerk vp-one"));
+    assert!(
+        r.sluis
+            .dir
+            .path()
+            .join(format!("spool/quarantine/portal/{portal_id}.json"))
+            .exists()
+    );
+    assert_eq!(b.get(&format!("/quarantine/{}", ids[0])).status, 410);
+    let reviews = r.reviews();
+    let rec = reviews
+        .iter()
+        .find(|v| v["action"] == "portal")
+        .expect("audited");
+    assert_eq!(rec["reviewer"], "local:alice");
+    assert_eq!(rec["portal_id"], portal_id.as_str());
+    assert!(
+        reviews.iter().any(|v| v["action"] == "release-refused"),
+        "{reviews:?}"
+    );
 }

@@ -140,8 +140,13 @@ impl Runtime {
             }
             _ => None,
         };
-        let web = crate::review::Web::build(&config, admin.reviewer.clone(), sender_links.clone())?
-            .map(Arc::new);
+        let web = crate::review::Web::build(
+            &config,
+            admin.reviewer.clone(),
+            sender_links.clone(),
+            portal.clone(),
+        )?
+        .map(Arc::new);
         let pipeline = Arc::new(Pipeline {
             config: config.clone(),
             inspector: Arc::new(Inspector::new(&config.inspect)?),

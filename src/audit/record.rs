@@ -128,6 +128,9 @@ pub struct Review {
     /// release-refused: why Sluis refused it (the recipients' servers cannot meet the level).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// portal: the pickup-portal item the held message was sealed into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub portal_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

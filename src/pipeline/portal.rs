@@ -7,7 +7,7 @@ use futures_util::future::BoxFuture;
 
 use super::Case;
 use super::act::{Sealed, Seals};
-use crate::portal::service::{EventDetail, Portal, SealedCase, Sealing};
+use crate::portal::service::{Portal, SealedCase, Sealing};
 use crate::quarantine::StoreError;
 use crate::spool::SpooledBody;
 use crate::wire::Reply;
@@ -85,52 +85,18 @@ impl Seals for Portal {
             else {
                 return;
             };
-            for &i in &sealed.recipients {
-                let address = &case.rcpts[i].address;
-                let Some((_, link)) = inner.links.iter().find(|(a, _)| a == address) else {
-                    // Waits for the sender's completion page.
+            let addresses: Vec<String> = sealed
+                .recipients
+                .iter()
+                .map(|&i| case.rcpts[i].address.clone())
+                .collect();
+            let sent = self.notify_sealed(inner, &addresses).await;
+            for (&i, ok) in sealed.recipients.iter().zip(sent) {
+                if ok {
                     sealed.settled.push(i);
-                    continue;
-                };
-                let text = self.notification(&inner.id, &inner.meta, address, link);
-                match self.send(address, &text).await {
-                    Ok(()) => {
-                        sealed.settled.push(i);
-                        if let Some(g) = inner.meta.grantee_mut(address) {
-                            g.notified = true;
-                        }
-                        let method = inner.meta.grantee(address).map(|g| g.auth.method());
-                        self.event(
-                            &inner.id,
-                            &inner.meta,
-                            "notified",
-                            EventDetail {
-                                method,
-                                ..EventDetail::of(address)
-                            },
-                        )
-                        .await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(portal = %inner.id, error = %e, "portal notification not sent");
-                        sealed.failed.push(i);
-                        self.event(
-                            &inner.id,
-                            &inner.meta,
-                            "notify-failed",
-                            EventDetail {
-                                detail: Some(e),
-                                ..EventDetail::of(address)
-                            },
-                        )
-                        .await;
-                    }
+                } else {
+                    sealed.failed.push(i);
                 }
-            }
-            if let Ok(Some((item, _))) = self.item(&inner.id).await
-                && let Err(e) = self.save(&item, &inner.meta).await
-            {
-                tracing::warn!(portal = %inner.id, error = %e, "cannot record who was notified");
             }
         })
     }

@@ -224,6 +224,51 @@ impl Portal {
         Ok(Some(job.await))
     }
 
+    /// Sends each of `recipients` (of the just sealed `inner`) its notification through the
+    /// default lane, records who was notified, audits each; per recipient whether it is
+    /// settled (notified, or waiting for the sender's completion page) rather than failed.
+    pub async fn notify_sealed(&self, inner: &mut SealedCase, recipients: &[String]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(recipients.len());
+        for address in recipients {
+            let Some((_, link)) = inner.links.iter().find(|(a, _)| a == address) else {
+                // Waits for the sender's completion page.
+                out.push(true);
+                continue;
+            };
+            let text = self.notification(&inner.id, &inner.meta, address, link);
+            match self.send(address, &text).await {
+                Ok(()) => {
+                    out.push(true);
+                    if let Some(g) = inner.meta.grantee_mut(address) {
+                        g.notified = true;
+                    }
+                    let method = inner.meta.grantee(address).map(|g| g.auth.method());
+                    let detail = EventDetail {
+                        method,
+                        ..EventDetail::of(address)
+                    };
+                    self.event(&inner.id, &inner.meta, "notified", detail).await;
+                }
+                Err(e) => {
+                    tracing::warn!(portal = %inner.id, error = %e, "portal notification not sent");
+                    out.push(false);
+                    let detail = EventDetail {
+                        detail: Some(e),
+                        ..EventDetail::of(address)
+                    };
+                    self.event(&inner.id, &inner.meta, "notify-failed", detail)
+                        .await;
+                }
+            }
+        }
+        if let Ok(Some((item, _))) = self.item(&inner.id).await
+            && let Err(e) = self.save(&item, &inner.meta).await
+        {
+            tracing::warn!(portal = %inner.id, error = %e, "cannot record who was notified");
+        }
+        out
+    }
+
     /// An item and its metadata; `None` when it is gone (expired, revoked) or past its expiry.
     pub async fn item(&self, id: &str) -> Result<Option<(SealedItem, Meta)>, PortalError> {
         if !crate::store::valid_id(id) {

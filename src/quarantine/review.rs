@@ -378,7 +378,7 @@ impl Reviewer {
 
 /// The audit record of a review action on `item` (NEN 7513: who did what to which message,
 /// and why).
-fn review_record(action: &str, item: &Item, reviewer: &str, reason: &str) -> Review {
+pub fn review_record(action: &str, item: &Item, reviewer: &str, reason: &str) -> Review {
     Review {
         action: action.to_string(),
         quarantine_id: item.id.clone(),
@@ -389,6 +389,7 @@ fn review_record(action: &str, item: &Item, reviewer: &str, reason: &str) -> Rev
         recipients: item.recipients.iter().map(|r| r.address.clone()).collect(),
         lanes: None,
         refused: None,
+        portal_id: None,
     }
 }
 

@@ -11,15 +11,16 @@ use super::Current;
 use super::item::{load, store_error};
 use super::preview::{header_block, preview};
 use super::session::{Ctx, acting};
-use crate::audit::record::{Record, Review};
+use crate::audit::record::Record;
+use crate::quarantine::review::{ReviewError, review_record};
 use crate::wire::web::{attr, esc};
 
 #[derive(Deserialize)]
 pub struct ReasonForm {
     #[serde(default)]
-    csrf: String,
+    pub(super) csrf: String,
     #[serde(default)]
-    reason: String,
+    pub(super) reason: String,
 }
 
 fn identity(c: &Ctx) -> String {
@@ -52,17 +53,12 @@ pub async fn reveal(
         Ok(x) => x,
         Err(r) => return *r,
     };
-    let record = Record::Review(Review {
-        action: "reveal".into(),
-        quarantine_id: item.id.clone(),
-        transaction: item.transaction.clone(),
-        reviewer: identity(&c),
-        reason: f.reason.trim().to_string(),
-        sender: item.sender.clone(),
-        recipients: item.recipients.iter().map(|r| r.address.clone()).collect(),
-        lanes: None,
-        refused: None,
-    });
+    let record = Record::Review(review_record(
+        "reveal",
+        &item,
+        &identity(&c),
+        f.reason.trim(),
+    ));
     if let Err(e) = c.web.reviewer.audit.append_async(&[record]).await {
         return store_error(&c, &e.into());
     }
@@ -142,6 +138,25 @@ pub async fn release(
             };
             c.page(status, c.t("release.title"), &body)
         }
+        // The truth (the recipient's server cannot meet the level), and the portal offered
+        // where there is one.
+        Err(ReviewError::Refused(why)) if c.web.portal.is_some() => c.page(
+            StatusCode::CONFLICT,
+            c.t("item.refused"),
+            &format!(
+                "<p role=\"alert\">{}</p><p>{}</p>{}",
+                esc(&why),
+                c.t("portal.offer"),
+                super::item::action_form(
+                    &c,
+                    &id,
+                    "portal",
+                    c.t("portal.title"),
+                    c.t("portal.button"),
+                    ""
+                ),
+            ),
+        ),
         Err(e) => store_error(&c, &e),
     }
 }

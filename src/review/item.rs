@@ -405,29 +405,61 @@ fn recipient(c: &Ctx, r: &crate::quarantine::HeldRecipient) -> String {
     )
 }
 
+/// One action's form: a reason, the CSRF token, a button.
+pub(super) fn action_form(
+    c: &Ctx,
+    id: &str,
+    action: &str,
+    title: &str,
+    button: &str,
+    class: &str,
+) -> String {
+    format!(
+        "<form method=\"post\" action=\"/quarantine/{id}/{action}\" class=\"action\">{csrf}\
+         <fieldset><legend>{title}</legend><label for=\"reason-{action}\">{reason}</label>\
+         <input type=\"text\" id=\"reason-{action}\" name=\"reason\" required maxlength=\"2000\">\
+         <button type=\"submit\" class=\"{class}\">{button}</button></fieldset></form>",
+        id = attr(id),
+        csrf = c.csrf_field(),
+        reason = c.t("item.reason"),
+    )
+}
+
 fn actions(c: &Ctx, id: &str) -> String {
-    let form = |action: &str, title: &str, button: &str, class: &str| {
-        format!(
-            "<form method=\"post\" action=\"/quarantine/{id}/{action}\" class=\"action\">{csrf}\
-             <fieldset><legend>{title}</legend><label for=\"reason-{action}\">{reason}</label>\
-             <input type=\"text\" id=\"reason-{action}\" name=\"reason\" required maxlength=\"2000\">\
-             <button type=\"submit\" class=\"{class}\">{button}</button></fieldset></form>",
-            id = attr(id),
-            csrf = c.csrf_field(),
-            reason = c.t("item.reason"),
+    let portal = if c.web.portal.is_some() {
+        action_form(
+            c,
+            id,
+            "portal",
+            c.t("portal.title"),
+            c.t("portal.button"),
+            "",
         )
+    } else {
+        String::new()
     };
     format!(
-        "<h2>{}</h2>{}{}{}",
+        "<h2>{}</h2>{}{}{portal}{}",
         c.t("item.actions"),
-        form(
+        action_form(
+            c,
+            id,
             "reveal",
             c.t("reveal.title"),
             c.t("reveal.button"),
             "secondary"
         ),
-        form("release", c.t("release.title"), c.t("release.button"), ""),
-        form(
+        action_form(
+            c,
+            id,
+            "release",
+            c.t("release.title"),
+            c.t("release.button"),
+            ""
+        ),
+        action_form(
+            c,
+            id,
             "reject",
             c.t("reject.title"),
             c.t("reject.button"),

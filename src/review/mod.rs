@@ -15,6 +15,7 @@ mod sender;
 mod session;
 mod text;
 pub mod users;
+mod via_portal;
 
 use std::sync::Arc;
 
@@ -38,6 +39,8 @@ pub struct Web {
     pub instance: String,
     /// The last verification of the audit chain: when, whether intact, what it found.
     pub verified: std::sync::Mutex<Option<(String, bool, String)>>,
+    /// The pickup portal, when `[portal]` is configured: "send via the portal instead".
+    pub portal: Option<Arc<crate::portal::service::Portal>>,
     /// The senders' links (the same key the notices are signed with).
     pub links: Option<Arc<crate::quarantine::link::SenderLinks>>,
     /// Password checks at once (argon2 takes 19 MiB and tens of milliseconds each).
@@ -49,6 +52,7 @@ impl Web {
         config: &crate::config::Config,
         reviewer: Reviewer,
         links: Option<Arc<crate::quarantine::link::SenderLinks>>,
+        portal: Option<Arc<crate::portal::service::Portal>>,
     ) -> anyhow::Result<Option<Web>> {
         let Some(w) = &config.web else {
             return Ok(None);
@@ -69,6 +73,7 @@ impl Web {
             instance: crate::store::instance_name(&config.store),
             verified: std::sync::Mutex::new(None),
             links,
+            portal,
             checks: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }
@@ -104,6 +109,7 @@ pub fn router(web: Current) -> Router {
         .route("/quarantine/{id}/reveal", post(act::reveal))
         .route("/quarantine/{id}/release", post(act::release))
         .route("/quarantine/{id}/reject", post(act::reject))
+        .route("/quarantine/{id}/portal", post(via_portal::send))
         .fallback(pages::not_found)
         .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(crate::wire::web::harden))

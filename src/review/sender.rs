@@ -14,8 +14,9 @@ use serde::Deserialize;
 
 use super::Current;
 use super::session::{CSRF_COOKIE, Ctx};
-use crate::audit::record::{Record, Review};
+use crate::audit::record::Record;
 use crate::quarantine::review::ReviewError;
+use crate::quarantine::review::review_record;
 use crate::quarantine::{Item, SenderReport, StoreError};
 use crate::wire::web::{attr, esc};
 
@@ -184,17 +185,7 @@ pub async fn report(
         Ok(x) => x,
         Err(e) => return super::item::store_error(&c, &e.into()),
     };
-    let record = Record::Review(Review {
-        action: "false-positive".into(),
-        quarantine_id: held.id.clone(),
-        transaction: held.transaction.clone(),
-        reviewer: who.clone(),
-        reason: comment.to_string(),
-        sender: held.sender.clone(),
-        recipients: held.recipients.iter().map(|r| r.address.clone()).collect(),
-        lanes: None,
-        refused: None,
-    });
+    let record = Record::Review(review_record("false-positive", &held, &who, comment));
     if let Err(e) = c.web.reviewer.audit.append_async(&[record]).await {
         let _ = q.unclaim(&id, &claim).await;
         return super::item::store_error(&c, &e.into());

@@ -124,6 +124,39 @@ pub fn t(lang: Lang, key: &str) -> &'static str {
             "De afzender meldt: geen patiëntgegevens",
             "The sender reports: no patient data",
         ),
+        "portal.title" => (
+            "Via de beveiligde ophaalportal",
+            "Via the secure pickup portal",
+        ),
+        "portal.button" => (
+            "Via de ophaalportal versturen",
+            "Send via the pickup portal",
+        ),
+        "portal.none" => (
+            "Er is geen ophaalportal ingesteld.",
+            "There is no pickup portal configured.",
+        ),
+        "portal.nothing" => (
+            "Er staat geen ontvanger meer vast.",
+            "No recipient is held any more.",
+        ),
+        "portal.sealed" => (
+            "Versleuteld in de ophaalportal gezet als",
+            "Sealed into the pickup portal as",
+        ),
+        "portal.notified" => ("bericht gestuurd", "notified"),
+        "portal.waiting" => (
+            "wacht op het nummer of de toegangscode van de afzender",
+            "waits for the sender's number or access code",
+        ),
+        "portal.failed" => (
+            "bericht niet verstuurd; blijft vastgehouden",
+            "not notified; stays held",
+        ),
+        "portal.offer" => (
+            "De ontvangende server haalt het vereiste niveau niet. U kunt het bericht wel via de beveiligde ophaalportal laten ophalen.",
+            "The receiving server cannot meet the required level. You can have the message picked up through the secure portal instead.",
+        ),
         "forbidden.title" => ("Geen toegang", "Forbidden"),
         "forbidden.text" => (
             "Uw rol geeft geen toegang tot deze handeling.",
@@ -242,6 +275,7 @@ mod tests {
             include_str!("oidc.rs"),
             include_str!("audit.rs"),
             include_str!("sender.rs"),
+            include_str!("via_portal.rs"),
         ]
         .concat();
         let (n, missing) = crate::wire::web::missing_words(&src, super::t);
