@@ -72,3 +72,19 @@ start_postfix() { # name, port: start (again), waiting until its smtpd answers
     echo "postfix $1 did not start: $out" >&2; tail -5 "$work/$1/maillog" >&2; exit 1
 }
 stop_postfix() { [ -f "$work/$1/main.cf" ] && postfix -c "$work/$1" stop >/dev/null 2>&1 || true; }
+
+# Debian's PostgreSQL on loopback (fsync on), in $work/pg, as the postgres user; sets pgbin
+# and pg_port. Installs the package when missing.
+start_postgres() {
+    if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
+        [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
+    fi
+    pgbin=$(dirname "$(ls /usr/lib/postgresql/*/bin/postgres | head -1)")
+    pg_port=$(free_port)
+    mkdir "$work/pg"; chown postgres: "$work/pg"
+    runuser -u postgres -- "$pgbin/initdb" -D "$work/pg/data" -U sluis --auth=trust --no-sync -E UTF8 --locale=C >/dev/null
+    runuser -u postgres -- "$pgbin/postgres" -D "$work/pg/data" -c listen_addresses=127.0.0.1 \
+        -c port="$pg_port" -c unix_socket_directories="$work/pg" >"$work/pg.log" 2>&1 & pids+=($!)
+    for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.1; done
+}

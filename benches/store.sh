@@ -15,21 +15,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-2000}; SESSIONS=${SESSIONS:-20}; SIZE=${SIZE:-10240}; SEQ=${SEQ:-400}
 
-if ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-    [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; }
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql
-fi
 # shellcheck source=benches/common.sh
 source benches/common.sh
-
-pgbin=$(dirname "$(ls /usr/lib/postgresql/*/bin/postgres | head -1)")
-pg_port=$(free_port)
-mkdir "$work/pg"; chown postgres: "$work/pg"
-runuser -u postgres -- "$pgbin/initdb" -D "$work/pg/data" -U sluis --auth=trust --no-sync -E UTF8 --locale=C >/dev/null
-runuser -u postgres -- "$pgbin/postgres" -D "$work/pg/data" -c listen_addresses=127.0.0.1 \
-    -c port="$pg_port" -c unix_socket_directories="$work/pg" >"$work/pg.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do "$pgbin/pg_isready" -q -h 127.0.0.1 -p "$pg_port" && break; sleep 0.1; done
-
+start_postgres
 sink_port=$(free_port)
 smtp-sink -u postfix 127.0.0.1:"$sink_port" 1000 >/dev/null 2>&1 & pids+=($!)
 wait_banner "$sink_port"
@@ -84,7 +72,7 @@ start_sluis quarantine "$files_store"; hold_files=$(run_source)
 echo "hold, files store                  : $hold_files msg/s"
 start_sluis quarantine "$pg_store"; hold_pg=$(run_source)
 echo "hold, PostgreSQL store             : $hold_pg msg/s"
-held=$(runuser -u postgres -- psql -h "$work/pg" -p "$pg_port" -U sluis -d postgres -Atc "SELECT count(*) FROM sluis_quarantine")
+held=$(runuser -u postgres -- "$pgbin/psql" -h "$work/pg" -p "$pg_port" -U sluis -d postgres -Atc "SELECT count(*) FROM sluis_quarantine")
 echo "   (items in PostgreSQL: $held of $N)"
 
 echo "== latency: $SEQ messages in one session, end of DATA to reply (ms)"

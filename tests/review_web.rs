@@ -397,6 +397,8 @@ fn a_reviewer_logs_in_with_password_and_code_and_works_the_quarantine() {
             .find(|m| m.contains("Kenmerk rv-one"))
     });
     assert!(got.is_some(), "the released message did not arrive");
+    // Off the list at once (the list is kept in memory and refreshed each second).
+    assert!(!b.get("/quarantine").text().contains(&format!("/quarantine/{}\"", ids[0])));
     let settled = b.get(&format!("/quarantine/{}", ids[0]));
     assert_eq!(settled.status, 410);
     assert!(

@@ -99,6 +99,7 @@ pub async fn release(
         .await
     {
         Ok(done) => {
+            c.web.listing.forget(&id);
             let mut body = String::from("<ul>");
             for l in &done.delivered {
                 let what = if l.ok {
@@ -177,15 +178,18 @@ pub async fn reject(
         .reject(&id, &identity(&c), f.reason.trim())
         .await
     {
-        Ok(()) => c.page(
-            StatusCode::OK,
-            c.t("reject.title"),
-            &format!(
-                "<p role=\"status\">{}</p><p><a href=\"/quarantine\">{}</a></p>",
-                c.t("reject.done"),
-                c.t("item.tolist")
-            ),
-        ),
+        Ok(()) => {
+            c.web.listing.forget(&id);
+            c.page(
+                StatusCode::OK,
+                c.t("reject.title"),
+                &format!(
+                    "<p role=\"status\">{}</p><p><a href=\"/quarantine\">{}</a></p>",
+                    c.t("reject.done"),
+                    c.t("item.tolist")
+                ),
+            )
+        }
         Err(e) => store_error(&c, &e),
     }
 }

@@ -152,30 +152,15 @@ pub async fn list(
         Ok(c) => c,
         Err(r) => return *r,
     };
-    let mut items = match c.web.reviewer.store.list().await {
-        Ok(i) => i,
+    let snap = match c.web.listing.get(&c.web.reviewer.store).await {
+        Ok(s) => s,
         Err(e) => return store_error(&c, &e.into()),
     };
-    let mut rules: Vec<String> = items
-        .iter()
-        .flat_map(|i| i.recipients.iter().map(|r| r.rule.clone()))
-        .collect();
-    rules.sort();
-    rules.dedup();
-    let mut detectors: Vec<String> = items
-        .iter()
-        .flat_map(|i| {
-            i.findings
-                .iter()
-                .filter_map(|f| f.split(' ').next().map(String::from))
-        })
-        .collect();
-    detectors.sort();
-    detectors.dedup();
+    let (rules, detectors) = (&snap.rules, &snap.detectors);
     let now = crate::store::now_unix();
     let mut kept = Vec::new();
-    for i in items.drain(..) {
-        match f.keeps(&i, now) {
+    for i in &snap.items {
+        match f.keeps(i, now) {
             Ok(true) => kept.push(i),
             Ok(false) => {}
             Err(why) => {
@@ -183,7 +168,6 @@ pub async fn list(
             }
         }
     }
-    kept.sort_by(|a, b| b.created_unix.cmp(&a.created_unix).then(a.id.cmp(&b.id)));
     let total = kept.len();
     let pages = total.div_ceil(PAGE).max(1);
     let page = f.page.min(pages - 1);
@@ -197,7 +181,7 @@ pub async fn list(
          <div><label for=\"domain\">{}</label><input type=\"text\" id=\"domain\" name=\"domain\" value=\"{}\"></div>\
          <div><label for=\"older_than\">{}</label><input type=\"text\" id=\"older_than\" name=\"older_than\" \
          placeholder=\"2d\" value=\"{}\"></div><div><button type=\"submit\">{}</button></div></form>",
-        select("rule", c.t("list.rule"), &f.rule, &rules, any),
+        select("rule", c.t("list.rule"), &f.rule, rules, any),
         select("class", c.t("list.class"), &f.class, &classes, any),
         select(
             "detector",

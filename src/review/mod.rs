@@ -8,6 +8,7 @@
 mod act;
 mod audit;
 mod item;
+mod listing;
 mod oidc;
 mod pages;
 mod preview;
@@ -43,6 +44,8 @@ pub struct Web {
     pub portal: Option<Arc<crate::portal::service::Portal>>,
     /// The senders' links (the same key the notices are signed with).
     pub links: Option<Arc<crate::quarantine::link::SenderLinks>>,
+    /// The quarantine list in memory (refreshed in the background).
+    pub listing: listing::Listing,
     /// Password checks at once (argon2 takes 19 MiB and tens of milliseconds each).
     pub checks: Arc<tokio::sync::Semaphore>,
 }
@@ -74,6 +77,7 @@ impl Web {
             verified: std::sync::Mutex::new(None),
             links,
             portal,
+            listing: listing::Listing::default(),
             checks: Arc::new(tokio::sync::Semaphore::new(2)),
         }))
     }

@@ -243,6 +243,7 @@ pub async fn override_hold(
     let reason = format!("override by the sender: {justification}");
     match c.web.reviewer.release(&id, &who, &reason).await {
         Ok(done) => {
+            c.web.listing.forget(&id);
             crate::metrics::quarantine_review("override");
             let ok = done.still_held.is_empty() && done.delivered.iter().all(|l| l.ok);
             let lanes: Vec<String> = done

@@ -131,6 +131,7 @@ pub async fn send(
     let mut rest = item.clone();
     rest.recipients.retain(|r| failed.contains(&r.address));
     let remaining = (!rest.recipients.is_empty()).then_some(&rest);
+    c.web.listing.forget(&id);
     if let Err(e) = q.settle(&id, &claim, remaining).await {
         tracing::error!(quarantine = %id, error = %e, "web: sealed for the portal, but the held item could not be settled");
     }
