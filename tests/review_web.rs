@@ -398,7 +398,11 @@ fn a_reviewer_logs_in_with_password_and_code_and_works_the_quarantine() {
     });
     assert!(got.is_some(), "the released message did not arrive");
     // Off the list at once (the list is kept in memory and refreshed each second).
-    assert!(!b.get("/quarantine").text().contains(&format!("/quarantine/{}\"", ids[0])));
+    assert!(
+        !b.get("/quarantine")
+            .text()
+            .contains(&format!("/quarantine/{}\"", ids[0]))
+    );
     let settled = b.get(&format!("/quarantine/{}", ids[0]));
     assert_eq!(settled.status, 410);
     assert!(

@@ -187,7 +187,7 @@ pub async fn list(
             "detector",
             c.t("list.detector"),
             &f.detector,
-            &detectors,
+            detectors,
             any
         ),
         c.t("list.domain"),
