@@ -60,6 +60,18 @@ struct State {
 #[derive(Default)]
 pub struct Listing {
     state: Arc<Mutex<State>>,
+    /// Held by the one request that reads the first list; the others wait for it rather than
+    /// each reading the whole store.
+    first: tokio::sync::Mutex<()>,
+}
+
+/// Every item, read in a blocking thread: the files store reads thousands of files, which
+/// must not stall the threads that answer pages meanwhile.
+async fn read(store: &Quarantine) -> Result<Snapshot, StoreError> {
+    let (store, handle) = (store.clone(), tokio::runtime::Handle::current());
+    tokio::task::spawn_blocking(move || handle.block_on(store.list()).map(Snapshot::of))
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("reading the list: {e}")))?
 }
 
 impl Listing {
@@ -76,14 +88,11 @@ impl Listing {
                         s.refreshing = true;
                         let (state, store) = (self.state.clone(), store.clone());
                         tokio::spawn(async move {
-                            let read = store.list().await;
+                            let fresh = read(&store).await;
                             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                             s.refreshing = false;
-                            match read {
-                                Ok(items) => {
-                                    s.snapshot =
-                                        Some((Arc::new(Snapshot::of(items)), Instant::now()))
-                                }
+                            match fresh {
+                                Ok(snap) => s.snapshot = Some((Arc::new(snap), Instant::now())),
                                 Err(e) => {
                                     tracing::warn!(error = %e, "web: cannot refresh the quarantine list")
                                 }
@@ -98,7 +107,17 @@ impl Listing {
         if let Some(snap) = stale {
             return Ok(snap);
         }
-        let snap = Arc::new(Snapshot::of(store.list().await?));
+        let _first = self.first.lock().await;
+        if let Some((snap, _)) = &self
+            .state
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot
+        {
+            // Read by the request this one waited for.
+            return Ok(snap.clone());
+        }
+        let snap = Arc::new(read(store).await?);
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         s.snapshot = Some((snap.clone(), Instant::now()));
         Ok(snap)
