@@ -1,6 +1,7 @@
 //! The quarantine list as the pages show it: every item's metadata, newest first, with the
 //! rules and detectors that occur, kept in memory and refreshed from the store in the
-//! background once it is older than [`FRESH`].
+//! background once it is older than [`FRESH`] (read anew first when older than [`STALE_OK`]:
+//! nobody looked for a while).
 //!
 //! Why: reading every item from the store is what a list costs (10,000 JSON files, or rows),
 //! and ten reviewers paging through it at once would each pay it; here one refresh a second
@@ -15,6 +16,9 @@ use crate::quarantine::{Item, Quarantine, StoreError};
 
 /// How old a list may be before a page asks for a new one.
 const FRESH: Duration = Duration::from_secs(1);
+/// How old a list may be and still be shown while a new one is read; an older one (nobody
+/// looked for a while) is read anew first.
+const STALE_OK: Duration = Duration::from_secs(10);
 
 /// One reading of the store.
 pub struct Snapshot {
@@ -82,7 +86,7 @@ impl Listing {
             let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             match &s.snapshot {
                 Some((snap, at)) if at.elapsed() < FRESH => return Ok(snap.clone()),
-                Some((snap, _)) => {
+                Some((snap, at)) if at.elapsed() < STALE_OK => {
                     let snap = snap.clone();
                     if !s.refreshing {
                         s.refreshing = true;
@@ -101,18 +105,19 @@ impl Listing {
                     }
                     Some(snap)
                 }
-                None => None,
+                _ => None,
             }
         };
         if let Some(snap) = stale {
             return Ok(snap);
         }
         let _first = self.first.lock().await;
-        if let Some((snap, _)) = &self
+        if let Some((snap, at)) = &self
             .state
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .snapshot
+            && at.elapsed() < FRESH
         {
             // Read by the request this one waited for.
             return Ok(snap.clone());
