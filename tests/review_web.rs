@@ -515,7 +515,7 @@ fn ten_failed_logins_lock_the_account_and_bad_accounts_files_are_named() {
 }
 
 /// Runs tests/browser/review.mjs in Debian's Chromium; what it saw.
-fn chromium(r: &Review, name: &str, item: &str, shots: &Path) -> Value {
+fn chromium(r: &Review, name: &str, item: &str, sender: &str, shots: &Path) -> Value {
     run_browser_script(
         "review.mjs",
         &[
@@ -524,6 +524,7 @@ fn chromium(r: &Review, name: &str, item: &str, shots: &Path) -> Value {
             ("PASSWORD", PASSWORD),
             ("CODE", &code(r.secret(name), 0)),
             ("ITEM", item),
+            ("SENDER", sender),
             ("SHOTS", &shots.display().to_string()),
         ],
     )
@@ -531,10 +532,11 @@ fn chromium(r: &Review, name: &str, item: &str, shots: &Path) -> Value {
 
 #[test]
 fn a_reviewer_works_the_quarantine_in_chromium_and_every_page_passes_axe() {
-    let r = review();
-    let ids = r.hold(&["br-one"]);
+    let r = review_of(false, SENDER_RULES, "");
+    let (id, sender) = r.hold_from("jansen@hold.test", "br-one");
+    let ids = [id];
     let shots = scratch("shots");
-    let seen = chromium(&r, "alice", &ids[0], shots.path());
+    let seen = chromium(&r, "alice", &ids[0], &sender, shots.path());
     assert_eq!(seen["anonymous_url"], "/login");
     assert!(
         seen["filtered_url"]
@@ -573,7 +575,15 @@ fn a_reviewer_works_the_quarantine_in_chromium_and_every_page_passes_axe() {
         .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
-    assert_eq!(seen["pages"].as_object().unwrap().len(), 7, "{seen}");
+    assert_eq!(seen["pages"].as_object().unwrap().len(), 9, "{seen}");
+    assert!(
+        seen["sender_text"].as_str().unwrap().contains(&ids[0]),
+        "{seen}"
+    );
+    assert!(
+        seen["audit_text"].as_str().unwrap().contains("reveal"),
+        "{seen}"
+    );
     assert_eq!(seen["pages"]["list-en"]["lang"], "en");
     assert_eq!(seen["console"].as_array().unwrap().len(), 0, "{seen}");
     for c in seen["cookies"].as_array().unwrap() {
@@ -942,6 +952,16 @@ fn a_senders_link_stops_at_its_expiry() {
     let expired = s.get(&link);
     assert_eq!(expired.status, 410);
     assert!(expired.text().contains("verlopen"));
+    // Nor does it act.
+    let csrf = s.get("/login").csrf();
+    for (action, field) in [("report", "comment"), ("override", "justification")] {
+        let p = s.post(
+            &format!("{link}/{action}"),
+            &[("csrf", &csrf), (field, "late")],
+        );
+        assert_eq!(p.status, 410, "{action}");
+    }
+    assert!(r.reviews().is_empty());
 }
 
 /// Two instances on one PostgreSQL database, each with its own web listener, the same users

@@ -5,12 +5,13 @@
 //   WEB       https://review.test:PORT (Chromium maps review.test to 127.0.0.1)
 //   NAME, PASSWORD, CODE   the account and a current TOTP code
 //   ITEM      the id of a held item
+//   SENDER    the path of the link in that item's hold notice (the sender's page)
 //   SHOTS     where to put the screenshots
 // Prints one JSON object with what it saw; tests/review_web.rs checks it.
 import { chromium } from 'playwright-core';
 import { auditor, launch } from './audit.mjs';
 
-const { WEB, NAME, PASSWORD, CODE, ITEM, SHOTS } = process.env;
+const { WEB, NAME, PASSWORD, CODE, ITEM, SENDER, SHOTS } = process.env;
 
 const out = { pages: {}, console: [], violations: [] };
 const audit = auditor(out, SHOTS, 'review-');
@@ -44,6 +45,13 @@ try {
   await page.waitForURL(`**/quarantine/${ITEM}`);
   await audit(page, 'item');
   out.item_text = await page.locator('main').innerText();
+  // The sender's page, from the link in the hold notice (no login).
+  const sender = await context.browser().newContext({ ignoreHTTPSErrors: true, locale: 'nl-NL' });
+  const senderPage = await sender.newPage();
+  await senderPage.goto(WEB + SENDER);
+  await audit(senderPage, 'sender');
+  out.sender_text = await senderPage.locator('main').innerText();
+  await sender.close();
   // 4. The original, with a reason.
   await page.locator('#reason-reveal').fill('controle ontvanger');
   await page.getByRole('button', { name: 'Origineel tonen' }).click();
@@ -57,7 +65,10 @@ try {
   await page.waitForURL(`**/quarantine/${ITEM}/release`);
   await audit(page, 'released');
   out.release_text = await page.locator('main').innerText();
-  // 6. English.
+  // 6. The audit log, searched; then English.
+  await page.goto(WEB + `/audit?transaction=${ITEM}`);
+  await audit(page, 'audit');
+  out.audit_text = await page.locator('main').innerText();
   await page.goto(WEB + '/quarantine?lang=en');
   await audit(page, 'list-en');
   out.cookies = (await context.cookies()).map((c) => ({
