@@ -300,7 +300,14 @@ pub async fn callback(
     if !who.is_empty() && who != claims.subject().as_str() {
         identity.push_str(&format!(" ({who})"));
     }
-    identity.truncate(200);
+    // The audit log takes 200 bytes of a reviewer's identity; cut on a character boundary.
+    if identity.len() > 200 {
+        let mut end = 200;
+        while !identity.is_char_boundary(end) {
+            end -= 1;
+        }
+        identity.truncate(end);
+    }
     if let Err(e) = c.begin(identity.clone(), role).await {
         tracing::error!(error = %e, "web: cannot start a session");
         return c.message(

@@ -2,8 +2,8 @@
 //! configured: the held message is sealed for its held recipients exactly as the pipeline
 //! seals (their numbers from the recipient directory; without one the sender gets the
 //! completion link), each is notified, and the item is settled. Audited before anything is
-//! sealed (a `review` record, action `portal`, with the portal item's id); a recipient whose
-//! notification fails stays held.
+//! sealed (a `review` record, action `portal`, with the portal item's id; `portal-failed`
+//! follows when sealing then fails); a recipient whose notification fails stays held.
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -106,6 +106,18 @@ pub async fn send(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(quarantine = %id, error = %e, "web: cannot seal a held item for the portal");
+            // The record above said what was about to happen; this one that it did not.
+            let mut failed = review_record("portal-failed", &item, &who, reason);
+            failed.refused = Some(format!("sealing failed: {e}"));
+            if let Err(e) = c
+                .web
+                .reviewer
+                .audit
+                .append_async(&[Record::Review(failed)])
+                .await
+            {
+                tracing::error!(error = %e, "web: cannot record a failed portal send");
+            }
             let _ = q.unclaim(&id, &claim).await;
             return c.message(
                 StatusCode::SERVICE_UNAVAILABLE,
