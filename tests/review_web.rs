@@ -319,6 +319,37 @@ fn a_reviewer_logs_in_with_password_and_code_and_works_the_quarantine() {
             && cookie.contains("Secure; HttpOnly; SameSite=Strict"),
         "{cookie}"
     );
+    // The session is in the store under a hash of the cookie, ending after web.session_idle
+    // (30 minutes by default) without a request.
+    let secret_cookie = cookie
+        .lines()
+        .find_map(|l| l.strip_prefix("__Host-sluis-review="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    assert_eq!(secret_cookie.len(), 43);
+    let journal =
+        std::fs::read_to_string(r.sluis.dir.path().join("spool/quarantine/sessions/journal"))
+            .unwrap();
+    assert!(
+        !journal.contains(&secret_cookie),
+        "the cookie's secret itself is stored"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expires: Vec<u64> = journal
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["k"].as_str().is_some_and(|k| k.starts_with("rv-")))
+        .filter_map(|v| v["e"].as_u64())
+        .collect();
+    assert_eq!(expires.len(), 1, "{journal}");
+    assert!(
+        (now + 1790..=now + 1810).contains(&expires[0]),
+        "{expires:?}"
+    );
     // The same code a second time (another browser): refused, it works once.
     let mut other = r.browser();
     let again = r.login_with(&mut other, "alice", PASSWORD, &code(&secret, 0));
