@@ -23,7 +23,8 @@ pub struct ReasonForm {
     pub(super) reason: String,
 }
 
-fn identity(c: &Ctx) -> String {
+/// The identity of the login acting (what the audit log records).
+pub(super) fn identity(c: &Ctx) -> String {
     c.person
         .as_ref()
         .map(|p| p.identity.clone())

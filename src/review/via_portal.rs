@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::Current;
-use super::act::ReasonForm;
+use super::act::{ReasonForm, identity};
 use super::item::store_error;
 use super::session::acting;
 use crate::audit::record::Record;
@@ -43,11 +43,7 @@ pub async fn send(
             c.t("item.noreason"),
         );
     }
-    let who = c
-        .person
-        .as_ref()
-        .map(|p| p.identity.clone())
-        .unwrap_or_default();
+    let who = identity(&c);
     let q = &c.web.reviewer.store;
     let (item, claim) = match q.claim(&id, &who, "portal").await {
         Ok(x) => x,
