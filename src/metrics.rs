@@ -26,6 +26,7 @@ struct Metrics {
     store_up: IntGaugeVec,
     quarantine_reviews_total: IntCounterVec,
     audit_failures_total: prometheus::IntCounter,
+    repeats_total: prometheus::IntCounter,
     upstream_results_total: IntCounterVec,
     domain_dns_failing: IntGaugeVec,
     auth_attempts_total: IntCounterVec,
@@ -142,6 +143,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Audit records that could not be written (the transaction was deferred)",
     )
     .expect("metric");
+    let repeats_total = prometheus::IntCounter::new(
+        "sluis_repeats_total",
+        "Retries of a message whose positive reply the client may not have read (after a crash): answered again, not delivered twice",
+    )
+    .expect("metric");
     let upstream_results_total = IntCounterVec::new(
         Opts::new(
             "sluis_upstream_results_total",
@@ -255,6 +261,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         Box::new(store_up.clone()),
         Box::new(quarantine_reviews_total.clone()),
         Box::new(audit_failures_total.clone()),
+        Box::new(repeats_total.clone()),
         Box::new(upstream_results_total.clone()),
         Box::new(domain_dns_failing.clone()),
         Box::new(build_info),
@@ -284,6 +291,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         store_up,
         quarantine_reviews_total,
         audit_failures_total,
+        repeats_total,
         upstream_results_total,
         domain_dns_failing,
         auth_attempts_total,
@@ -497,6 +505,10 @@ pub fn portal_sms(sent: bool) {
 
 pub fn audit_failure() {
     METRICS.audit_failures_total.inc();
+}
+
+pub fn repeat() {
+    METRICS.repeats_total.inc();
 }
 
 /// The text exposition format for /metrics.

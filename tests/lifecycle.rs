@@ -398,11 +398,7 @@ fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
     s.signal("TERM");
     s.wait_exit(Duration::from_secs(10)).expect("sluis stops");
     s.spawn();
-    let records: Vec<serde_json::Value> = std::fs::read_to_string(&path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let records = audit_records(&path);
     let unknown: Vec<&serde_json::Value> = records
         .iter()
         .filter(|r| r["event"] == "outcome" && r["unknown"] == true)
@@ -418,6 +414,102 @@ fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
         1
     );
     assert!(s.log().contains("recorded as unknown"), "{}", s.log());
+    audit_verifies(&s);
+}
+
+/// A reply cut off after the message went out (the client never shows it read it) and a
+/// kill -9: the client's retry of the same message gets the positive reply again and is not
+/// delivered twice. A resend after the reply was read, and a message without a Message-ID, are
+/// delivered again: they may be meant.
+#[test]
+fn a_retry_after_a_reply_the_client_did_not_read_is_answered_not_delivered_twice() {
+    let sink = Sink::start(&[]);
+    let (mut s, admin) = Sluis::start_with_admin(sink.port, DELIVER_ALL);
+    let msg = b"Message-ID: <retry-1@org.test>\r\nSubject: retry\r\n\r\nTOKEN-RETRY\r\n";
+    let send_and_drop = |port: u16, content: &[u8]| {
+        let mut c = Smtp::connect(port);
+        c.hello();
+        let reply = c.send_message("a@org.test", &["b@partner.test", "c@partner.test"], content);
+        // Dropped without another command, as when a crash cuts the reply off.
+        drop(c);
+        reply
+    };
+    let first = send_and_drop(s.port, msg);
+    assert!(first.starts_with("250"), "{first}");
+    assert_eq!(sink.wait_token("TOKEN-RETRY", 1, WAIT).len(), 1);
+    s.kill9();
+    s.spawn();
+
+    // The retry, recipients in another order: answered, not delivered.
+    let mut c = Smtp::connect(s.port);
+    c.hello();
+    let retry = c.send_message("a@org.test", &["c@partner.test", "b@partner.test"], msg);
+    assert!(
+        retry.starts_with("250 2.0.0 Ok: already accepted as "),
+        "{retry}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sink.with_token("TOKEN-RETRY").len(), 1, "delivered twice");
+    // The client reads this reply (its next command says so): a resend now is meant.
+    assert!(c.cmd("RSET").starts_with("250"));
+    let resend = c.send_message("a@org.test", &["b@partner.test", "c@partner.test"], msg);
+    assert!(resend.starts_with("250"), "{resend}");
+    assert!(!resend.contains("already accepted"), "{resend}");
+    assert_eq!(sink.wait_token("TOKEN-RETRY", 2, WAIT).len(), 2);
+    c.cmd("QUIT");
+
+    // Cut off again; then the same content to fewer recipients is another message, and the
+    // same envelope again is a retry.
+    assert!(!send_and_drop(s.port, msg).contains("already accepted"));
+    assert_eq!(sink.wait_token("TOKEN-RETRY", 3, WAIT).len(), 3);
+    let mut c = Smtp::connect(s.port);
+    c.hello();
+    let r = c.send_message("a@org.test", &["b@partner.test"], msg);
+    assert!(!r.contains("already accepted"), "{r}");
+    c.cmd("QUIT");
+    assert_eq!(sink.wait_token("TOKEN-RETRY", 4, WAIT).len(), 4);
+    assert!(send_and_drop(s.port, msg).contains("already accepted"));
+
+    // Without a Message-ID nothing is noted: the same content twice is delivered twice.
+    let bare = b"Subject: bare\r\n\r\nTOKEN-BARE\r\n";
+    assert!(send_and_drop(s.port, bare).starts_with("250"));
+    let again = send_and_drop(s.port, bare);
+    assert!(!again.contains("already accepted"), "{again}");
+    assert_eq!(sink.wait_token("TOKEN-BARE", 2, WAIT).len(), 2);
+
+    // The audit log says what happened to the retries, and the chain verifies.
+    let path = s.dir.path().join("spool/audit/audit.jsonl");
+    let records = audit_records(&path);
+    let delivered: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "message" && r["message_id"] == "retry-1@org.test")
+        .map(|r| &r["transaction"])
+        .collect();
+    assert_eq!(delivered.len(), 4, "one per delivery");
+    let repeats: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "outcome" && r.get("repeat_of").is_some())
+        .collect();
+    assert_eq!(repeats.len(), 2, "{repeats:?}");
+    assert_eq!(repeats[0]["reply"], 250);
+    assert_eq!(&repeats[0]["repeat_of"], delivered[0]);
+    assert!(retry.contains(delivered[0].as_str().unwrap()), "{retry}");
+    assert_eq!(&repeats[1]["repeat_of"], delivered[2]);
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(metrics.contains("sluis_repeats_total 2"), "{metrics}");
+    audit_verifies(&s);
+}
+
+/// Every record of an audit log.
+fn audit_records(path: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn audit_verifies(s: &Sluis) {
     let out = Command::new(SLUIS)
         .args(["audit", "verify", "--config"])
         .arg(&s.config)

@@ -70,20 +70,31 @@ pub struct Runtime {
     pub web: Option<Arc<crate::review::Web>>,
 }
 
+/// What outlives reloads, built once at start.
+pub struct Lasting {
+    /// Ownership proofs: a reload does not forget them.
+    pub ownership: Arc<Registry>,
+    /// A reload does not reconnect, and held items stay where they are.
+    pub store: Arc<Store>,
+    /// The work that follows replies (QUIT upstream, outcome records); shutdown waits for it.
+    pub after_reply: tokio_util::task::TaskTracker,
+    /// Positive replies the client may not have read.
+    pub repeats: Arc<crate::pipeline::repeats::Repeats>,
+}
+
 /// What the TLS policy socketmap answers from: the postures the decisions use, so Postfix
 /// asking at delivery gets the judgement the decision used (or a fresh one, made once for both).
 pub type TlsPolicy = crate::relay::socketmap::Judge<Arc<Postures>>;
 
 impl Runtime {
-    /// `store` outlives reloads (like `ownership`): a reload does not reconnect, and held
-    /// items stay where they are.
-    /// `after_reply` tracks the work that follows replies, across reloads.
-    pub fn build(
-        config: Config,
-        ownership: Arc<Registry>,
-        store: Arc<Store>,
-        after_reply: tokio_util::task::TaskTracker,
-    ) -> anyhow::Result<Runtime> {
+    pub fn build(config: Config, lasting: &Lasting) -> anyhow::Result<Runtime> {
+        let Lasting {
+            ownership,
+            store,
+            after_reply,
+            repeats,
+        } = lasting;
+        let (ownership, store) = (ownership.clone(), store.clone());
         let config = Arc::new(config);
         let lanes = Arc::new(Lanes::from_config(&config).map_err(anyhow::Error::msg)?);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -160,7 +171,8 @@ impl Runtime {
             lanes,
             portal: portal.clone(),
             sender_links,
-            after_reply,
+            after_reply: after_reply.clone(),
+            repeats: repeats.clone(),
         });
         let smtp = Arc::new(Frontend::build(config.clone(), pipeline.clone())?);
         let tls_policy = Arc::new(TlsPolicy {

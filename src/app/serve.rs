@@ -23,19 +23,17 @@ use crate::smtp::Frontend;
 use crate::smtp::listener::Listener;
 use crate::store::Store;
 
-use super::Runtime;
+use super::{Lasting, Runtime};
+use crate::pipeline::repeats::Repeats;
 
 /// How often the audit head is anchored in the store.
 const ANCHOR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Server {
-    ownership: Arc<Registry>,
     config_path: Option<PathBuf>,
     overrides: Overrides,
-    /// Opened once: a reload keeps the connection pool and the held items where they are.
-    store: Arc<Store>,
-    /// The work that follows replies (QUIT upstream, outcome records), across reloads.
-    after_reply: TaskTracker,
+    /// Ownership proofs, the store, the work after replies, the unread replies: across reloads.
+    lasting: Lasting,
     /// This instance's name in audit anchors, the anchor it wrote last, and how far its
     /// records are mirrored.
     instance: String,
@@ -76,19 +74,21 @@ impl Server {
                 .await
                 .context("the store's sessions (portal visits and code states, web logins)")?;
         }
-        let after_reply = TaskTracker::new();
-        let runtime = Arc::new(Runtime::build(
-            config,
-            ownership.clone(),
-            store.clone(),
-            after_reply.clone(),
-        )?);
-        Ok(Server {
+        let repeats = Arc::new(Repeats::open(
+            &config.server.spool_dir.join("replies"),
+            config.server.repeat_window,
+        ));
+        let lasting = Lasting {
             ownership,
-            after_reply,
+            store,
+            after_reply: TaskTracker::new(),
+            repeats,
+        };
+        let runtime = Arc::new(Runtime::build(config, &lasting)?);
+        Ok(Server {
+            lasting,
             instance: crate::store::instance_name(&runtime.config.store),
             anchored: tokio::sync::Mutex::new((None, Default::default())),
-            store,
             config_path,
             overrides,
             smtp: watch::channel(runtime.smtp.clone()).0,
@@ -258,7 +258,7 @@ impl Server {
             let retention = rt.config.quarantine.retention;
             let purge = async {
                 // Sessions and rate-counter windows past their end go too.
-                if let Err(e) = self.store.forget_expired().await {
+                if let Err(e) = self.lasting.store.forget_expired().await {
                     tracing::warn!(error = %e, "cannot remove expired sessions and counters");
                 }
                 if let Some(p) = &rt.portal {
@@ -272,7 +272,7 @@ impl Server {
                 }
                 rt.admin.reviewer.purge(retention, "retention").await
             };
-            match self.store.exclusive("retention", purge).await {
+            match self.lasting.store.exclusive("retention", purge).await {
                 Ok(Some(Ok(ids))) if !ids.is_empty() => {
                     tracing::info!(
                         count = ids.len(),
@@ -325,12 +325,7 @@ impl Server {
                 {
                     tracing::warn!("store settings changed: they take effect at the next restart");
                 }
-                Runtime::build(
-                    c,
-                    self.ownership.clone(),
-                    self.store.clone(),
-                    self.after_reply.clone(),
-                )
+                Runtime::build(c, &self.lasting)
             });
         match loaded {
             Ok(rt) => {
@@ -379,14 +374,23 @@ impl Server {
         }
         let mut state = self.anchored.lock().await;
         let (last, mirror) = &mut *state;
-        match mirror.sync(&self.store, &self.instance, &audit).await {
+        match mirror
+            .sync(&self.lasting.store, &self.instance, &audit)
+            .await
+        {
             Ok(0) => {}
             Ok(n) => tracing::debug!(records = n, "audit records mirrored to the store"),
             Err(e) => {
                 tracing::warn!(error = %e, "cannot mirror audit records to the store; trying again in a minute")
             }
         }
-        match crate::audit::anchor::write(&self.store, &self.instance, &audit, last.as_ref()).await
+        match crate::audit::anchor::write(
+            &self.lasting.store,
+            &self.instance,
+            &audit,
+            last.as_ref(),
+        )
+        .await
         {
             Ok(Some(anchor)) => {
                 tracing::debug!(instance = %anchor.instance, seq = anchor.seq, "audit head anchored");
@@ -414,10 +418,13 @@ impl Server {
             );
         }
         // Outcome records of the last replies, then the head anchored before the process goes.
-        self.after_reply.close();
-        if tokio::time::timeout(std::time::Duration::from_secs(10), self.after_reply.wait())
-            .await
-            .is_err()
+        self.lasting.after_reply.close();
+        if tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            self.lasting.after_reply.wait(),
+        )
+        .await
+        .is_err()
         {
             tracing::warn!(
                 "outcome records still pending at exit: the next start records them as unknown"

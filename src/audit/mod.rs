@@ -538,6 +538,7 @@ mod tests {
             client: "127.0.0.1".into(),
             lanes: Vec::new(),
             unknown: false,
+            repeat_of: None,
             reply: 250,
         })
     }

@@ -102,6 +102,10 @@ pub struct Outcome {
     /// upstream had accepted, is not known here (the upstream's and the client's logs know).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unknown: bool,
+    /// The client's retry of a transaction whose positive reply a crash may have cut off: it
+    /// got that reply again, and nothing was sent, held or sealed a second time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat_of: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

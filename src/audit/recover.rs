@@ -43,6 +43,7 @@ pub fn settle_unfinished(log: &AuditLog) -> Result<usize, AuditError> {
                 lanes: Vec::new(),
                 reply: 0,
                 unknown: true,
+                repeat_of: None,
             })
             .to_fields()
         })

@@ -94,6 +94,11 @@ pub struct ServerConfig {
     pub spool_dir: PathBuf,
     /// Address of the admin HTTP listener (/healthz, /metrics); none when absent.
     pub admin_listen: Option<SocketAddr>,
+    /// How long a positive reply the client may not have read is remembered, so that the
+    /// client's retry of the same message (after a crash cut the reply off) is answered, not
+    /// delivered again. Zero turns it off.
+    #[serde(with = "humantime_serde")]
+    pub repeat_window: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -449,6 +454,8 @@ impl Default for ServerConfig {
             ],
             spool_dir: PathBuf::from("/var/spool/sluis"),
             admin_listen: None,
+            // Postfix's maximal_queue_lifetime: no client retries longer.
+            repeat_window: Duration::from_secs(5 * 86_400),
         }
     }
 }

@@ -20,6 +20,7 @@ mod held;
 mod notify;
 mod portal;
 mod record;
+pub mod repeats;
 
 use std::sync::Arc;
 
@@ -62,6 +63,8 @@ pub struct Pipeline {
     /// What follows replies (QUIT upstream, outcome records); shared across reloads, so that
     /// shutdown waits for all of it.
     pub after_reply: tokio_util::task::TaskTracker,
+    /// Positive replies the client may not have read; shared across reloads.
+    pub repeats: Arc<repeats::Repeats>,
 }
 
 /// One decided transaction: what every step after the decision needs.
@@ -125,6 +128,10 @@ impl Target for Pipeline {
     fn deliver(&self, tx: Transaction) -> BoxFuture<'_, Reply> {
         Box::pin(self.run(tx))
     }
+
+    fn reply_read(&self, id: &str) {
+        self.repeats.read(id);
+    }
 }
 
 impl Pipeline {
@@ -137,6 +144,13 @@ impl Pipeline {
             size,
             session,
         } = tx;
+        let key = match self.repeat_key(&mail_from, &rcpts, &mut body).await {
+            Ok(key) => key,
+            Err(reply) => return reply,
+        };
+        if let Some(first) = key.as_ref().and_then(|k| self.repeats.find(k)) {
+            return self.repeat(&id, &first, &session, &mail_from.address).await;
+        }
         let mut phones = std::collections::HashMap::new();
         if self.portal.is_some() {
             // The numbers for SMS codes never leave Sluis: whatever the decisions, the
@@ -197,6 +211,10 @@ impl Pipeline {
             portal: self.portal.as_deref().map(|p| p as &dyn act::Seals),
         };
         let mut acted = act::act(&case, &mut body, &effects).await;
+        // Last thing before the reply: from here a crash makes the client retry what went out.
+        if let (Some(key), true, Some(_)) = (key, acted.reply.is_positive(), &case.message_id) {
+            self.repeats.note(key, &case.id);
+        }
         if self.config.policy.notify_quarantined {
             notify::held(
                 &case,
@@ -215,5 +233,65 @@ impl Pipeline {
         self.after_reply
             .spawn(async move { after.finish(&audit, &id).await });
         acted.reply
+    }
+}
+
+impl Pipeline {
+    /// The key under which a positive reply to this transaction is noted (`None` when notes
+    /// are off); the reply to give when the spooled content cannot be read.
+    async fn repeat_key(
+        &self,
+        mail_from: &MailFrom<String>,
+        rcpts: &[RcptTo<String>],
+        body: &mut SpooledBody,
+    ) -> Result<Option<repeats::Key>, Reply> {
+        if !self.repeats.enabled() {
+            return Ok(None);
+        }
+        let rcpts: Vec<&str> = rcpts.iter().map(|r| r.address.as_str()).collect();
+        repeats::key(&mail_from.address, &rcpts, body)
+            .await
+            .map(Some)
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot read the spooled message");
+                Reply::new(
+                    451,
+                    "4.3.0",
+                    "Local error while reading the message, try again later",
+                )
+            })
+    }
+
+    /// The client's retry of transaction `first`, whose positive reply it may not have read:
+    /// the same reply again, and an outcome record saying so; nothing else happens.
+    async fn repeat(
+        &self,
+        id: &str,
+        first: &str,
+        session: &crate::smtp::SessionFacts,
+        sender: &str,
+    ) -> Reply {
+        crate::metrics::repeat();
+        tracing::info!(%id, repeat_of = %first, client = %session.client_ip, sender_domain = %crate::posture::domain_of(sender), "a retry of a message already accepted: answered, not delivered again");
+        let record = crate::audit::Record::Outcome(crate::audit::record::Outcome {
+            transaction: id.to_string(),
+            client: session.client_ip.to_string(),
+            lanes: Vec::new(),
+            reply: 250,
+            unknown: false,
+            repeat_of: Some(first.to_string()),
+        });
+        // Nothing moved: no commit of its own (like every outcome).
+        if let Err(e) = act::Records::append_lazy(&self.audit, &[record]).await {
+            crate::metrics::audit_failure();
+            tracing::error!(%id, error = %e, "audit log write failed");
+        }
+        // The note stays until this reply is read, in case this one is cut off too.
+        self.repeats.note_again(first, id);
+        Reply::new(
+            250,
+            "2.0.0",
+            format!("Ok: already accepted as {first}; this retry is not delivered again"),
+        )
     }
 }

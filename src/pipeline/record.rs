@@ -116,6 +116,7 @@ pub fn outcome(case: &Case, lanes: &[LaneOutcome], code: u16) -> Record {
         lanes: lanes.to_vec(),
         reply: code,
         unknown: false,
+        repeat_of: None,
     })
 }
 

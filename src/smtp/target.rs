@@ -48,4 +48,8 @@ pub trait Target: Send + Sync {
     /// client's answer to its end of DATA. It may be positive only once the message is with an
     /// upstream or safely stored.
     fn deliver(&self, tx: Transaction) -> BoxFuture<'_, Reply>;
+
+    /// The client sent another command after transaction `id`'s positive reply had gone out:
+    /// it has read that reply.
+    fn reply_read(&self, _id: &str) {}
 }

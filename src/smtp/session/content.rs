@@ -188,6 +188,9 @@ impl Session {
         }
         // The verdict of a whole message is not a protocol error of the client.
         self.conn.queue(&reply.to_bytes());
+        if reply.is_positive() {
+            self.unread = Some(id);
+        }
         Flow::Continue
     }
 }

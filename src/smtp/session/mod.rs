@@ -51,6 +51,8 @@ pub struct Session {
     auth_user: Option<String>,
     tx: Option<Pending>,
     errors: usize,
+    /// The transaction whose positive reply is queued but not yet flushed.
+    unread: Option<String>,
 }
 
 /// A transaction id, like Postfix's queue id: ties log lines, audit records and quarantine
@@ -88,6 +90,7 @@ impl Session {
             auth_user: None,
             tx: None,
             errors: 0,
+            unread: None,
         }
     }
 
@@ -120,12 +123,19 @@ impl Session {
         self.conn.queue(&greeting.to_bytes());
         let command_timeout = self.rt.config.timeouts.command;
         let shutdown = self.shutdown.clone();
+        // A positive reply flushed while no command was waiting: the next command the client
+        // sends is proof it read the reply. (A command pipelined behind the message may have
+        // been sent before; it proves nothing.)
+        let mut flushed: Option<String> = None;
         loop {
-            if !self.conn.has_buffered_line()
-                && let Err(e) = self.conn.flush(command_timeout).await
-            {
-                tracing::debug!(peer = %self.peer, error = %e, "write failed");
-                return;
+            if !self.conn.has_buffered_line() {
+                if let Err(e) = self.conn.flush(command_timeout).await {
+                    tracing::debug!(peer = %self.peer, error = %e, "write failed");
+                    return;
+                }
+                if let Some(id) = self.unread.take() {
+                    flushed = Some(id);
+                }
             }
             let max = self.rt.config.limits.command_line_length;
             let read = tokio::select! {
@@ -136,6 +146,9 @@ impl Session {
                     break;
                 }
             };
+            if let (Ok(_), Some(id)) = (&read, flushed.take()) {
+                self.rt.target.reply_read(&id);
+            }
             let flow = match read {
                 Ok(Line::Text(line)) => self.command(line).await,
                 Ok(Line::TooLong) => {
