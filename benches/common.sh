@@ -6,6 +6,8 @@ if ! command -v smtp-sink >/dev/null && [ ! -x /usr/sbin/smtp-sink ]; then
 fi
 export PATH="$PATH:/usr/sbin"
 cargo build --release --locked -q
+# The SMTP latency client (benches/smtp_latency.rs), built now so that no run waits for it.
+cargo bench --bench smtp_latency --locked -q --no-run 2>/dev/null
 SLUIS=$PWD/target/release/sluis
 
 work=$(mktemp -d /tmp/sluis-bench-XXXXXX); chmod 755 "$work"
@@ -62,6 +64,9 @@ EOF
 
 start_postfix() { # name, port: start (again), waiting until its smtpd answers
     local out
+    # After a kill -9 its postlogd is gone, and the start's postsuper (as postfix) then writes
+    # to the log file itself: postlogd created it as root, so hand it over first.
+    [ -f "$work/$1/maillog" ] && chown postfix "$work/$1/maillog"
     for _ in 1 2 3; do
         out=$(script -qec "postfix -c $work/$1 start" /dev/null 2>&1) || true
         for _ in $(seq 50); do

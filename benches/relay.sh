@@ -80,7 +80,8 @@ python3 -c "print(f'ratio sluis/direct                 : {$via/$direct:.2f} (aim
 python3 -c "print(f'ratio sluis/postfix hop            : {$via/$hop:.1f} (aim: at least 4)')"
 
 # End of DATA to the reply, SESSIONS sessions at once: smtp-sink directly, then through Sluis.
-latency() { python3 benches/latency.py "$1" "$SESSIONS" "$LAT" "$SIZE"; } # port -> "p50 p99" ms
+# A Rust client, one thread per session (benches/smtp_latency.rs): its own share is microseconds.
+latency() { cargo bench --bench smtp_latency --locked -q -- "$1" "$SESSIONS" "$LAT" "$SIZE"; } # port -> "p50 p99" ms
 echo "== latency: $SESSIONS sessions x $LAT messages, end of DATA to reply (ms)"
 read -r d50 d99 < <(latency "$sink_port")
 read -r s50 s99 < <(latency "$sluis_port")

@@ -105,7 +105,9 @@ postfix_instance front "$front_port" "$hop_port"
 echo "== $N messages through a Postfix front, the hop killed $KILLS times"
 soak sluis kill_sluis start_sluis
 unknown=$(grep -c '"unknown":true' "$work/spool/audit/audit.jsonl" || true)
-echo "   (Sluis's audit log: $unknown outcome(s) recorded as unknown after the kills)"
+repeats=$(grep -c '"repeat_of"' "$work/spool/audit/audit.jsonl" || true)
+echo "   (Sluis's audit log: $unknown outcome(s) recorded as unknown after the kills;"
+echo "    $repeats retries of a message whose reply a kill cut off, answered, not delivered again)"
 kill_sluis
 
 # 2. A Postfix relay hop in Sluis's place, on the same port.

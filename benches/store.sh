@@ -60,7 +60,7 @@ run_source() { # -> messages/s
 }
 
 # One session, SEQ messages one after another; the end-of-DATA reply times in ms, sorted.
-latencies() { python3 benches/latency.py "$sluis_port" 1 "$SEQ" "$SIZE"; }
+latencies() { cargo bench --bench smtp_latency --locked -q -- "$sluis_port" 1 "$SEQ" "$SIZE"; }
 
 files_store=""
 pg_store=$(printf '[store]\nkind = "postgres"\nurl = "postgresql://sluis@127.0.0.1:%s/postgres"\ntls = "off"\n' "$pg_port")
