@@ -28,6 +28,9 @@ pub enum InspectorError {
     },
 }
 
+/// The largest message [`Inspector::is_light`] can call light.
+pub const LIGHT_SIZE: usize = 64 * 1024;
+
 pub struct Inspector {
     scanner: detect::Scanner,
     config: InspectConfig,
@@ -59,6 +62,28 @@ impl Inspector {
                 self.config.max_message_size
             ))
         })
+    }
+
+    /// Whether `raw` is one text part of at most [`LIGHT_SIZE`] bytes (no Content-Type, or
+    /// text/plain or text/html at the top): nothing to extract, and every step over it is
+    /// linear in its size, so no step can overrun `inspect.max_time` by much. Such a message
+    /// may be inspected where it is, without a hand-over to another thread.
+    pub fn is_light(raw: &[u8]) -> bool {
+        if raw.len() > LIGHT_SIZE {
+            return false;
+        }
+        let Some(headers) = mail_parser::MessageParser::default().parse_headers(raw) else {
+            return false;
+        };
+        match mail_parser::MimeHeaders::content_type(&headers) {
+            None => true,
+            Some(ct) => {
+                ct.ctype().eq_ignore_ascii_case("text")
+                    && ct.subtype().is_some_and(|s| {
+                        s.eq_ignore_ascii_case("plain") || s.eq_ignore_ascii_case("html")
+                    })
+            }
+        }
     }
 
     /// Inspects one message (RFC 5322 bytes). Never fails: what cannot be read is a finding,
@@ -133,6 +158,39 @@ impl Inspection {
                 confidence: Confidence::High,
             }],
             ..Inspection::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_one_small_text_part_is_light() {
+        let light = [
+            &b"Subject: x\r\n\r\nBSN 111222333\r\n"[..],
+            b"Content-Type: text/plain; charset=utf-8\r\n\r\nhi\r\n",
+            b"Content-Type: TEXT/HTML\r\n\r\n<p>hi</p>\r\n",
+        ];
+        for raw in light {
+            assert!(Inspector::is_light(raw), "{}", String::from_utf8_lossy(raw));
+        }
+        let mut big = b"Subject: x\r\n\r\n".to_vec();
+        big.resize(LIGHT_SIZE + 1, b'x');
+        let heavy: [&[u8]; 5] = [
+            b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\r\nx\r\n--b--\r\n",
+            b"Content-Type: application/pdf\r\n\r\n%PDF-1.4\r\n",
+            b"Content-Type: text/csv\r\n\r\na,b\r\n",
+            b"Content-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\nx\r\n",
+            &big,
+        ];
+        for raw in heavy {
+            assert!(
+                !Inspector::is_light(raw),
+                "{}",
+                String::from_utf8_lossy(&raw[..40])
+            );
         }
     }
 }
