@@ -368,10 +368,11 @@ fn debians_root_trust_anchors_are_accepted_as_they_are() {
 }
 
 /// A process that ended between a reply and its outcome record (the reply no longer waits for
-/// it) leaves decisions without an outcome; the next start records the outcome as unknown,
-/// once, and the chain still verifies.
+/// it) leaves decisions without an outcome; the next start records each outcome once: from
+/// the notes of replies where they tell (reply being written; reply read), otherwise as
+/// unknown, and the chain still verifies.
 #[test]
-fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
+fn a_start_records_outcomes_the_last_run_did_not_write_as_far_as_the_notes_of_replies_tell() {
     let sink = Sink::start(&[]);
     let mut s = Sluis::start(sink.port, DELIVER_ALL);
     let mut c = Smtp::connect(s.port);
@@ -387,12 +388,32 @@ fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
     // What a crash after the decisions and before the outcome leaves.
     let path = s.dir.path().join("spool/audit/audit.jsonl");
     let log = sluis::audit::AuditLog::open(&path, 64 << 20).unwrap();
-    let decision: serde_json::Map<String, serde_json::Value> = serde_json::from_str(
-        r#"{"event":"decision","transaction":"CRASHED1","client":"127.0.0.1","decision":"deliver"}"#,
+    let decisions = ["CRASHED1", "WRITTEN1", "READ1"].map(|t| {
+        serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&format!(
+            r#"{{"event":"decision","transaction":"{t}","client":"127.0.0.1","decision":"deliver"}}"#
+        ))
+        .unwrap()
+    });
+    log.append_all(decisions.to_vec()).unwrap();
+    drop(log);
+    // What the notes of replies say of two of them: one reply being written, one read.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut notes = std::fs::OpenOptions::new()
+        .append(true)
+        .open(s.dir.path().join("spool/replies"))
+        .unwrap();
+    use std::io::Write;
+    write!(
+        notes,
+        "+ {now} {k1} WRITTEN1\n+ {now} {k2} READ1\n- {k2}\n",
+        k1 = "11".repeat(16),
+        k2 = "22".repeat(16)
     )
     .unwrap();
-    log.append_all(vec![decision]).unwrap();
-    drop(log);
+    drop(notes);
 
     s.spawn();
     s.signal("TERM");
@@ -403,16 +424,21 @@ fn a_start_records_outcomes_the_last_run_did_not_write_as_unknown() {
         .iter()
         .filter(|r| r["event"] == "outcome" && r["unknown"] == true)
         .collect();
-    assert_eq!(unknown.len(), 1, "{unknown:?}");
+    assert_eq!(unknown.len(), 2, "{unknown:?}");
     assert_eq!(unknown[0]["transaction"], "CRASHED1");
-    // The delivered message's outcome was written (after its reply), and not marked unknown.
-    assert_eq!(
-        records
-            .iter()
-            .filter(|r| r["event"] == "outcome" && r["unknown"] != true)
-            .count(),
-        1
-    );
+    assert!(unknown[0].get("positive_reply").is_none());
+    assert_eq!(unknown[1]["transaction"], "WRITTEN1");
+    assert_eq!(unknown[1]["positive_reply"], "written");
+    // The delivered message's outcome was written (after its reply), and not marked unknown;
+    // READ1's reply was read, so its outcome is known.
+    let known: Vec<&serde_json::Value> = records
+        .iter()
+        .filter(|r| r["event"] == "outcome" && r["unknown"] != true)
+        .collect();
+    assert_eq!(known.len(), 2, "{known:?}");
+    assert_eq!(known[1]["transaction"], "READ1");
+    assert_eq!(known[1]["reply"], 250);
+    assert_eq!(known[1]["positive_reply"], "read");
     assert!(s.log().contains("recorded as unknown"), "{}", s.log());
     audit_verifies(&s);
 }

@@ -107,11 +107,15 @@ impl Server {
         let rt = self.runtime.borrow().clone();
         // A crash between a reply and its outcome record leaves the outcome unknown: say so
         // in the log before the first new transaction.
-        match crate::audit::recover::settle_unfinished(&rt.pipeline.audit) {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                transactions = n,
-                "the last run ended before recording these transactions' outcomes: recorded as unknown"
+        let replied = self.lasting.repeats.take_before();
+        match crate::audit::recover::settle_unfinished(&rt.pipeline.audit, &replied) {
+            Ok(s) if s.total() == 0 => {}
+            Ok(s) => tracing::warn!(
+                transactions = s.total(),
+                reply_read = s.read,
+                reply_written = s.written,
+                unknown = s.unknown,
+                "the last run ended before recording these transactions' outcomes: recorded as unknown, or as far as the notes of their replies tell"
             ),
             Err(e) => return Err(e).context("audit log"),
         }

@@ -539,6 +539,7 @@ mod tests {
             lanes: Vec::new(),
             unknown: false,
             repeat_of: None,
+            positive_reply: None,
             reply: 250,
         })
     }

@@ -106,6 +106,21 @@ pub struct Outcome {
     /// got that reply again, and nothing was sent, held or sealed a second time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub repeat_of: Option<String>,
+    /// Written at start, from the notes of unread replies (`pipeline::repeats`): what is known
+    /// of a transaction whose outcome record the process did not write.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positive_reply: Option<PositiveReply>,
+}
+
+/// How far a positive reply got, for an outcome recorded at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositiveReply {
+    /// Everything was done (the upstream had accepted, the copy was held) and the positive
+    /// reply was being written; whether the client got it is not known.
+    Written,
+    /// The client sent another command after the positive reply: it read it.
+    Read,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -280,6 +280,7 @@ impl Pipeline {
             reply: 250,
             unknown: false,
             repeat_of: Some(first.to_string()),
+            positive_reply: None,
         });
         // Nothing moved: no commit of its own (like every outcome).
         if let Err(e) = act::Records::append_lazy(&self.audit, &[record]).await {

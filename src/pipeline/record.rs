@@ -117,6 +117,7 @@ pub fn outcome(case: &Case, lanes: &[LaneOutcome], code: u16) -> Record {
         reply: code,
         unknown: false,
         repeat_of: None,
+        positive_reply: None,
     })
 }
 

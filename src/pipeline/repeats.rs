@@ -66,6 +66,9 @@ pub struct Repeats {
     path: PathBuf,
     window: Duration,
     inner: Mutex<Inner>,
+    /// What the file said of the last run's transactions (noted: whether read), for the
+    /// outcomes that run did not record (`audit::recover`); taken once.
+    before: Mutex<HashMap<String, bool>>,
 }
 
 fn now() -> u64 {
@@ -88,9 +91,10 @@ impl Repeats {
             file: None,
             appended: 0,
         };
+        let mut before = HashMap::new();
         if !window.is_zero() {
             if let Ok(f) = std::fs::File::open(path) {
-                load(std::io::BufReader::new(f), &mut inner, now(), window);
+                before = load(std::io::BufReader::new(f), &mut inner, now(), window);
             }
             inner.file = rewrite(path, &inner.notes)
                 .map_err(|e| tracing::warn!(path = %path.display(), error = %e, "cannot write the notes of unread replies: a client's retry after a crash may be delivered twice"))
@@ -100,7 +104,16 @@ impl Repeats {
             path: path.to_path_buf(),
             window,
             inner: Mutex::new(inner),
+            before: Mutex::new(before),
         }
+    }
+
+    /// The transactions the file noted before this start, and whether their reply was read.
+    pub fn take_before(&self) -> HashMap<String, bool> {
+        self.before
+            .lock()
+            .map(|mut b| std::mem::take(&mut *b))
+            .unwrap_or_default()
     }
 
     pub fn enabled(&self) -> bool {
@@ -206,8 +219,16 @@ impl Inner {
 }
 
 /// Folds the lines of a notes file into `inner`; lines it cannot read (a cut-off last line) are
-/// skipped, notes older than `window` dropped.
-fn load(reader: impl BufRead, inner: &mut Inner, now: u64, window: Duration) {
+/// skipped, notes older than `window` dropped. Every transaction the file notes, and whether
+/// its reply was read.
+fn load(
+    reader: impl BufRead,
+    inner: &mut Inner,
+    now: u64,
+    window: Duration,
+) -> HashMap<String, bool> {
+    let mut noted: HashMap<String, bool> = HashMap::new();
+    let mut id_of: HashMap<Key, String> = HashMap::new();
     for line in reader.split(b'\n').map_while(Result::ok) {
         let Ok(line) = std::str::from_utf8(&line) else {
             continue;
@@ -225,15 +246,20 @@ fn load(reader: impl BufRead, inner: &mut Inner, now: u64, window: Duration) {
                 let at = parts.next().and_then(|t| t.parse::<u64>().ok());
                 let key = parsed(parts.next());
                 let id = parts.next().filter(|id| !id.is_empty());
-                if let (Some(at), Some(key), Some(id), None) = (at, key, id, parts.next())
-                    && now.saturating_sub(at) < window.as_secs()
-                {
-                    inner.notes.insert(key, Note::new(at, id));
+                if let (Some(at), Some(key), Some(id), None) = (at, key, id, parts.next()) {
+                    noted.insert(id.to_string(), false);
+                    id_of.insert(key, id.to_string());
+                    if now.saturating_sub(at) < window.as_secs() {
+                        inner.notes.insert(key, Note::new(at, id));
+                    }
                 }
             }
             Some("-") => {
                 if let Some(key) = parsed(parts.next()) {
                     inner.notes.remove(&key);
+                    if let Some(id) = id_of.get(&key) {
+                        noted.insert(id.clone(), true);
+                    }
                 }
             }
             _ => {}
@@ -251,6 +277,7 @@ fn load(reader: impl BufRead, inner: &mut Inner, now: u64, window: Duration) {
         .iter()
         .map(|(k, n)| (n.id.clone(), *k))
         .collect();
+    noted
 }
 
 /// Writes the live notes to a new file that replaces `path`; the file to append to.
@@ -351,6 +378,11 @@ mod tests {
             .unwrap();
         drop(f);
         let r = Repeats::open(&path, DAY);
+        let before = r.take_before();
+        assert_eq!(before.get("TX1"), Some(&false));
+        assert_eq!(before.get("TX2"), Some(&true), "read before the crash");
+        assert_eq!(before.get("TX3"), Some(&false));
+        assert!(r.take_before().is_empty(), "taken once");
         assert_eq!(r.find(&k(1)).as_deref(), Some("TX1"));
         assert_eq!(r.find(&k(2)), None);
         assert_eq!(r.find(&k(3)).as_deref(), Some("TX3"));
