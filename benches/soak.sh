@@ -104,9 +104,13 @@ start_sluis
 postfix_instance front "$front_port" "$hop_port"
 echo "== $N messages through a Postfix front, the hop killed $KILLS times"
 soak sluis kill_sluis start_sluis
-unknown=$(grep -c '"unknown":true' "$work/spool/audit/audit.jsonl" || true)
-repeats=$(grep -c '"repeat_of"' "$work/spool/audit/audit.jsonl" || true)
-echo "   (Sluis's audit log: $unknown outcome(s) recorded as unknown after the kills;"
+log="$work/spool/audit/audit.jsonl"
+unknown=$(grep -c '"unknown":true' "$log" || true)
+written=$(grep -c '"positive_reply":"written"' "$log" || true)
+read_n=$(grep -c '"positive_reply":"read"' "$log" || true)
+repeats=$(grep -c '"repeat_of"' "$log" || true)
+echo "   (Sluis's audit log: outcomes the kills cut off, recorded at the next start: $unknown with"
+echo "    \"unknown\" ($written of them with the 250 being written), $read_n with the 250 read;"
 echo "    $repeats retries of a message whose reply a kill cut off, answered, not delivered again)"
 kill_sluis
 
