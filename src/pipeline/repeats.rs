@@ -16,7 +16,7 @@
 //! Every error here costs the protection, never a message: a note that cannot be written or
 //! read means the retry is delivered again, as without this module.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -53,10 +53,14 @@ impl Note {
     }
 }
 
+#[derive(Default)]
 struct Inner {
     notes: HashMap<Key, Note>,
     /// The key of each noted transaction id, for crossing it out.
     ids: HashMap<String, Key>,
+    /// Notes by age, oldest first, for evicting at [`MAX_NOTES`] in constant time; entries of
+    /// notes crossed out since stay until they come up (or the queue is compacted).
+    order: VecDeque<(u64, Key)>,
     file: Option<std::fs::File>,
     appended: u64,
 }
@@ -85,12 +89,7 @@ impl Repeats {
     /// Reads the notes a previous process left in `path` (those within `window`), rewrites the
     /// file with them, and appends from there. A zero `window` turns the notes off.
     pub fn open(path: &Path, window: Duration) -> Repeats {
-        let mut inner = Inner {
-            notes: HashMap::new(),
-            ids: HashMap::new(),
-            file: None,
-            appended: 0,
-        };
+        let mut inner = Inner::default();
         let mut before = HashMap::new();
         if !window.is_zero() {
             if let Ok(f) = std::fs::File::open(path) {
@@ -136,18 +135,9 @@ impl Repeats {
             return;
         };
         let at = now();
-        if inner.notes.len() >= MAX_NOTES
-            && let Some(oldest) = inner
-                .notes
-                .iter()
-                .min_by_key(|(_, n)| n.at)
-                .map(|(k, _)| *k)
-        {
-            inner.forget(&oldest);
-        }
         inner.forget(&key);
-        inner.notes.insert(key, Note::new(at, id));
-        inner.ids.insert(id.to_string(), key);
+        inner.evict_to(MAX_NOTES - 1);
+        inner.insert(key, Note::new(at, id));
         let line = format!("+ {at} {} {id}\n", hex(&key));
         self.append(&mut inner, &line);
     }
@@ -208,6 +198,30 @@ impl Repeats {
 }
 
 impl Inner {
+    fn insert(&mut self, key: Key, note: Note) {
+        self.ids.insert(note.id.clone(), key);
+        self.order.push_back((note.at, key));
+        self.notes.insert(key, note);
+        // Crossed-out notes leave their entries behind; drop them before they add up.
+        if self.order.len() > 2 * MAX_NOTES {
+            let notes = &self.notes;
+            self.order
+                .retain(|(at, k)| notes.get(k).is_some_and(|n| n.at == *at));
+        }
+    }
+
+    /// Evicts the oldest notes until at most `max` are left.
+    fn evict_to(&mut self, max: usize) {
+        while self.notes.len() > max {
+            let Some((at, key)) = self.order.pop_front() else {
+                return;
+            };
+            if self.notes.get(&key).is_some_and(|n| n.at == at) {
+                self.forget(&key);
+            }
+        }
+    }
+
     fn forget(&mut self, key: &Key) {
         if let Some(n) = self.notes.remove(key) {
             self.ids.remove(&n.id);
@@ -250,13 +264,14 @@ fn load(
                     noted.insert(id.to_string(), false);
                     id_of.insert(key, id.to_string());
                     if now.saturating_sub(at) < window.as_secs() {
-                        inner.notes.insert(key, Note::new(at, id));
+                        inner.forget(&key);
+                        inner.insert(key, Note::new(at, id));
                     }
                 }
             }
             Some("-") => {
                 if let Some(key) = parsed(parts.next()) {
-                    inner.notes.remove(&key);
+                    inner.forget(&key);
                     if let Some(id) = id_of.get(&key) {
                         noted.insert(id.clone(), true);
                     }
@@ -265,18 +280,8 @@ fn load(
             _ => {}
         }
     }
-    if inner.notes.len() > MAX_NOTES {
-        let mut by_age: Vec<(u64, Key)> = inner.notes.iter().map(|(k, n)| (n.at, *k)).collect();
-        by_age.sort_unstable();
-        for (_, k) in &by_age[..by_age.len() - MAX_NOTES] {
-            inner.notes.remove(k);
-        }
-    }
-    inner.ids = inner
-        .notes
-        .iter()
-        .map(|(k, n)| (n.id.clone(), *k))
-        .collect();
+    // The file is in the order notes were made, so `order` is oldest first.
+    inner.evict_to(MAX_NOTES);
     noted
 }
 
@@ -409,12 +414,7 @@ mod tests {
 
     #[test]
     fn notes_are_bounded_the_oldest_going_first() {
-        let mut inner = Inner {
-            notes: HashMap::new(),
-            ids: HashMap::new(),
-            file: None,
-            appended: 0,
-        };
+        let mut inner = Inner::default();
         let mut text = String::new();
         for n in 0..(MAX_NOTES + 10) {
             let mut key = [0u8; 16];
@@ -430,6 +430,34 @@ mod tests {
         assert_eq!(inner.notes.len(), MAX_NOTES);
         assert!(!inner.ids.contains_key("T9"));
         assert!(inner.ids.contains_key("T10"));
+    }
+
+    #[test]
+    fn eviction_takes_the_oldest_live_note_and_the_queue_stays_bounded() {
+        let mut inner = Inner::default();
+        let key = |n: usize| {
+            let mut k = [0u8; 16];
+            k[..8].copy_from_slice(&(n as u64).to_le_bytes());
+            k
+        };
+        // Notes crossed out as soon as made (the usual case) leave queue entries behind.
+        for n in 0..3 * MAX_NOTES {
+            inner.evict_to(MAX_NOTES - 1);
+            inner.insert(key(n), Note::new(n as u64, &format!("T{n}")));
+            if n % 2 == 0 {
+                inner.forget(&key(n));
+            }
+        }
+        assert_eq!(inner.notes.len(), MAX_NOTES);
+        assert!(
+            inner.order.len() <= 2 * MAX_NOTES + 1,
+            "{}",
+            inner.order.len()
+        );
+        assert_eq!(inner.ids.len(), inner.notes.len());
+        // The survivors are the newest live ones.
+        let oldest = inner.notes.values().map(|n| n.at).min().unwrap();
+        assert_eq!(oldest as usize, 3 * MAX_NOTES - 2 * MAX_NOTES + 1);
     }
 
     #[tokio::test]
