@@ -496,6 +496,25 @@ fn a_retry_after_a_reply_the_client_did_not_read_is_answered_not_delivered_twice
     assert_eq!(sink.wait_token("TOKEN-RETRY", 4, WAIT).len(), 4);
     assert!(send_and_drop(s.port, msg).contains("already accepted"));
 
+    // A client that keeps the session a while after the reply and then closes without QUIT (as
+    // Postfix's connection cache does) has read it: the same message again is meant.
+    let kept = b"Message-ID: <kept-1@org.test>\r\n\r\nTOKEN-KEPT\r\n";
+    let mut c = Smtp::connect(s.port);
+    c.hello();
+    assert!(
+        c.send_message("a@org.test", &["b@partner.test"], kept)
+            .starts_with("250")
+    );
+    std::thread::sleep(Duration::from_millis(1300));
+    drop(c);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut c = Smtp::connect(s.port);
+    c.hello();
+    let again = c.send_message("a@org.test", &["b@partner.test"], kept);
+    assert!(!again.contains("already accepted"), "{again}");
+    drop(c);
+    assert_eq!(sink.wait_token("TOKEN-KEPT", 2, WAIT).len(), 2);
+
     // Without a Message-ID nothing is noted: the same content twice is delivered twice.
     let bare = b"Subject: bare\r\n\r\nTOKEN-BARE\r\n";
     assert!(send_and_drop(s.port, bare).starts_with("250"));

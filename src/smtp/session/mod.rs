@@ -22,6 +22,9 @@ use super::{Frontend, SessionFacts};
 mod content;
 mod tls_auth;
 
+/// A client that closes the session this long after a positive reply has read it.
+const CLOSED_AFTER_READING: std::time::Duration = std::time::Duration::from_secs(1);
+
 struct Helo {
     name: String,
     esmtp: bool,
@@ -125,8 +128,10 @@ impl Session {
         let shutdown = self.shutdown.clone();
         // A positive reply flushed while no command was waiting: the next command the client
         // sends is proof it read the reply. (A command pipelined behind the message may have
-        // been sent before; it proves nothing.)
-        let mut flushed: Option<String> = None;
+        // been sent before; it proves nothing.) So is a close well after it: a client that
+        // timed out waiting closes before the reply arrives, while one that keeps the session
+        // (Postfix's connection cache, which ends sessions without QUIT) has read it.
+        let mut flushed: Option<(String, std::time::Instant)> = None;
         loop {
             if !self.conn.has_buffered_line() {
                 if let Err(e) = self.conn.flush(command_timeout).await {
@@ -134,7 +139,7 @@ impl Session {
                     return;
                 }
                 if let Some(id) = self.unread.take() {
-                    flushed = Some(id);
+                    flushed = Some((id, std::time::Instant::now()));
                 }
             }
             let max = self.rt.config.limits.command_line_length;
@@ -146,8 +151,15 @@ impl Session {
                     break;
                 }
             };
-            if let (Ok(_), Some(id)) = (&read, flushed.take()) {
-                self.rt.target.reply_read(&id);
+            if let Some((id, at)) = flushed.take() {
+                let closed_later =
+                    matches!(read, Err(ReadError::Closed)) && at.elapsed() >= CLOSED_AFTER_READING;
+                if let Err(e) = &read {
+                    tracing::debug!(%id, after = ?at.elapsed(), read = closed_later, error = ?e, "client left the session after a positive reply");
+                }
+                if read.is_ok() || closed_later {
+                    self.rt.target.reply_read(&id);
+                }
             }
             let flow = match read {
                 Ok(Line::Text(line)) => self.command(line).await,
