@@ -76,16 +76,19 @@ fn inspect_files(
     std::thread::scope(|scope| {
         for _ in 0..workers.min(files.len()) {
             scope.spawn(|| {
+                // One buffer per worker, reused: a fresh one per file costs a page fault for
+                // every page of every message.
+                let mut raw = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(file) = files.get(i) else { break };
-                    let raw = if file == "-" {
-                        let mut b = Vec::new();
-                        std::io::stdin().read_to_end(&mut b).map(|_| b)
+                    raw.clear();
+                    let read = if file == "-" {
+                        std::io::stdin().read_to_end(&mut raw)
                     } else {
-                        std::fs::read(file)
+                        read_into(file, &mut raw)
                     };
-                    let result = raw.map(|r| inspector.inspect(&r));
+                    let result = read.map(|_| inspector.inspect(&raw));
                     results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(result);
                 }
             });
@@ -97,6 +100,14 @@ fn inspect_files(
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not inspected"))))
         .collect()
+}
+
+/// Reads the whole file into `buf` (empty on entry), sized once from its length.
+fn read_into(path: &str, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata().map_or(0, |m| m.len());
+    buf.reserve(usize::try_from(len).unwrap_or(0).saturating_add(1));
+    file.read_to_end(buf)
 }
 
 /// One line of `sluis scan --format json`, keys in this order.

@@ -35,14 +35,16 @@ const SKIP: &[&str] = &["script", "style", "head"];
 pub fn to_text(html: &str) -> String {
     let mut out = String::with_capacity(html.len() / 2);
     let mut rest = html;
-    while let Some(lt) = rest.find('<') {
+    // memchr, not `str::find(char)`: mail HTML has a tag every few bytes, and the generic
+    // char searcher's setup and compare per call cost more than the search itself.
+    while let Some(lt) = memchr::memchr(b'<', rest.as_bytes()) {
         out.push_str(&rest[..lt]);
         rest = &rest[lt..];
         if let Some(after) = rest.strip_prefix("<!--") {
-            rest = after.find("-->").map_or("", |i| &after[i + 3..]);
+            rest = memchr::memmem::find(after.as_bytes(), b"-->").map_or("", |i| &after[i + 3..]);
             continue;
         }
-        let Some(gt) = rest.find('>') else {
+        let Some(gt) = memchr::memchr(b'>', rest.as_bytes()) else {
             // A lone '<' is text.
             out.push_str(rest);
             rest = "";
@@ -59,7 +61,9 @@ pub fn to_text(html: &str) -> String {
         if is(SKIP) && !tag.starts_with('/') && !tag.ends_with('/') {
             let close = format!("</{name}");
             rest = match find_ascii_ci(rest, &close) {
-                Some(i) => rest[i..].find('>').map_or("", |j| &rest[i + j + 1..]),
+                Some(i) => {
+                    memchr::memchr(b'>', &rest.as_bytes()[i..]).map_or("", |j| &rest[i + j + 1..])
+                }
                 None => "",
             };
             continue;
@@ -84,10 +88,21 @@ pub fn to_text(html: &str) -> String {
     out
 }
 
+/// Where `needle` (which starts with '<') first occurs in `hay`, ASCII case ignored: only at
+/// a '<', found with memchr.
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
-    let h = hay.as_bytes();
-    let n = needle.as_bytes();
-    h.windows(n.len()).position(|w| w.eq_ignore_ascii_case(n))
+    let (h, n) = (hay.as_bytes(), needle.as_bytes());
+    let mut at = 0;
+    while let Some(i) = memchr::memchr(b'<', &h[at..]) {
+        let start = at + i;
+        if h.get(start..start + n.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(n))
+        {
+            return Some(start);
+        }
+        at = start + 1;
+    }
+    None
 }
 
 #[cfg(test)]
