@@ -150,7 +150,8 @@ impl Budget {
 /// Text from a part or an attachment, with any inline PGP armour in it named: the armoured
 /// block is ciphertext, the text around it is still read.
 pub fn text(location: &str, text: String, out: &mut Extracted) {
-    if text.contains("-----BEGIN PGP MESSAGE-----") {
+    // memmem, not `str::contains`: its vector search is several times faster on long texts.
+    if memchr::memmem::find(text.as_bytes(), b"-----BEGIN PGP MESSAGE-----").is_some() {
         out.cannot(
             location,
             "PGP-encrypted content (inline armour, cannot be inspected)",
