@@ -93,3 +93,72 @@ proptest! {
         prop_assert!(scan(&String::from_utf8(bytes).unwrap()).documents.is_empty());
     }
 }
+
+/// The search before `next_digit_after_capital`: every run of digits, kept to check the
+/// block search against.
+fn shaped_numbers_run_by_run(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
+    let mut found = Vec::new();
+    let mut at = 0;
+    while let Some(i) = bytes[at..].iter().position(u8::is_ascii_digit) {
+        let digit = at + i;
+        let run_end = bytes[digit..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(bytes.len(), |n| digit + n);
+        at = run_end;
+        if !bytes[..digit].last().is_some_and(u8::is_ascii_uppercase) {
+            continue;
+        }
+        let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
+        let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
+        at = end;
+        let n = &bytes[start..end];
+        let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
+        if alone
+            && n.len() == 9
+            && n[..2].iter().all(letter)
+            && n[2..8].iter().all(|b| letter(b) || b.is_ascii_digit())
+            && n[8].is_ascii_digit()
+            && n.iter().filter(|b| b.is_ascii_digit()).count() >= 2
+        {
+            found.push((start, end));
+        }
+    }
+    found
+}
+
+proptest! {
+    /// The block search finds the same numbers as looking at every run of digits, in text
+    /// made of document numbers, near misses, digits, capitals and prose.
+    #[test]
+    fn the_block_search_finds_what_every_run_holds(
+        parts in proptest::collection::vec(
+            prop_oneof![
+                "[A-NP-Z]{2}[A-NP-Z0-9]{6}[0-9]",
+                "[A-Z]{1,3}[0-9]{1,8}",
+                "[0-9]{1,12}",
+                "[A-Z0-9]{1,12}",
+                "[a-z ]{0,70}",
+                "[ ,.;:\n\t_é-]{1,3}",
+            ],
+            0..40,
+        )
+    ) {
+        let text = parts.concat();
+        prop_assert_eq!(
+            shaped_numbers(text.as_bytes()),
+            shaped_numbers_run_by_run(text.as_bytes())
+        );
+    }
+
+    #[test]
+    fn the_first_digit_after_a_capital(text in "[A-Z0-9a-z .]{0,100}", from in 0usize..110) {
+        let b = text.as_bytes();
+        let want = (from.max(1)..b.len())
+            .find(|&q| b[q - 1].is_ascii_uppercase() && b[q].is_ascii_digit());
+        prop_assert_eq!(next_digit_after_capital(b, from), want);
+    }
+}
