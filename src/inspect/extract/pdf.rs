@@ -228,38 +228,36 @@ impl<'a> Glyphs<'a> {
 
     /// Appends the text of `bytes`; returns how many glyphs did not decode.
     fn decode(&mut self, bytes: &[u8], text: &mut String) -> usize {
-        let mut undecoded = 0;
-        text.reserve(bytes.len() / self.width);
-        for code in bytes.chunks(self.width) {
-            // A code cut short (an odd byte at the end of a two-byte string) is not a glyph.
+        let Glyphs {
+            encoding,
+            width,
+            memo,
+        } = self;
+        let codes = bytes.chunks_exact(*width);
+        // A code cut short (an odd byte at the end of a two-byte string) is not a glyph.
+        let mut undecoded = usize::from(!codes.remainder().is_empty());
+        text.reserve(bytes.len() / *width);
+        // The page of the table for the codes' high byte, looked up again only when it
+        // changes: a simple font has one, and a string's codes mostly share one.
+        let mut open: Option<(usize, &mut [Option<Glyph>; 256])> = None;
+        for code in codes {
             let (high, low) = match *code {
-                [low] if self.width == 1 => (0, low),
+                [low] => (0, low),
                 [high, low] => (usize::from(high), low),
+                _ => continue,
+            };
+            let page = match open {
+                Some((h, ref mut page)) if h == high => page,
                 _ => {
-                    undecoded += 1;
-                    continue;
+                    open = None;
+                    if memo.len() <= high {
+                        memo.resize_with(high + 1, || None);
+                    }
+                    let page = memo[high].get_or_insert_with(|| Box::new([const { None }; 256]));
+                    &mut open.insert((high, page)).1
                 }
             };
-            if self.memo.len() <= high {
-                self.memo.resize_with(high + 1, || None);
-            }
-            let page = self.memo[high].get_or_insert_with(|| Box::new([const { None }; 256]));
-            let encoding = &self.encoding;
-            let glyph = page[usize::from(low)].get_or_insert_with(|| {
-                match Document::decode_text(encoding, code) {
-                    Ok(s) if s.contains('\u{fffd}') => {
-                        Glyph::Undecoded(s.chars().filter(|&c| c == '\u{fffd}').count())
-                    }
-                    Ok(s) => {
-                        let mut chars = s.chars();
-                        match (chars.next(), chars.next()) {
-                            (Some(c), None) => Glyph::Char(c),
-                            _ => Glyph::Text(s.into_boxed_str()),
-                        }
-                    }
-                    Err(_) => Glyph::Undecoded(1),
-                }
-            });
+            let glyph = page[usize::from(low)].get_or_insert_with(|| glyph_of(encoding, code));
             match glyph {
                 Glyph::Char(c) => text.push(*c),
                 Glyph::Text(s) => text.push_str(s),
@@ -267,6 +265,23 @@ impl<'a> Glyphs<'a> {
             }
         }
         undecoded
+    }
+}
+
+/// What one code decodes to, by lopdf.
+fn glyph_of(encoding: &Encoding, code: &[u8]) -> Glyph {
+    match Document::decode_text(encoding, code) {
+        Ok(s) if s.contains('\u{fffd}') => {
+            Glyph::Undecoded(s.chars().filter(|&c| c == '\u{fffd}').count())
+        }
+        Ok(s) => {
+            let mut chars = s.chars();
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => Glyph::Char(c),
+                _ => Glyph::Text(s.into_boxed_str()),
+            }
+        }
+        Err(_) => Glyph::Undecoded(1),
     }
 }
 

@@ -200,3 +200,30 @@ fn a_flate_bomb_in_page_content_is_over_the_bound() {
     let out = run_with(&bytes, &config);
     assert_eq!(reasons(&out), ["decompressed size over the bound"]);
 }
+
+#[test]
+fn glyphs_decode_one_and_two_byte_codes_and_count_a_code_cut_short() {
+    let mut simple = Glyphs {
+        encoding: Encoding::SimpleEncoding(b"WinAnsiEncoding"),
+        width: 1,
+        memo: Vec::new(),
+    };
+    let mut text = String::new();
+    assert_eq!(simple.decode(b"BSN 12", &mut text), 0);
+    assert_eq!(simple.decode(b"3", &mut text), 0);
+    assert_eq!(text, "BSN 123");
+    // Two-byte codes (UTF-16 here) whose high byte changes and changes back (the same low byte
+    // under two high bytes is two glyphs), then an odd byte.
+    let mut wide = Glyphs {
+        encoding: Encoding::SimpleEncoding(b"UniGB-UCS2-H"),
+        width: 2,
+        memo: Vec::new(),
+    };
+    let mut text = String::new();
+    let codes = [
+        0x00, b'B', 0x00, 0xE9, 0x20, 0xAC, 0x00, 0xAC, 0x00, b'S', 0x00,
+    ];
+    assert_eq!(wide.decode(&codes, &mut text), 1);
+    assert_eq!(wide.decode(&[0x20, 0xAC, 0x00, b'N'], &mut text), 0);
+    assert_eq!(text, "Bé€¬S€N");
+}
