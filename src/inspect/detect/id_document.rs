@@ -72,28 +72,38 @@ pub fn scan(text: &str) -> Found {
 /// right after a capital is looked at: the runs of digits after anything else, nearly all in
 /// text (a CSV export has several on every row), are passed over by a block search.
 fn shaped_numbers(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
-    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
     let mut found = Vec::new();
     let mut at = 0;
     while let Some(digit) = next_digit_after_capital(bytes, at) {
-        let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
-        let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
+        let (start, end) = token_around(bytes, digit);
         at = end;
-        let n = &bytes[start..end];
-        let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
-        if alone
-            && n.len() == 9
-            && n[..2].iter().all(letter)
-            && n[2..8].iter().all(|b| letter(b) || b.is_ascii_digit())
-            && n[8].is_ascii_digit()
-            && n.iter().filter(|b| b.is_ascii_digit()).count() >= 2
-        {
+        if is_document_number(bytes, start, end) {
             found.push((start, end));
         }
     }
     found
+}
+
+/// The run of capitals and digits around `digit`.
+fn token_around(bytes: &[u8], digit: usize) -> (usize, usize) {
+    let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
+    let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
+    let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
+    (start, end)
+}
+
+/// Whether `bytes[start..end]` has a Dutch document number's shape and stands alone.
+fn is_document_number(bytes: &[u8], start: usize, end: usize) -> bool {
+    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
+    let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
+    let n = &bytes[start..end];
+    let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
+    alone
+        && n.len() == 9
+        && n[..2].iter().all(letter)
+        && n[2..8].iter().all(|b| letter(b) || b.is_ascii_digit())
+        && n[8].is_ascii_digit()
+        && n.iter().filter(|b| b.is_ascii_digit()).count() >= 2
 }
 
 /// The first position `p >= from` of a digit right after a capital letter. Blocks of 32 pairs

@@ -97,9 +97,6 @@ proptest! {
 /// The search before `next_digit_after_capital`: every run of digits, kept to check the
 /// block search against.
 fn shaped_numbers_run_by_run(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let token = |b: &u8| b.is_ascii_uppercase() || b.is_ascii_digit();
-    let word = |b: &u8| b.is_ascii_alphanumeric() || *b == b'_';
-    let letter = |b: &u8| b.is_ascii_uppercase() && *b != b'O';
     let mut found = Vec::new();
     let mut at = 0;
     while let Some(i) = bytes[at..].iter().position(u8::is_ascii_digit) {
@@ -112,18 +109,9 @@ fn shaped_numbers_run_by_run(bytes: &[u8]) -> Vec<(usize, usize)> {
         if !bytes[..digit].last().is_some_and(u8::is_ascii_uppercase) {
             continue;
         }
-        let start = digit - bytes[..digit].iter().rev().take_while(|b| token(b)).count();
-        let end = digit + bytes[digit..].iter().take_while(|b| token(b)).count();
+        let (start, end) = token_around(bytes, digit);
         at = end;
-        let n = &bytes[start..end];
-        let alone = !bytes[..start].last().is_some_and(word) && !bytes.get(end).is_some_and(word);
-        if alone
-            && n.len() == 9
-            && n[..2].iter().all(letter)
-            && n[2..8].iter().all(|b| letter(b) || b.is_ascii_digit())
-            && n[8].is_ascii_digit()
-            && n.iter().filter(|b| b.is_ascii_digit()).count() >= 2
-        {
+        if is_document_number(bytes, start, end) {
             found.push((start, end));
         }
     }
