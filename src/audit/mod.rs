@@ -606,6 +606,34 @@ mod tests {
         assert_eq!(got.as_object().map(Map::len), Some(3));
     }
 
+    #[tokio::test]
+    async fn a_log_of_the_previous_version_continues_as_one_chain() {
+        // Keys in alphabetical order (tests/fixtures/audit-v1/README.md); this version writes
+        // the log's own fields first. The chain runs on through both.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/audit.jsonl");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let fixture = include_str!("../../tests/fixtures/audit-v1/audit.jsonl");
+        std::fs::write(&path, fixture).unwrap();
+        std::fs::write(
+            head_path(&path),
+            include_str!("../../tests/fixtures/audit-v1/audit.jsonl.head"),
+        )
+        .unwrap();
+        let log = std::sync::Arc::new(AuditLog::open(&path, 1 << 20).unwrap());
+        log.append_async(&[typed(1)]).await.unwrap();
+        let l = lines(&path);
+        assert_eq!(l.len(), 12);
+        assert!(l[11].starts_with(r#"{"seq":11,"#), "{}", l[11]);
+        let last: Value = serde_json::from_str(&l[11]).unwrap();
+        assert_eq!(last["prev"], line_hash(l[10].as_bytes()));
+        assert_eq!(
+            verify_files(std::slice::from_ref(&path)).verdict,
+            Verdict::Intact { records: 12 }
+        );
+        assert_eq!(log.head().map(|h| h.0), Some(11));
+    }
+
     #[test]
     fn fields_named_like_the_logs_own_are_the_logs() {
         let dir = tempfile::tempdir().unwrap();
