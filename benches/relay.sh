@@ -48,10 +48,10 @@ CONF
     wait_banner "$sluis_port"
 }
 
-run_source() { # port -> messages/s
+run_source() { # port [cpu] -> messages/s (smtp-source on that cpu only, when given)
     local t0 t1
     t0=$(now)
-    smtp-source -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@org.test -t sink@partner.test 127.0.0.1:"$1"
+    ${2:+taskset -c "$2"} smtp-source -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@org.test -t sink@partner.test 127.0.0.1:"$1"
     t1=$(now)
     python3 -c "print(f'{$N/($t1-$t0):.0f}')"
 }
@@ -86,14 +86,7 @@ python3 -c "print(f'ratio sluis/postfix hop            : {$via/$hop:.1f} (aim: a
 # get core 0 and Sluis core 1 (taskset), in both runs: what Sluis relays on a core of its own.
 if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     taskset -a -p -c 0 "$sink_pid" >/dev/null; taskset -a -p -c 1 "$sluis_pid" >/dev/null
-    pinned() { # port -> messages/s
-        local t0 t1
-        t0=$(now)
-        taskset -c 0 smtp-source -s "$SESSIONS" -l "$SIZE" -m "$N" -f bench@org.test -t sink@partner.test 127.0.0.1:"$1"
-        t1=$(now)
-        python3 -c "print(f'{$N/($t1-$t0):.0f}')"
-    }
-    pdirect=$(pinned "$sink_port"); pvia=$(pinned "$sluis_port")
+    pdirect=$(run_source "$sink_port" 0); pvia=$(run_source "$sluis_port" 0)
     echo "one core for smtp-source and smtp-sink, one for Sluis (taskset):"
     echo "  smtp-source -> smtp-sink          : $pdirect msg/s"
     echo "  smtp-source -> sluis -> smtp-sink : $pvia msg/s"
