@@ -562,3 +562,60 @@ fn audit_verifies(s: &Sluis) {
         .unwrap();
     assert_success(&out, "sluis audit verify");
 }
+
+/// A crash of the machine, not only of the process: what the audit log had not yet synced is
+/// gone from it. Every record that was durable before its reply is back after the next start
+/// of anything that opens the log (here `sluis audit verify`), put back from the commit journal,
+/// and the chain verifies.
+#[test]
+fn records_a_crash_of_the_machine_takes_from_the_audit_log_come_back_from_its_journal() {
+    let sink = Sink::start(&[]);
+    // The journal's checkpoint (once a second) must not fall between the messages and the
+    // kill, or there is nothing to lose: on a stalled machine, try again with a new instance.
+    for attempt in 0..5 {
+        let mut s = Sluis::start(sink.port, DELIVER_ALL);
+        for n in 0..3 {
+            let mut c = Smtp::connect(s.port);
+            c.hello();
+            let msg = format!("Message-ID: <jnl-{attempt}-{n}@org.test>\r\n\r\nJNL\r\n");
+            let r = c.send_message("a@org.test", &["b@partner.test"], msg.as_bytes());
+            assert!(r.starts_with("250"), "{r}");
+        }
+        s.kill9();
+        let path = s.dir.path().join("spool/audit/audit.jsonl");
+        let journal = std::fs::read(s.dir.path().join("spool/audit/audit.jsonl.journal")).unwrap();
+        assert_eq!(
+            &journal[..8],
+            b"SLUISJ1\n",
+            "the journal starts with a frame"
+        );
+        // Frame 0: magic, cycle, inode, then the log offset up to which the log is synced.
+        let synced = u64::from_le_bytes(journal[24..32].try_into().unwrap()) as usize;
+        let before = std::fs::read(&path).unwrap();
+        if synced >= before.len() {
+            continue;
+        }
+        // What the disk had when the machine went down: the log up to its checkpoint.
+        std::fs::write(&path, &before[..synced]).unwrap();
+        audit_verifies(&s);
+        let after = audit_records(&path);
+        for n in 0..3 {
+            let id = format!("jnl-{attempt}-{n}@org.test");
+            let message = after
+                .iter()
+                .find(|r| r["event"] == "message" && r["message_id"] == id.as_str())
+                .unwrap_or_else(|| panic!("the message record of {id} is lost"));
+            let tx = &message["transaction"];
+            assert!(
+                after
+                    .iter()
+                    .any(|r| r["event"] == "decision" && &r["transaction"] == tx),
+                "the decision of {id} is lost"
+            );
+        }
+        let restored = std::fs::read(&path).unwrap();
+        assert!(restored.len() > synced && before.starts_with(&restored));
+        return;
+    }
+    panic!("a checkpoint fell between the messages and the kill five times");
+}

@@ -611,12 +611,23 @@ fn a_full_quarantine_defers_and_purge_removes_old_items_with_a_record() {
 
 #[test]
 fn a_full_disk_under_the_audit_log_defers_and_the_retry_is_delivered_once() {
+    // Too small for the commit journal (8 MiB): the log is synced by itself, and the failed
+    // attempts to create the journal take no space.
+    full_disk_defers_and_the_retry_is_delivered_once("256k");
+}
+
+#[test]
+fn a_full_disk_under_the_audit_log_and_its_journal_defers_and_the_retry_is_delivered_once() {
+    full_disk_defers_and_the_retry_is_delivered_once("12m");
+}
+
+fn full_disk_defers_and_the_retry_is_delivered_once(size: &str) {
     // The audit log and the quarantine on a small file system of their own.
     let dir = scratch("fulldisk");
     let fs = dir.path().join("fs");
     std::fs::create_dir_all(&fs).unwrap();
     let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
         .arg(&fs)
         .status()
         .unwrap();
@@ -631,6 +642,13 @@ fn a_full_disk_under_the_audit_log_defers_and_the_retry_is_delivered_once() {
         ),
     );
     // Fill it: the next audit record has nowhere to go.
+    let journal = fs.join("audit/audit.jsonl.journal");
+    let journal_size = std::fs::metadata(&journal).map_or(0, |m| m.len());
+    assert_eq!(
+        journal_size > 0,
+        size == "12m",
+        "journal of {journal_size} bytes"
+    );
     let filler = fs.join("filler");
     let _ = Command::new("dd")
         .args(["if=/dev/zero", "bs=4096"])

@@ -111,6 +111,7 @@ impl Runtime {
             &config.audit_file(),
             config.audit.rotate_bytes,
         )?);
+        audit.start_writer();
         let review_token = match &config.review.token_file {
             Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
             None => None,

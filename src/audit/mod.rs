@@ -2,7 +2,9 @@
 //! review action, each carrying the SHA-256 of the line before it, so that editing, deleting,
 //! reordering or cutting off records breaks the chain where it happened (`verify`).
 //!
-//! A record is on disk (fsync) before the SMTP reply or the review result it records is given.
+//! A record is on disk (fsync) before the SMTP reply or the review result it records is given:
+//! the log's own fsync, or, for the server's writer thread, an fsync of the commit journal
+//! (`journal`) that a start after a crash of the machine puts back into the log.
 //! The server and the review commands may write at the same time: appends take an exclusive
 //! lock on `<file>.lock` and read the chain's tail from the file itself, so the chain stays one.
 //! Past `rotate_bytes` the file is renamed with a timestamp and a new one continues the chain
@@ -10,10 +12,12 @@
 //! number and hash of the newest record, so that cutting records off the end is noticed too.
 
 pub mod anchor;
+pub mod journal;
 pub mod mirror;
 pub mod record;
 pub mod recover;
 pub mod verify;
+mod writer;
 
 pub use record::Record;
 
@@ -48,17 +52,11 @@ pub struct AuditLog {
     /// The lock file, the log and its head, kept open between appends.
     files: std::sync::Mutex<Option<Files>>,
     /// The server's writer thread (`append_async`), started on first use.
-    writer: std::sync::OnceLock<std::sync::mpsc::Sender<Pending>>,
+    writer: std::sync::OnceLock<std::sync::mpsc::Sender<writer::Pending>>,
+    /// The size of the writer's commit journal (`journal`); 0: no journal, every durable
+    /// append syncs the log.
+    journal_bytes: u64,
 }
-
-/// Records waiting for the writer thread (each a JSON object without `seq`, `time` and
-/// `prev`: see `Body`), whether they must be durable before the caller goes on, and who to
-/// tell when they are written.
-type Pending = (
-    Vec<Body>,
-    bool,
-    tokio::sync::oneshot::Sender<Result<(), Failure>>,
-);
 
 /// A record as the JSON object it is written as, without the fields the log adds (`seq`,
 /// `time`, `prev`): serialised once, by the caller, straight from its type. The log writes
@@ -106,22 +104,6 @@ struct Files {
     head: File,
 }
 
-/// An append's failure, handed to every caller whose records were in the batch.
-#[derive(Debug, Clone)]
-enum Failure {
-    Damaged(String),
-    Io(std::io::ErrorKind, String),
-}
-
-impl Failure {
-    fn of(e: &AuditError) -> Failure {
-        match e {
-            AuditError::Damaged { what, .. } => Failure::Damaged(what.clone()),
-            AuditError::Io { source, .. } => Failure::Io(source.kind(), source.to_string()),
-        }
-    }
-}
-
 /// SHA-256 of a record line (without its newline), in hex.
 pub fn line_hash(line: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, line).as_ref())
@@ -148,7 +130,8 @@ impl AuditLog {
             .open(lock_path(path))
             .map_err(io)?;
         lock.lock().map_err(io)?;
-        let repaired = repair_torn_tail(path, &mut file);
+        let repaired =
+            recover_from_journal(path, &mut file).and_then(|()| repair_torn_tail(path, &mut file));
         let _ = lock.unlock();
         repaired.map_err(io)?;
         Ok(AuditLog {
@@ -157,7 +140,16 @@ impl AuditLog {
             tail: std::sync::Mutex::new(None),
             files: std::sync::Mutex::new(None),
             writer: std::sync::OnceLock::new(),
+            journal_bytes: journal::JOURNAL_BYTES,
         })
+    }
+
+    /// The same log with a journal of `bytes` (0: none): for tests of a full journal, and of
+    /// the log synced by itself.
+    #[cfg(test)]
+    pub fn with_journal_bytes(mut self, bytes: u64) -> AuditLog {
+        self.journal_bytes = bytes;
+        self
     }
 
     /// The newest record's sequence number and hash, as the head file says (whoever wrote it:
@@ -175,84 +167,24 @@ impl AuditLog {
         &self.path
     }
 
-    /// Appends records durably, for async code (group commit): a writer thread takes
-    /// everything queued, writes it with one fsync and then answers every waiting caller, so
-    /// many sessions cost few fsyncs and no blocking thread each.
-    pub async fn append_async(
-        self: &std::sync::Arc<Self>,
-        records: &[Record],
-    ) -> Result<(), AuditError> {
-        self.queue(records, true).await
-    }
-
-    /// Appends records in chain order without waiting for an fsync of their own: they are
-    /// written at once and become durable with the next durable append (one file, one
-    /// fdatasync), so they cost no commit. For records that may be lost to an operating-system
-    /// crash because a start finds what they would have said missing and records that
-    /// (`recover`): the outcomes that follow a reply. The head file (and so anchors and the
-    /// mirror) only ever names durable records.
-    pub async fn append_async_lazy(
-        self: &std::sync::Arc<Self>,
-        records: &[Record],
-    ) -> Result<(), AuditError> {
-        self.queue(records, false).await
-    }
-
-    /// Makes every record written so far durable, and names the last one in the head.
-    pub async fn sync(self: &std::sync::Arc<Self>) -> Result<(), AuditError> {
-        self.queue(&[], true).await
-    }
-
-    async fn queue(
-        self: &std::sync::Arc<Self>,
-        records: &[Record],
-        durable: bool,
-    ) -> Result<(), AuditError> {
-        let records = records.iter().map(Body::of).collect();
-        let writer = self.writer.get_or_init(|| {
-            let (tx, rx) = std::sync::mpsc::channel::<Pending>();
-            // A weak reference: when the log is dropped (a reload replaced it), its sender goes
-            // with it and the thread ends.
-            let log = std::sync::Arc::downgrade(self);
-            std::thread::Builder::new()
-                .name("sluis-audit".into())
-                .spawn(move || writer_loop(&log, rx))
-                .map(|_| ())
-                .unwrap_or_else(|e| tracing::error!(error = %e, "cannot start the audit writer"));
-            tx
-        });
-        let (done, wait) = tokio::sync::oneshot::channel();
-        let gone = || AuditError::Io {
-            path: self.path.display().to_string(),
-            source: std::io::Error::other("the audit writer stopped"),
-        };
-        writer.send((records, durable, done)).map_err(|_| gone())?;
-        match wait.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(f)) => Err(self.error_of(f)),
-            Err(_) => Err(gone()),
-        }
-    }
-
-    fn error_of(&self, f: Failure) -> AuditError {
-        let path = self.path.display().to_string();
-        match f {
-            Failure::Damaged(what) => AuditError::Damaged { path, what },
-            Failure::Io(kind, msg) => AuditError::Io {
-                path,
-                source: std::io::Error::new(kind, msg),
-            },
-        }
-    }
-
     /// Appends records, in order and together, under the file lock and one fsync. Blocking:
     /// async code uses `append_async`, which batches concurrent callers.
     pub fn append_all(&self, records: Vec<Map<String, Value>>) -> Result<(), AuditError> {
-        self.append_with(records.into_iter().map(Body::of_fields).collect(), true)
+        self.append_with(
+            records.into_iter().map(Body::of_fields).collect(),
+            true,
+            None,
+        )
     }
 
-    /// `append_all`, with the fsync (and the head's update) only when `durable`.
-    fn append_with(&self, records: Vec<Body>, durable: bool) -> Result<(), AuditError> {
+    /// `append_all`, durable only when `durable`: through `journal` when there is one (the
+    /// writer thread's), else by an fsync of the log and the head's update.
+    fn append_with(
+        &self,
+        records: Vec<Body>,
+        durable: bool,
+        journal: Option<&mut journal::Journal>,
+    ) -> Result<(), AuditError> {
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
@@ -263,7 +195,7 @@ impl AuditLog {
             None => guard.insert(self.open_files().map_err(io)?),
         };
         files.lock.lock().map_err(io)?;
-        let result = self.write_locked(files, records, durable);
+        let result = self.write_locked(files, records, durable, journal);
         let _ = files.lock.unlock();
         if result.is_err() {
             // Start from the files on disk next time.
@@ -294,12 +226,14 @@ impl AuditLog {
         files: &mut Files,
         records: Vec<Body>,
         durable: bool,
+        journal: Option<&mut journal::Journal>,
     ) -> Result<(), AuditError> {
         use std::os::unix::fs::MetadataExt;
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
         };
+        let mut journal = journal.filter(|j| !j.failed);
         // Another process (a review command) may have rotated the log meanwhile. One stat of
         // the path and one of the open file per append: this runs for every batch.
         let on_disk = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
@@ -316,7 +250,6 @@ impl AuditLog {
                 .map_err(io)?;
             meta = files.log.metadata().map_err(io)?;
         }
-        let file = &mut files.log;
         let len = meta.len();
         let cached = self
             .tail
@@ -324,9 +257,12 @@ impl AuditLog {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
             .filter(|(l, _, _)| *l == len);
+        // Someone else appended since our last write (or this is the first): the journal's
+        // frames no longer follow the log, so it starts over from a checkpoint.
+        let foreign = cached.is_none();
         let (mut seq, mut prev) = match cached {
             Some((_, seq, hash)) => (seq + 1, hash),
-            None => match last_record(file).map_err(io)? {
+            None => match last_record(&mut files.log).map_err(io)? {
                 Tail::Empty => (0u64, GENESIS.to_string()),
                 Tail::Record { seq, hash } => (seq + 1, hash),
                 Tail::Damaged(what) => {
@@ -340,10 +276,27 @@ impl AuditLog {
         if records.is_empty() && seq == 0 {
             return Ok(()); // a sync of an empty log
         }
+        if let Some(j) = journal.as_deref_mut() {
+            if foreign || (records.is_empty() && durable) {
+                j.needs_checkpoint = true;
+            }
+            if j.needs_checkpoint {
+                j.checkpoint(&files.log, meta.ino(), len, seq, &prev)
+                    .map_err(io)?;
+                self.write_head(files, seq, &prev);
+            }
+        }
+        let file = &mut files.log;
         let mut start = len;
         if !records.is_empty() && len >= self.rotate_bytes {
-            *file = self.rotate(seq).map_err(io)?;
-            start = file.metadata().map_err(io)?.len();
+            *file = self.rotate(file, seq).map_err(io)?;
+            let meta = file.metadata().map_err(io)?;
+            start = meta.len();
+            // The old file is durable (rotate syncs it); the journal follows the new one.
+            if let Some(j) = journal.as_deref_mut() {
+                j.checkpoint(file, meta.ino(), start, seq, &prev)
+                    .map_err(io)?;
+            }
         }
         let mut out = Vec::with_capacity(records.iter().map(|b| b.0.len() + 160).sum());
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
@@ -354,38 +307,60 @@ impl AuditLog {
             out.push(b'\n');
             seq += 1;
         }
+        let end = start + out.len() as u64;
         let written = file
             .write_all(&out)
-            .and_then(|_| if durable { file.sync_data() } else { Ok(()) });
+            .and_then(|()| match journal.as_deref_mut() {
+                Some(j) if durable => j.commit(file, &out, end, seq, &prev),
+                Some(j) => {
+                    j.written(&out);
+                    Ok(journal::Committed::Journal)
+                }
+                None if durable => file.sync_data().map(|()| journal::Committed::Checkpoint),
+                None => Ok(journal::Committed::Journal),
+            });
         if let Err(e) = written {
-            // Leave no half record behind: the next append would chain onto garbage.
+            // Leave no half record behind: the next append would chain onto garbage. The
+            // journal may hold what is cut here: it starts over from a checkpoint.
             let _ = file.set_len(start);
             let _ = file.sync_data();
+            if let Some(j) = journal {
+                j.needs_checkpoint = true;
+            }
             return Err(io(e));
         }
-        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some((start + out.len() as u64, seq - 1, prev.clone()));
-        if !durable {
-            // The head names durable records only: these are not, yet.
-            return Ok(());
-        }
-        // The head only ever trails the durable log, so it needs no fsync of its own, and it is
-        // overwritten in place at a fixed width (no new file per append): a torn head is
-        // unreadable and ignored by `verify`. The records are already durable, so a head that
-        // cannot be written is worth a warning, not a failed append.
-        let head = format!(
-            "{:<127}\n",
-            serde_json::json!({"seq": seq - 1, "hash": prev})
-        );
-        let written = std::os::unix::fs::FileExt::write_all_at(&files.head, head.as_bytes(), 0);
-        if let Err(e) = written {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot update the audit log head");
+        *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = Some((end, seq - 1, prev.clone()));
+        if durable {
+            self.write_head(files, seq, &prev);
         }
         Ok(())
     }
 
+    /// Names the record before `next` (whose hash is `hash`) in the head: it must be durable
+    /// (in the log, or in the journal that puts it back into the log at the next start). The
+    /// head only ever trails the durable records, so it needs no fsync of its own, and it is
+    /// overwritten in place at a fixed width (no new file per append): a torn head is
+    /// unreadable and ignored by `verify`. A head that cannot be written is worth a warning,
+    /// not a failed append.
+    fn write_head(&self, files: &Files, next: u64, hash: &str) {
+        let Some(seq) = next.checked_sub(1) else {
+            return;
+        };
+        let written = std::os::unix::fs::FileExt::write_all_at(
+            &files.head,
+            head_line(seq, hash).as_bytes(),
+            0,
+        );
+        if let Err(e) = written {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot update the audit log head");
+        }
+    }
+
     /// Renames the log to `<stem>-<time>-<next seq>.jsonl`: names sort in chain order.
-    fn rotate(&self, next_seq: u64) -> std::io::Result<File> {
+    fn rotate(&self, current: &File, next_seq: u64) -> std::io::Result<File> {
+        // Records written without a commit of their own (and, with a journal, all records
+        // since the last checkpoint) become durable before the file stops being written to.
+        current.sync_data()?;
         let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
             .to_string()
             .replace(':', "");
@@ -460,29 +435,40 @@ fn repair_torn_tail(path: &Path, file: &mut File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The writer thread of `append_async`: everything queued goes out in one append.
-fn writer_loop(log: &std::sync::Weak<AuditLog>, rx: std::sync::mpsc::Receiver<Pending>) {
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        batch.extend(rx.try_iter());
-        let Some(log) = log.upgrade() else {
-            return;
-        };
-        let mut records = Vec::new();
-        let mut waiting = Vec::with_capacity(batch.len());
-        let mut durable = false;
-        for (r, d, done) in batch {
-            records.extend(r);
-            durable |= d;
-            waiting.push(done);
+/// The head file's content: fixed width, so that it is overwritten in place.
+fn head_line(seq: u64, hash: &str) -> String {
+    format!("{:<127}\n", serde_json::json!({"seq": seq, "hash": hash}))
+}
+
+/// After a crash of the machine: what the commit journal holds and the log lost is put back
+/// (`journal::recover`), and the head names the log's last record again.
+fn recover_from_journal(path: &Path, file: &mut File) -> std::io::Result<()> {
+    use journal::Recovery;
+    let shown = path.display();
+    match journal::recover(path, file)? {
+        Recovery::Nothing | Recovery::Consistent | Recovery::InUse => return Ok(()),
+        Recovery::Restored { records, dropped } => {
+            tracing::warn!(path = %shown, records, dropped_bytes = dropped, "audit log: records the log lost in a crash were put back from its commit journal")
         }
-        let result = log
-            .append_with(records, durable)
-            .map_err(|e| Failure::of(&e));
-        for done in waiting {
-            let _ = done.send(result.clone());
+        Recovery::Cut { dropped } => {
+            tracing::warn!(path = %shown, dropped_bytes = dropped, "audit log: removed what a crash left after the last complete record")
+        }
+        Recovery::Left(why) => {
+            tracing::warn!(path = %shown, reason = %why, "audit log: its commit journal was not applied; run `sluis audit verify`");
+            return Ok(());
         }
     }
+    if let Tail::Record { seq, hash } = last_record(file)? {
+        let head = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(head_path(path))?;
+        std::os::unix::fs::FileExt::write_all_at(&head, head_line(seq, &hash).as_bytes(), 0)?;
+        head.sync_data()?;
+    }
+    Ok(())
 }
 
 fn open_log(path: &Path) -> std::io::Result<File> {
@@ -562,7 +548,7 @@ mod tests {
         m
     }
 
-    fn typed(n: usize) -> Record {
+    pub(super) fn typed(n: usize) -> Record {
         Record::Outcome(record::Outcome {
             transaction: format!("T{n}"),
             client: "127.0.0.1".into(),

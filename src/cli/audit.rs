@@ -13,7 +13,9 @@ use super::out;
 #[derive(Subcommand)]
 pub enum AuditCommand {
     /// Check the hash chain; names the first record that was edited, deleted, moved or cut off.
-    /// Without FILEs: the configured log and its rotated predecessors, oldest first.
+    /// Without FILEs: the configured log and its rotated predecessors, oldest first, after
+    /// putting back records a crash of the machine took from the log and its commit journal
+    /// holds (as the server's next start would).
     /// Exit status: 0 intact, 1 damaged, 2 on error.
     ///
     /// With the configured log, the chain is also checked against this instance's anchor in
@@ -54,6 +56,17 @@ pub fn audit(cmd: AuditCommand) -> ExitCode {
     if let Some(missing) = files.iter().find(|f| !f.exists()) {
         eprintln!("sluis: {}: no such file", missing.display());
         return ExitCode::from(2);
+    }
+    // After a crash of the machine the log may lack records its commit journal holds: put
+    // them back first, as the server's next start would (nothing happens while it runs).
+    if let Some(cfg) = cfg.as_ref().filter(|_| configured) {
+        let log = cfg.audit_file();
+        if sluis::audit::journal::journal_path(&log).exists()
+            && let Err(e) = sluis::audit::AuditLog::open(&log, cfg.audit.rotate_bytes)
+        {
+            eprintln!("sluis: {e}");
+            return ExitCode::from(2);
+        }
     }
     let mut report = verify_files(&files);
     if let Some(cfg) = &cfg
