@@ -173,7 +173,7 @@ impl Journal {
             if let Err(e) = allocate(&file, len, size - len).and_then(|()| {
                 // Then written, not just allocated: a frame written later then changes no
                 // extent, so its fdatasync is one write less.
-                let zeros = vec![0u8; 1 << 20];
+                let zeros = vec![0u8; 64 << 10];
                 let mut at = len;
                 while at < size {
                     let n = (size - at).min(zeros.len() as u64) as usize;
@@ -364,7 +364,7 @@ pub enum Recovery {
 /// says was durable and the log lost. Run before anything reads the log's tail.
 pub fn recover(log_path: &Path, log: &mut File) -> std::io::Result<Recovery> {
     let path = journal_path(log_path);
-    let mut journal = match OpenOptions::new().read(true).write(true).open(&path) {
+    let journal = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Recovery::Nothing),
         Err(e) => return Err(e),
@@ -376,14 +376,10 @@ pub fn recover(log_path: &Path, log: &mut File) -> std::io::Result<Recovery> {
         }
         Err(std::fs::TryLockError::Error(e)) => return Err(e),
     }
-    // Never more than a journal this version writes, whatever the file has become.
-    let mut data = Vec::new();
-    Read::by_ref(&mut journal)
-        .take(4 * JOURNAL_BYTES)
-        .read_to_end(&mut data)?;
-    let Some((first, mut at)) = decode(&data) else {
+    let Some((first, n)) = read_frame(&journal, 0)? else {
         return Ok(Recovery::Nothing);
     };
+    let mut at = n as u64;
     let meta = log.metadata()?;
     if first.inode != meta.ino() {
         // The log was rotated (after a checkpoint) or replaced: the journal is not about it.
@@ -392,13 +388,13 @@ pub fn recover(log_path: &Path, log: &mut File) -> std::io::Result<Recovery> {
     let start = first.at.clone();
     let mut journaled = Vec::new();
     let mut end = start.offset;
-    while let Some((frame, n)) = decode(&data[at..]) {
+    while let Some((frame, n)) = read_frame(&journal, at)? {
         if frame.cycle != first.cycle || frame.at.offset != end {
             break;
         }
         end += frame.bytes.len() as u64;
         journaled.extend_from_slice(&frame.bytes);
-        at += n;
+        at += n as u64;
     }
     if meta.len() < start.offset {
         return Ok(Recovery::Left(format!(
@@ -446,6 +442,27 @@ pub fn recover(log_path: &Path, log: &mut File) -> std::io::Result<Recovery> {
     Ok(Recovery::Left(
         "records after the last checkpoint do not chain".into(),
     ))
+}
+
+/// The frame at `at` in the journal, read as far as it goes (a journal of zeros costs one
+/// header's read, not the file's size in memory), and its length.
+fn read_frame(journal: &File, at: u64) -> std::io::Result<Option<(Frame, usize)>> {
+    let mut header = [0u8; HEADER];
+    match journal.read_exact_at(&mut header, at) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_le_bytes([header[104], header[105], header[106], header[107]]) as u64;
+    if &header[..8] != MAGIC || len > 4 * JOURNAL_BYTES {
+        return Ok(None);
+    }
+    let mut whole = vec![0u8; HEADER + len as usize];
+    match journal.read_exact_at(&mut whole, at) {
+        Ok(()) => Ok(decode(&whole)),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// How many bytes at the start of `data` are whole records that continue the chain at `from`.
