@@ -408,6 +408,12 @@ pub fn recover(log_path: &Path, log: &mut File) -> std::io::Result<Recovery> {
             "the log's record before the last checkpoint is not the journal's".into(),
         ));
     }
+    if meta.len() - start.offset > journaled.len() as u64 + 4 * JOURNAL_BYTES {
+        // Appended to far past the journal since its checkpoint: by review commands, whose
+        // fsyncs made everything before their records durable, the journal's part included.
+        // Nothing to put back, and no reason to read all that into memory.
+        return Ok(Recovery::Consistent);
+    }
     log.seek(SeekFrom::Start(start.offset))?;
     let mut after = Vec::new();
     log.read_to_end(&mut after)?;
