@@ -64,17 +64,18 @@ impl AuditLog {
     /// thread of `append_async` with it, now rather than at the first record: the server
     /// calls this before it accepts mail, so that no record waits for it.
     pub fn start_writer(self: &std::sync::Arc<Self>) {
-        let journal = self.take_journal();
+        let journal = self.take_journal().unwrap_or_default();
         self.writer_with(Some(journal));
     }
 
-    fn take_journal(&self) -> Option<journal::Journal> {
+    /// The commit journal, `Ok(None)` while another writer holds it; an error (a full disk)
+    /// is logged here.
+    fn take_journal(&self) -> Result<Option<journal::Journal>, ()> {
         if self.journal_bytes == 0 {
-            return None;
+            return Ok(None);
         }
-        journal::Journal::take(&self.path, self.journal_bytes).unwrap_or_else(|e| {
-            tracing::warn!(path = %self.path.display(), error = %e, "cannot open the audit log's commit journal: the log is synced by itself");
-            None
+        journal::Journal::take(&self.path, self.journal_bytes).map_err(|e| {
+            tracing::warn!(path = %self.path.display(), error = %e, "cannot open the audit log's commit journal: the log is synced by itself; trying again in a minute");
         })
     }
 
@@ -141,7 +142,11 @@ fn writer_loop(
     taken: Option<Option<journal::Journal>>,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let mut tried = taken.is_some().then(std::time::Instant::now);
+    // When to try to take the journal again: soon while a reload's previous writer still holds
+    // it, a minute after an error (a full disk), so as not to log one every second.
+    let mut retry = taken
+        .is_some()
+        .then(|| std::time::Instant::now() + journal::CHECKPOINT_EVERY);
     let mut journal = taken.flatten();
     let mut first = None;
     loop {
@@ -150,15 +155,20 @@ fn writer_loop(
         };
         if journal.as_ref().is_some_and(|j| j.failed) {
             journal = None;
+            retry = Some(std::time::Instant::now() + std::time::Duration::from_secs(60));
         }
         // The journal is taken at the start, and again a while after it could not be (a
         // reload's previous writer still held it, or it failed).
         if journal.is_none()
             && log.journal_bytes > 0
-            && tried.is_none_or(|t| t.elapsed() >= journal::CHECKPOINT_EVERY)
+            && retry.is_none_or(|at| std::time::Instant::now() >= at)
         {
-            tried = Some(std::time::Instant::now());
-            journal = log.take_journal();
+            let (taken, wait) = match log.take_journal() {
+                Ok(j) => (j, journal::CHECKPOINT_EVERY),
+                Err(()) => (None, std::time::Duration::from_secs(60)),
+            };
+            journal = taken;
+            retry = Some(std::time::Instant::now() + wait);
         }
         if let Some(first) = first.take() {
             let mut batch = vec![first];
