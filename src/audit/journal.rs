@@ -3,7 +3,8 @@
 //!
 //! On this kind of disk an fdatasync of an appended file costs three writes, one after the
 //! other (the data, the block bitmap of a newly allocated block, the inode with its new size);
-//! an fdatasync of a file that neither grows nor allocates costs one. So the server writes each
+//! one of a file that neither grows nor allocates costs the data's write (and, on ext4 without
+//! a journal of its own, as here, the inode's when its mtime moved). So the server writes each
 //! group of records to the log as before (readers see them at once) and, to make them durable,
 //! writes the same bytes as a checksummed frame into `<log>.journal`, a file of fixed size
 //! written with zeros when it is created, and fdatasyncs that. About once a second, and when
@@ -32,9 +33,10 @@ use serde_json::Value;
 use super::line_hash;
 
 /// The journal's size: about a second of records at the highest rate measured here (5,000
-/// messages/s, two records each), with room to spare; a full journal costs a checkpoint early.
+/// messages/s; a message, a decision and an outcome record each, 1–2 KiB in all); a full
+/// journal only costs a checkpoint early.
 pub const JOURNAL_BYTES: u64 = 8 << 20;
-/// How often a checkpoint makes the log durable by itself (and the head file names it).
+/// How often a checkpoint makes the log durable by itself.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// Written-back in the background every so many bytes, so that a checkpoint's fdatasync
 /// finds little left to write and does not hold the writer up.
