@@ -619,3 +619,59 @@ fn records_a_crash_of_the_machine_takes_from_the_audit_log_come_back_from_its_jo
     }
     panic!("a checkpoint fell between the messages and the kill five times");
 }
+
+/// A reload that names the same audit file keeps its log, writer thread and commit journal, so
+/// records written after a reload come back after a crash of the machine too. (A first version
+/// opened the log anew: its writer could never take the journal, which the previous
+/// configuration's services kept alive, and synced the log by itself from then on.)
+#[test]
+fn after_a_reload_the_audit_log_is_still_journaled() {
+    let sink = Sink::start(&[]);
+    let mut s = Sluis::start(sink.port, DELIVER_ALL);
+    let send = |port: u16, id: &str| {
+        let mut c = Smtp::connect(port);
+        c.hello();
+        let msg = format!("Message-ID: <{id}@org.test>\r\n\r\nRELOADED\r\n");
+        let r = c.send_message("a@org.test", &["b@partner.test"], msg.as_bytes());
+        assert!(r.starts_with("250"), "{r}");
+    };
+    send(s.port, "before-reload");
+    s.signal("HUP");
+    let reloaded = wait_for(WAIT, || {
+        s.log().contains("configuration reloaded").then_some(())
+    });
+    assert!(reloaded.is_some(), "{}", s.log());
+    let journal_path = s.dir.path().join("spool/audit/audit.jsonl.journal");
+    // The journal's frames name the messages sent after the reload.
+    let mut n = 0;
+    let taken = wait_for(WAIT, || {
+        n += 1;
+        send(s.port, &format!("after-reload-{n}"));
+        let journal = std::fs::read(&journal_path).unwrap();
+        let id = format!("after-reload-{n}@org.test");
+        journal
+            .windows(id.len())
+            .any(|w| w == id.as_bytes())
+            .then_some(())
+    });
+    assert!(
+        taken.is_some(),
+        "no frame after the reload; log:\n{}",
+        s.log()
+    );
+    s.kill9();
+    let path = s.dir.path().join("spool/audit/audit.jsonl");
+    let journal = std::fs::read(&journal_path).unwrap();
+    let synced = u64::from_le_bytes(journal[24..32].try_into().unwrap()) as usize;
+    let before = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &before[..synced]).unwrap();
+    audit_verifies(&s);
+    let after = audit_records(&path);
+    let last = format!("after-reload-{n}@org.test");
+    assert!(
+        after
+            .iter()
+            .any(|r| r["event"] == "message" && r["message_id"] == last.as_str()),
+        "the last message's record is lost"
+    );
+}

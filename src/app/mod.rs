@@ -80,6 +80,27 @@ pub struct Lasting {
     pub after_reply: tokio_util::task::TaskTracker,
     /// Positive replies the client may not have read.
     pub repeats: Arc<crate::pipeline::repeats::Repeats>,
+    /// The audit log last opened: a reload that names the same file keeps it, and with it its
+    /// writer thread and commit journal (a second writer could not take the journal while the
+    /// first lives, and the previous configuration's services may keep it alive).
+    pub audit: std::sync::Mutex<Option<Arc<AuditLog>>>,
+}
+
+impl Lasting {
+    /// The audit log `config` names: the one already open when it is the same file, else
+    /// opened now, its writer started before any mail is accepted.
+    fn audit_log(&self, config: &Config) -> anyhow::Result<Arc<AuditLog>> {
+        let mut kept = self.audit.lock().unwrap_or_else(|p| p.into_inner());
+        let path = config.audit_file();
+        if let Some(log) = kept.as_ref().filter(|l| l.path() == path) {
+            log.set_rotate_bytes(config.audit.rotate_bytes);
+            return Ok(log.clone());
+        }
+        let log = Arc::new(AuditLog::open(&path, config.audit.rotate_bytes)?);
+        log.start_writer();
+        *kept = Some(log.clone());
+        Ok(log)
+    }
 }
 
 /// What the TLS policy socketmap answers from: the postures the decisions use, so Postfix
@@ -93,6 +114,7 @@ impl Runtime {
             store,
             after_reply,
             repeats,
+            ..
         } = lasting;
         let (ownership, store) = (ownership.clone(), store.clone());
         let config = Arc::new(config);
@@ -107,11 +129,7 @@ impl Runtime {
             probe: ProbeOptions::from_config(&config, None).map_err(anyhow::Error::msg)?,
         });
         let quarantine = Quarantine::new(store.clone());
-        let audit = Arc::new(AuditLog::open(
-            &config.audit_file(),
-            config.audit.rotate_bytes,
-        )?);
-        audit.start_writer();
+        let audit = lasting.audit_log(&config)?;
         let review_token = match &config.review.token_file {
             Some(f) => Some(std::fs::read_to_string(f)?.trim().to_string()),
             None => None,

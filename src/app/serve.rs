@@ -83,6 +83,7 @@ impl Server {
             store,
             after_reply: TaskTracker::new(),
             repeats,
+            audit: Default::default(),
         };
         let runtime = Arc::new(Runtime::build(config, &lasting)?);
         Ok(Server {

@@ -45,7 +45,8 @@ pub enum AuditError {
 
 pub struct AuditLog {
     path: PathBuf,
-    rotate_bytes: u64,
+    /// Changed by a reload that keeps the log (`set_rotate_bytes`).
+    rotate_bytes: std::sync::atomic::AtomicU64,
     /// The file's length, last seq and last hash after our own latest write: when the length
     /// is still that, nobody else appended and the tail need not be read again.
     tail: std::sync::Mutex<Option<(u64, u64, String)>>,
@@ -136,7 +137,7 @@ impl AuditLog {
         repaired.map_err(io)?;
         Ok(AuditLog {
             path: path.to_path_buf(),
-            rotate_bytes,
+            rotate_bytes: std::sync::atomic::AtomicU64::new(rotate_bytes),
             tail: std::sync::Mutex::new(None),
             files: std::sync::Mutex::new(None),
             writer: std::sync::OnceLock::new(),
@@ -150,6 +151,12 @@ impl AuditLog {
     pub fn with_journal_bytes(mut self, bytes: u64) -> AuditLog {
         self.journal_bytes = bytes;
         self
+    }
+
+    /// A reload's new `audit.rotate_bytes`, for the log it keeps.
+    pub fn set_rotate_bytes(&self, bytes: u64) {
+        self.rotate_bytes
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The newest record's sequence number and hash, as the head file says (whoever wrote it:
@@ -288,7 +295,9 @@ impl AuditLog {
         }
         let file = &mut files.log;
         let mut start = len;
-        if !records.is_empty() && len >= self.rotate_bytes {
+        if !records.is_empty()
+            && len >= self.rotate_bytes.load(std::sync::atomic::Ordering::Relaxed)
+        {
             *file = self.rotate(file, seq).map_err(io)?;
             let meta = file.metadata().map_err(io)?;
             start = meta.len();
