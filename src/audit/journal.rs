@@ -118,15 +118,6 @@ fn decode(data: &[u8]) -> Option<(Frame, usize)> {
     Some((frame, HEADER + len))
 }
 
-/// How a durable append was made durable.
-#[derive(Debug, PartialEq)]
-pub enum Committed {
-    /// A frame in the journal: the log itself is not synced yet.
-    Journal,
-    /// A checkpoint: the log itself is synced.
-    Checkpoint,
-}
-
 /// The writer thread's journal, locked for as long as it lives.
 pub struct Journal {
     file: File,
@@ -275,32 +266,28 @@ impl Journal {
         end: u64,
         seq: u64,
         prev: &str,
-    ) -> std::io::Result<Committed> {
+    ) -> std::io::Result<()> {
         if self.failed {
-            log.sync_data()?;
-            return Ok(Committed::Checkpoint);
+            return log.sync_data();
         }
         if self.needs_checkpoint {
-            self.checkpoint(log, self.inode, end, seq, prev)?;
-            return Ok(Committed::Checkpoint);
+            return self.checkpoint(log, self.inode, end, seq, prev);
         }
         self.pending.extend_from_slice(bytes);
         if self.pending.is_empty() {
-            return Ok(Committed::Journal);
+            return Ok(());
+        }
+        if self.pos + (HEADER + self.pending.len()) as u64 > self.size {
+            return self.checkpoint(log, self.inode, end, seq, prev);
         }
         let frame = encode(self.cycle, self.inode, &self.covered, &self.pending);
-        if self.pos + frame.len() as u64 > self.size {
-            self.checkpoint(log, self.inode, end, seq, prev)?;
-            return Ok(Committed::Checkpoint);
-        }
         let framed = self
             .file
             .write_all_at(&frame, self.pos)
             .and_then(|()| self.file.sync_data());
         if let Err(e) = framed {
             self.fail(&e);
-            log.sync_data()?;
-            return Ok(Committed::Checkpoint);
+            return log.sync_data();
         }
         self.pos += frame.len() as u64;
         self.covered = Position {
@@ -313,7 +300,7 @@ impl Journal {
             write_back(log, self.kicked, end - self.kicked);
             self.kicked = end;
         }
-        Ok(Committed::Journal)
+        Ok(())
     }
 }
 

@@ -323,10 +323,10 @@ impl AuditLog {
                 Some(j) if durable => j.commit(file, &out, end, seq, &prev),
                 Some(j) => {
                     j.written(&out);
-                    Ok(journal::Committed::Journal)
+                    Ok(())
                 }
-                None if durable => file.sync_data().map(|()| journal::Committed::Checkpoint),
-                None => Ok(journal::Committed::Journal),
+                None if durable => file.sync_data(),
+                None => Ok(()),
             });
         if let Err(e) = written {
             // Leave no half record behind: the next append would chain onto garbage. The
