@@ -235,7 +235,6 @@ impl AuditLog {
         durable: bool,
         journal: Option<&mut journal::Journal>,
     ) -> Result<(), AuditError> {
-        use std::os::unix::fs::MetadataExt;
         let io = |source| AuditError::Io {
             path: self.path.display().to_string(),
             source,
@@ -243,9 +242,9 @@ impl AuditLog {
         let mut journal = journal.filter(|j| !j.failed);
         // Another process (a review command) may have rotated the log meanwhile. One stat of
         // the path and one of the open file per append: this runs for every batch.
-        let on_disk = std::fs::metadata(&self.path).map(|m| m.ino()).ok();
-        let mut meta = files.log.metadata().map_err(io)?;
-        if on_disk != Some(meta.ino()) {
+        let on_disk = ino_and_len(rustix::fs::CWD, &self.path).ok().map(|m| m.0);
+        let mut meta = ino_and_len(&files.log, "").map_err(io)?;
+        if on_disk != Some(meta.0) {
             *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = None;
             files.log = open_log(&self.path).map_err(io)?;
             files.head = OpenOptions::new()
@@ -255,9 +254,9 @@ impl AuditLog {
                 .mode(0o600)
                 .open(head_path(&self.path))
                 .map_err(io)?;
-            meta = files.log.metadata().map_err(io)?;
+            meta = ino_and_len(&files.log, "").map_err(io)?;
         }
-        let len = meta.len();
+        let (ino, len) = meta;
         let cached = self
             .tail
             .lock()
@@ -288,8 +287,7 @@ impl AuditLog {
                 j.needs_checkpoint = true;
             }
             if j.needs_checkpoint {
-                j.checkpoint(&files.log, meta.ino(), len, seq, &prev)
-                    .map_err(io)?;
+                j.checkpoint(&files.log, ino, len, seq, &prev).map_err(io)?;
                 self.write_head(files, seq, &prev);
             }
         }
@@ -299,12 +297,11 @@ impl AuditLog {
             && len >= self.rotate_bytes.load(std::sync::atomic::Ordering::Relaxed)
         {
             *file = self.rotate(file, seq).map_err(io)?;
-            let meta = file.metadata().map_err(io)?;
-            start = meta.len();
+            let (ino, len) = ino_and_len(&*file, "").map_err(io)?;
+            start = len;
             // The old file is durable (rotate syncs it); the journal follows the new one.
             if let Some(j) = journal.as_deref_mut() {
-                j.checkpoint(file, meta.ino(), start, seq, &prev)
-                    .map_err(io)?;
+                j.checkpoint(file, ino, start, seq, &prev).map_err(io)?;
             }
         }
         let mut out = Vec::with_capacity(records.iter().map(|b| b.0.len() + 160).sum());
@@ -495,6 +492,27 @@ pub fn head_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// The inode and size of `path` under `dir` (`""` with a file: the file itself), and nothing
+/// else. Not `metadata()`: a stat that asks for the change time makes the file's next write
+/// take a fine-grained one (multigrain timestamps, Linux 6.13), so with a stat per append every
+/// append changed the inode, and the commit journal's fdatasync wrote the inode table block
+/// it shares with the log: three disk writes per commit instead of two (the frame and the
+/// cache flush). Asked for inode and size only, the times stay coarse and the inode changes
+/// once a clock tick at most.
+fn ino_and_len<Fd: std::os::fd::AsFd>(
+    dir: Fd,
+    path: impl rustix::path::Arg,
+) -> std::io::Result<(u64, u64)> {
+    use rustix::fs::{AtFlags, StatxFlags};
+    let flags = if path.as_str().is_ok_and(str::is_empty) {
+        AtFlags::EMPTY_PATH
+    } else {
+        AtFlags::empty()
+    };
+    let st = rustix::fs::statx(dir, path, flags, StatxFlags::INO | StatxFlags::SIZE)?;
+    Ok((st.stx_ino, st.stx_size))
+}
+
 fn lock_path(path: &Path) -> PathBuf {
     let mut p = path.as_os_str().to_owned();
     p.push(".lock");
@@ -571,6 +589,29 @@ mod tests {
 
     fn log(dir: &Path, rotate: u64) -> AuditLog {
         AuditLog::open(&dir.join("audit/audit.jsonl"), rotate).unwrap()
+    }
+
+    #[test]
+    fn the_stat_of_every_append_gives_the_inode_and_size_of_the_path_and_of_the_open_file() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.jsonl");
+        std::fs::write(&path, b"12345").unwrap();
+        let file = File::open(&path).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            ino_and_len(rustix::fs::CWD, &path).unwrap(),
+            (meta.ino(), 5)
+        );
+        assert_eq!(ino_and_len(&file, "").unwrap(), (meta.ino(), 5));
+        // The path now names another file: the open one is still the old one.
+        std::fs::rename(&path, dir.path().join("old.jsonl")).unwrap();
+        std::fs::write(&path, b"1").unwrap();
+        let (new_ino, new_len) = ino_and_len(rustix::fs::CWD, &path).unwrap();
+        assert_ne!(new_ino, meta.ino());
+        assert_eq!(new_len, 1);
+        assert_eq!(ino_and_len(&file, "").unwrap(), (meta.ino(), 5));
+        assert!(ino_and_len(rustix::fs::CWD, dir.path().join("gone")).is_err());
     }
 
     fn lines(p: &Path) -> Vec<String> {
