@@ -242,8 +242,8 @@ impl AuditLog {
         let mut journal = journal.filter(|j| !j.failed);
         // Another process (a review command) may have rotated the log meanwhile. One stat of
         // the path and one of the open file per append: this runs for every batch.
-        let on_disk = ino_and_len(rustix::fs::CWD, &self.path).ok().map(|m| m.0);
-        let mut meta = ino_and_len(&files.log, "").map_err(io)?;
+        let on_disk = ino_and_len(&files.log, Some(&self.path)).ok().map(|m| m.0);
+        let mut meta = ino_and_len(&files.log, None).map_err(io)?;
         if on_disk != Some(meta.0) {
             *self.tail.lock().unwrap_or_else(|p| p.into_inner()) = None;
             files.log = open_log(&self.path).map_err(io)?;
@@ -254,7 +254,7 @@ impl AuditLog {
                 .mode(0o600)
                 .open(head_path(&self.path))
                 .map_err(io)?;
-            meta = ino_and_len(&files.log, "").map_err(io)?;
+            meta = ino_and_len(&files.log, None).map_err(io)?;
         }
         let (ino, len) = meta;
         let cached = self
@@ -297,7 +297,7 @@ impl AuditLog {
             && len >= self.rotate_bytes.load(std::sync::atomic::Ordering::Relaxed)
         {
             *file = self.rotate(file, seq).map_err(io)?;
-            let (ino, len) = ino_and_len(&*file, "").map_err(io)?;
+            let (ino, len) = ino_and_len(file, None).map_err(io)?;
             start = len;
             // The old file is durable (rotate syncs it); the journal follows the new one.
             if let Some(j) = journal.as_deref_mut() {
@@ -492,25 +492,33 @@ pub fn head_path(path: &Path) -> PathBuf {
     PathBuf::from(p)
 }
 
-/// The inode and size of `path` under `dir` (`""` with a file: the file itself), and nothing
-/// else. Not `metadata()`: a stat that asks for the change time makes the file's next write
-/// take a fine-grained one (multigrain timestamps, Linux 6.13), so with a stat per append every
+/// The inode and size of the file at `path`, or of `file` itself (`None`), and nothing else.
+/// Not `metadata()`: a stat that asks for the change time makes the file's next write take a
+/// fine-grained one (multigrain timestamps, Linux 6.13), so with a stat per append every
 /// append changed the inode, and the commit journal's fdatasync wrote the inode table block
 /// it shares with the log: three disk writes per commit instead of two (the frame and the
 /// cache flush). Asked for inode and size only, the times stay coarse and the inode changes
-/// once a clock tick at most.
-fn ino_and_len<Fd: std::os::fd::AsFd>(
-    dir: Fd,
-    path: impl rustix::path::Arg,
-) -> std::io::Result<(u64, u64)> {
+/// once a clock tick at most. Where `statx` is missing (ENOSYS) or filtered (EPERM, old
+/// container profiles), a plain stat does.
+fn ino_and_len(file: &File, path: Option<&Path>) -> std::io::Result<(u64, u64)> {
     use rustix::fs::{AtFlags, StatxFlags};
-    let flags = if path.as_str().is_ok_and(str::is_empty) {
-        AtFlags::EMPTY_PATH
-    } else {
-        AtFlags::empty()
+    use std::os::unix::fs::MetadataExt;
+    let mask = StatxFlags::INO | StatxFlags::SIZE;
+    let st = match path {
+        Some(p) => rustix::fs::statx(rustix::fs::CWD, p, AtFlags::empty(), mask),
+        None => rustix::fs::statx(file, "", AtFlags::EMPTY_PATH, mask),
     };
-    let st = rustix::fs::statx(dir, path, flags, StatxFlags::INO | StatxFlags::SIZE)?;
-    Ok((st.stx_ino, st.stx_size))
+    match st {
+        Ok(st) => Ok((st.stx_ino, st.stx_size)),
+        Err(e) if e == rustix::io::Errno::NOSYS || e == rustix::io::Errno::PERM => {
+            let meta = match path {
+                Some(p) => std::fs::metadata(p)?,
+                None => file.metadata()?,
+            };
+            Ok((meta.ino(), meta.len()))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn lock_path(path: &Path) -> PathBuf {
@@ -599,19 +607,16 @@ mod tests {
         std::fs::write(&path, b"12345").unwrap();
         let file = File::open(&path).unwrap();
         let meta = std::fs::metadata(&path).unwrap();
-        assert_eq!(
-            ino_and_len(rustix::fs::CWD, &path).unwrap(),
-            (meta.ino(), 5)
-        );
-        assert_eq!(ino_and_len(&file, "").unwrap(), (meta.ino(), 5));
+        assert_eq!(ino_and_len(&file, Some(&path)).unwrap(), (meta.ino(), 5));
+        assert_eq!(ino_and_len(&file, None).unwrap(), (meta.ino(), 5));
         // The path now names another file: the open one is still the old one.
         std::fs::rename(&path, dir.path().join("old.jsonl")).unwrap();
         std::fs::write(&path, b"1").unwrap();
-        let (new_ino, new_len) = ino_and_len(rustix::fs::CWD, &path).unwrap();
+        let (new_ino, new_len) = ino_and_len(&file, Some(&path)).unwrap();
         assert_ne!(new_ino, meta.ino());
         assert_eq!(new_len, 1);
-        assert_eq!(ino_and_len(&file, "").unwrap(), (meta.ino(), 5));
-        assert!(ino_and_len(rustix::fs::CWD, dir.path().join("gone")).is_err());
+        assert_eq!(ino_and_len(&file, None).unwrap(), (meta.ino(), 5));
+        assert!(ino_and_len(&file, Some(&dir.path().join("gone"))).is_err());
     }
 
     fn lines(p: &Path) -> Vec<String> {
