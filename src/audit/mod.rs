@@ -54,6 +54,11 @@ pub struct AuditLog {
     files: std::sync::Mutex<Option<Files>>,
     /// The server's writer thread (`append_async`), started on first use.
     writer: std::sync::OnceLock<std::sync::mpsc::Sender<writer::Pending>>,
+    /// Records appended without waiting (`append_async_lazy`), for the writer's next batch.
+    lazy: std::sync::Mutex<Vec<Body>>,
+    /// Set while the writer sleeps with no deadline near: a lazy append then wakes it. (A
+    /// writer that has not started yet takes the lazy records when it starts.)
+    writer_idle: std::sync::atomic::AtomicBool,
     /// The size of the writer's commit journal (`journal`); 0: no journal, every durable
     /// append syncs the log.
     journal_bytes: u64,
@@ -141,6 +146,8 @@ impl AuditLog {
             tail: std::sync::Mutex::new(None),
             files: std::sync::Mutex::new(None),
             writer: std::sync::OnceLock::new(),
+            lazy: std::sync::Mutex::new(Vec::new()),
+            writer_idle: std::sync::atomic::AtomicBool::new(false),
             journal_bytes: journal::JOURNAL_BYTES,
         })
     }

@@ -91,8 +91,9 @@ pub trait Delivers: Sync {
 /// The audit log.
 pub trait Records: Sync {
     fn append(&self, records: &[Record]) -> impl Future<Output = Result<(), AuditError>> + Send;
-    /// Written in chain order, durable with the next durable append: for what a crash may
-    /// lose because the next start records it as unknown (the outcome after a reply).
+    /// Durable with the next durable append, and not waited for where the log allows: for
+    /// what a crash may lose because the next start records it as unknown (the outcome after
+    /// a reply).
     fn append_lazy(
         &self,
         records: &[Record],
@@ -167,8 +168,8 @@ impl After {
         if self.records.is_empty() {
             return;
         }
-        // No commit of its own: the outcome costs no fsync (a crash that loses it leaves a
-        // decision without an outcome, which the next start records as unknown).
+        // No commit of its own and no wait: the outcome costs no fsync (a crash that loses it
+        // leaves a decision without an outcome, which the next start records as unknown).
         if let Err(e) = audit.append_lazy(&self.records).await {
             crate::metrics::audit_failure();
             tracing::error!(id = %id, error = %e, "audit log write failed");
