@@ -647,6 +647,22 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sync_puts_the_lazy_records_before_it_in_the_log_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit/audit.jsonl");
+        let log = server_log(&path, 1 << 30, JOURNAL_BYTES);
+        log.append_async(&[typed(0)]).await.unwrap();
+        log.append_async_lazy(&[typed(1)]).await.unwrap();
+        log.sync().await.unwrap();
+        // The checkpoint is at the end of the log: nothing left for the journal to put back.
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert_eq!(frame0(&path).at.offset, len);
+        assert_eq!(log.head().unwrap().0, 1);
+        stop(log);
+        assert_eq!(verdict(&path), Verdict::Intact { records: 2 });
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_running_servers_journal_is_left_alone_and_other_writers_keep_the_chain() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit/audit.jsonl");

@@ -78,8 +78,8 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Makes every record written so far durable in the log itself (a checkpoint), and names
-    /// the last one in the head.
+    /// Makes every record appended so far, lazy ones included, durable in the log itself (a
+    /// checkpoint), and names the last one in the head.
     pub async fn sync(self: &std::sync::Arc<Self>) -> Result<(), AuditError> {
         self.queue(&[], true).await
     }
@@ -225,6 +225,7 @@ fn writer_loop(
             retry = Some(std::time::Instant::now() + wait);
         }
         let queued: Vec<Pending> = first.take().into_iter().chain(rx.try_iter()).collect();
+        let sync = queued.iter().any(|p| p.durable && p.records.is_empty());
         // The lazy records go first, taken after the queue: every one appended before a
         // request of this batch was sent is in it, so a durable append makes the records
         // appended before it durable too.
@@ -238,9 +239,14 @@ fn writer_loop(
             waiting.extend(p.done);
         }
         if !records.is_empty() || durable {
-            let result = log
-                .append_with(records, durable, journal.as_mut())
-                .map_err(|e| Failure::of(&e));
+            let checkpoint = sync && !records.is_empty();
+            let mut result = log.append_with(records, durable, journal.as_mut());
+            if checkpoint && result.is_ok() {
+                // A `sync` is for everything appended before it, in the log itself: with
+                // records in its batch, a checkpoint of its own follows them.
+                result = log.append_with(Vec::new(), true, journal.as_mut());
+            }
+            let result = result.map_err(|e| Failure::of(&e));
             if let (Err(e), true) = (&result, lazy > 0) {
                 // Nobody waits for those: the next start records the outcomes they were as
                 // unknown.
