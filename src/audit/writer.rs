@@ -15,8 +15,10 @@ pub(super) struct Pending {
 }
 
 /// How long lazy records may wait for a durable batch to take them along, after one: under
-/// load the next comes well within it, and they cost the writer no wake of their own.
-const LAZY_WAIT: std::time::Duration = std::time::Duration::from_millis(10);
+/// load the next comes well within it, and they cost the writer no wake of their own. Short,
+/// because a crash loses what waits (recorded as "outcome unknown" at the next start): the
+/// kill soak at a light load cut off 8 outcomes in 100 kills with 10 ms here.
+const LAZY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// An append's failure, handed to every caller whose records were in the batch.
 #[derive(Debug, Clone)]
