@@ -5,12 +5,11 @@
 
 use super::{AuditError, AuditLog, Body, Record, journal};
 
-/// Records waiting for the writer thread (each a JSON object without `seq`, `time` and
-/// `prev`: see `Body`), whether they must be durable before the caller goes on, and who to
-/// tell when they are written. Nothing at all: a wake for the lazy records.
+/// Records to make durable before the caller goes on (each a JSON object without `seq`,
+/// `time` and `prev`: see `Body`; none: a `sync`), and who to tell when they are. Without
+/// anyone to tell: a wake for the lazy records.
 pub(super) struct Pending {
     records: Vec<Body>,
-    durable: bool,
     done: Option<tokio::sync::oneshot::Sender<Result<(), Failure>>>,
 }
 
@@ -45,7 +44,7 @@ impl AuditLog {
         self: &std::sync::Arc<Self>,
         records: &[Record],
     ) -> Result<(), AuditError> {
-        self.queue(records, true).await
+        self.queue(records).await
     }
 
     /// Appends records without waiting for them, nor for an fsync of their own: they go first
@@ -72,7 +71,6 @@ impl AuditLog {
         if self.writer_idle.load(SeqCst) {
             let wake = Pending {
                 records: Vec::new(),
-                durable: false,
                 done: None,
             };
             writer.send(wake).map_err(|_| self.gone())?;
@@ -83,7 +81,7 @@ impl AuditLog {
     /// Makes every record appended so far, lazy ones included, durable in the log itself (a
     /// checkpoint), and names the last one in the head.
     pub async fn sync(self: &std::sync::Arc<Self>) -> Result<(), AuditError> {
-        self.queue(&[], true).await
+        self.queue(&[]).await
     }
 
     /// Takes the commit journal (writing it with zeros when it is new) and starts the writer
@@ -129,17 +127,12 @@ impl AuditLog {
         })
     }
 
-    async fn queue(
-        self: &std::sync::Arc<Self>,
-        records: &[Record],
-        durable: bool,
-    ) -> Result<(), AuditError> {
+    async fn queue(self: &std::sync::Arc<Self>, records: &[Record]) -> Result<(), AuditError> {
         let records = records.iter().map(Body::of).collect();
         let writer = self.writer();
         let (done, wait) = tokio::sync::oneshot::channel();
         let pending = Pending {
             records,
-            durable,
             done: Some(done),
         };
         writer.send(pending).map_err(|_| self.gone())?;
@@ -227,7 +220,9 @@ fn writer_loop(
             retry = Some(std::time::Instant::now() + wait);
         }
         let queued: Vec<Pending> = first.take().into_iter().chain(rx.try_iter()).collect();
-        let sync = queued.iter().any(|p| p.durable && p.records.is_empty());
+        let sync = queued
+            .iter()
+            .any(|p| p.done.is_some() && p.records.is_empty());
         // The lazy records go first, taken after the queue: every one appended before a
         // request of this batch was sent is in it, so a durable append makes the records
         // appended before it durable too.
@@ -237,7 +232,7 @@ fn writer_loop(
         let mut waiting = Vec::new();
         for p in queued {
             records.extend(p.records);
-            durable |= p.durable;
+            durable |= p.done.is_some();
             waiting.extend(p.done);
         }
         if !records.is_empty() || durable {
