@@ -31,6 +31,18 @@ enum MimeType {
     Other,
 }
 
+/// `String::from_utf8_lossy` (Sluis patch), checked by `str::from_utf8` first: a text part is
+/// valid UTF-8 nearly always, and `from_utf8` checks ASCII a word at a time where
+/// `from_utf8_lossy`'s `Utf8Chunks` goes a byte at a time (a tenth of the gateway's user time
+/// on a 10 KiB text message). The same result for every input.
+#[inline]
+pub(crate) fn utf8_lossy(bytes: &[u8]) -> Cow<'_, str> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
+}
+
 #[inline(always)]
 fn mime_type(
     content_type: Option<&ContentType<'_>>,
@@ -342,7 +354,7 @@ impl MessageParser {
                         (Cow::Borrowed(bytes), Some(charset_decoder)) => {
                             charset_decoder(bytes).into()
                         }
-                        (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+                        (Cow::Borrowed(bytes), None) => utf8_lossy(bytes),
                     };
 
                     let is_html = mime_type == MimeType::TextHtml;
@@ -425,7 +437,7 @@ impl MessageParser {
                                 part.offset_end = offset_end as u32;
                                 if message.is_empty() {
                                     part.is_encoding_problem = true;
-                                    part.body = PartType::Text(String::from_utf8_lossy(
+                                    part.body = PartType::Text(utf8_lossy(
                                         raw_message
                                             .get(part.offset_body as usize..offset_end)
                                             .unwrap_or_default(),
@@ -541,7 +553,7 @@ impl MessageParser {
                                     })
                             }) {
                             Some(text) => Cow::Borrowed(text),
-                            _ => String::from_utf8_lossy(raw_text.unwrap_or_default()),
+                            _ => utf8_lossy(raw_text.unwrap_or_default()),
                         };
 
                         part.body = PartType::Text(text);
@@ -605,6 +617,49 @@ mod tests {
     use std::{fs, path::PathBuf};
 
     use crate::MessageParser;
+
+    // Sluis patch: `utf8_lossy` is `String::from_utf8_lossy`, faster.
+    #[test]
+    fn utf8_lossy_equals_from_utf8_lossy() {
+        const PIECES: &[&[u8]] = &[
+            b"a",
+            b"Hello, world. ",
+            b"\r\n",
+            b"\xc3\xa9",
+            b"\xe2\x82\xac",
+            b"\xf0\x9f\x98\x80",
+            b"\xc3",
+            b"\xe2\x82",
+            b"\xf0\x9f\x98",
+            b"\xff",
+            b"\x80",
+            b"\xed\xa0\x80",
+            b"\xc0\xaf",
+            b"\xf4\x90\x80\x80",
+            b"\x00",
+        ];
+        let mut seed = 0x7516_u64;
+        let mut next = || {
+            // xorshift64*: reproducible without a dev-dependency.
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..200_000 {
+            let mut bytes = Vec::new();
+            for _ in 0..(next() % 24) {
+                bytes.extend_from_slice(PIECES[(next() >> 8) as usize % PIECES.len()]);
+            }
+            let got = super::utf8_lossy(&bytes);
+            assert_eq!(got, String::from_utf8_lossy(&bytes), "{bytes:?}");
+            assert_eq!(
+                matches!(got, std::borrow::Cow::Borrowed(_)),
+                std::str::from_utf8(&bytes).is_ok(),
+                "borrowed exactly when valid: {bytes:?}"
+            );
+        }
+    }
 
     // Sluis patch: `with_max_nesting` bounds nesting; a generous bound changes nothing.
     #[test]
