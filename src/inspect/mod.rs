@@ -72,7 +72,19 @@ impl Inspector {
         if raw.len() > LIGHT_SIZE {
             return false;
         }
-        let Some(headers) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        // Only Content-Type is parsed; every other field is skipped, not parsed (addresses,
+        // dates): this runs for every message, before the inspection parses it all.
+        static CONTENT_TYPE_ONLY: std::sync::LazyLock<mail_parser::MessageParser> =
+            std::sync::LazyLock::new(|| {
+                mail_parser::MessageParser::new()
+                    .header_content_type(mail_parser::HeaderName::ContentType)
+                    .default_header_ignore()
+            });
+        Self::light_by(&CONTENT_TYPE_ONLY, raw)
+    }
+
+    fn light_by(parser: &mail_parser::MessageParser, raw: &[u8]) -> bool {
+        let Some(headers) = parser.parse_headers(raw) else {
             return false;
         };
         match mail_parser::MimeHeaders::content_type(&headers) {
@@ -190,6 +202,66 @@ mod tests {
                 !Inspector::is_light(raw),
                 "{}",
                 String::from_utf8_lossy(&raw[..40])
+            );
+        }
+    }
+
+    /// `is_light` parses Content-Type alone and skips the other fields: it must decide as a
+    /// parse of every field does, over the corpus and over header sections built to trip a
+    /// skip (folded and broken fields before and after Content-Type, two of them, none).
+    #[test]
+    fn skipping_the_other_fields_decides_as_parsing_them_all() {
+        let full = mail_parser::MessageParser::default();
+        let mut cases: Vec<Vec<u8>> = Vec::new();
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/messages");
+        for entry in std::fs::read_dir(corpus).unwrap() {
+            cases.push(std::fs::read(entry.unwrap().path()).unwrap());
+        }
+        assert!(cases.len() >= 20, "the corpus is there");
+        const FIELDS: &[&[u8]] = &[
+            b"From: \"A, B\" <a@x.test>\r\n",
+            b"To: <broken@\r\n",
+            b"To: a@x.test,\r\n\tb@y.test\r\n",
+            b"Date: Mon, 30 Nov 2026 10:00:00 +0100\r\n",
+            b"Date: (comment \r\n",
+            b"Subject: =?utf-8?q?caf=C3=A9?=\r\n",
+            b"Subject: folded\r\n continued: Content-Type: text/csv\r\n",
+            b"Message-ID: <a@b\r\n",
+            b"Received: from x (y [1.2.3.4])\r\n\tby z; Mon, 30 Nov 2026 10:00:00 +0100\r\n",
+            b"X-Odd: \"unclosed\r\n",
+            b"Content-Type: text/plain\r\n",
+            b"Content-Type: TEXT/HTML; charset=\"utf-8\"\r\n",
+            b"Content-Type: multipart/mixed;\r\n boundary=b\r\n",
+            b"Content-Type: application/pdf\r\n",
+            b"Content-type: text/csv\r\n",
+            b"Content-Type:\r\n",
+            b"Content-Type: (comment) text/plain\r\n",
+            b"no colon here\r\n",
+            b"\r\n",
+            b"\n",
+            b"Bad Name: x\r\n",
+        ];
+        let mut seed = 0x7516_u64;
+        let mut next = move || {
+            seed ^= seed >> 12;
+            seed ^= seed << 25;
+            seed ^= seed >> 27;
+            seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        };
+        for _ in 0..20_000 {
+            let mut raw = Vec::new();
+            for _ in 0..(next() % 8) {
+                raw.extend_from_slice(FIELDS[(next() >> 8) as usize % FIELDS.len()]);
+            }
+            raw.extend_from_slice(b"\r\nbody\r\n");
+            cases.push(raw);
+        }
+        for raw in &cases {
+            assert_eq!(
+                Inspector::is_light(raw),
+                Inspector::light_by(&full, raw),
+                "{}",
+                String::from_utf8_lossy(&raw[..raw.len().min(300)])
             );
         }
     }

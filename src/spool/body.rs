@@ -48,6 +48,11 @@ impl SpooledBody {
         self.file.is_some()
     }
 
+    /// The whole body, when it is all in memory: read without a copy.
+    pub fn in_memory(&self) -> Option<&[u8]> {
+        self.file.is_none().then_some(&self.memory[..])
+    }
+
     pub async fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match bytes.len() {
             0 => return Ok(()),
@@ -95,17 +100,18 @@ impl SpooledBody {
         Ok(all)
     }
 
-    /// The next chunk of at most 64 KiB, or `None` at the end.
-    pub async fn next_chunk(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+    /// The next chunk of at most 64 KiB, or `None` at the end: borrowed while the body is in
+    /// memory (every message is read two or three times, to hash and to relay it).
+    pub async fn next_chunk(&mut self) -> std::io::Result<Option<std::borrow::Cow<'_, [u8]>>> {
         match self.file.as_mut() {
             None => {
-                let end = (self.read_pos + CHUNK).min(self.memory.len());
-                if self.read_pos >= end {
+                let start = self.read_pos;
+                let end = (start + CHUNK).min(self.memory.len());
+                if start >= end {
                     return Ok(None);
                 }
-                let chunk = self.memory[self.read_pos..end].to_vec();
                 self.read_pos = end;
-                Ok(Some(chunk))
+                Ok(Some(std::borrow::Cow::Borrowed(&self.memory[start..end])))
             }
             Some(f) => {
                 let mut chunk = vec![0u8; CHUNK];
@@ -114,7 +120,7 @@ impl SpooledBody {
                     return Ok(None);
                 }
                 chunk.truncate(n);
-                Ok(Some(chunk))
+                Ok(Some(std::borrow::Cow::Owned(chunk)))
             }
         }
     }

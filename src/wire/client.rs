@@ -218,12 +218,13 @@ impl Client {
             if self.buf.len() > MAX_REPLY {
                 return Err(UpstreamError::Protocol("reply too long".into()));
             }
-            let mut chunk = [0u8; 4096];
-            let n = self.stream.read(&mut chunk).await?;
+            // Straight into the buffer's spare room: a 4 KiB array here was zeroed for every
+            // read and lived in (and was moved with) every future awaiting a reply.
+            self.buf.reserve(4096);
+            let n = self.stream.read_buf(&mut self.buf).await?;
             if n == 0 {
                 return Err(UpstreamError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
-            self.buf.extend_from_slice(&chunk[..n]);
         }
     }
 
