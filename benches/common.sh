@@ -12,7 +12,17 @@ SLUIS=$PWD/target/release/sluis
 
 work=$(mktemp -d /tmp/sluis-bench-XXXXXX); chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { # stops what was started, waits up to 10 s for it to end (Sluis syncs its audit log
+    # as it stops: removing its spool under it left the directory behind), then removes $work
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for _ in $(seq 100); do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" = 0 ] && break
+        sleep 0.1
+    done
+    rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 now() { date +%s.%N; }
