@@ -67,7 +67,7 @@ impl Pipeline {
             true => None,
             false => Some(self.inspect_slots.clone().acquire_owned().await.ok()?),
         };
-        let started = std::time::Instant::now();
+        let spilled = body.is_spilled();
         if let Some(raw) = body
             .in_memory()
             .filter(|raw| light && Inspector::is_light(raw))
@@ -75,6 +75,7 @@ impl Pipeline {
             // One small text part: inspected here, which spares two thread hand-overs per
             // message (about a tenth of the CPU a relayed message costs, README), and where it
             // is, without a copy.
+            let started = std::time::Instant::now();
             let result = self.inspector.inspect(raw);
             count(&result, started.elapsed());
             return Some(result);
@@ -86,7 +87,8 @@ impl Pipeline {
                 return None;
             }
         };
-        if light && Inspector::is_light(&raw) {
+        let started = std::time::Instant::now();
+        if light && spilled && Inspector::is_light(&raw) {
             // The same, spilled to disk (a `limits.memory_buffer` under `LIGHT_SIZE`).
             let result = self.inspector.inspect(&raw);
             count(&result, started.elapsed());
