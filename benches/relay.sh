@@ -62,7 +62,7 @@ run_source() { # port [cpu] -> messages/s (smtp-source on that cpu only, when gi
 # RUNS pairs, direct then through Sluis, one after the other: the direct run alone moves by
 # 10-15 % from run to run on this machine kind, so one pair says little; the median pair's
 # ratio is the figure, every pair is printed, and so are the pairs' mean and range. (Five
-# pairs: with three, a median pair of 0.49 or 0.55 came from the same build.)
+# pairs: with three, one build's figure ranged from 0.50 to 0.55 over three runs.)
 echo "== throughput: $N messages of $SIZE bytes, $SESSIONS sessions, $RUNS pairs of runs"
 start_sluis
 pairs=()
